@@ -1,0 +1,76 @@
+#pragma once
+
+#include <herald/config.hpp>
+#include <herald/detail/channel_core.hpp>
+#include <herald/hooks.hpp>
+#include <herald/hub.hpp>
+#include <herald/options.hpp>
+#include <herald/transport.hpp>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+namespace herald {
+
+/** A path on which clients receive a hub's events over transport `T`.
+
+    Connections reach a channel in one of two ways: a herald::Server routes them by path, or
+    the application's own Beast server hands over a parsed request with accept(). Either way
+    the channel owns the connection from then on.
+
+    Thread safety: every member function may be called from any thread. Connections keep the
+    channel's state alive; destroying the Channel closes them.
+
+    Example:
+      herald::Channel<herald::Sse> feed{hub, "/api/feed"};
+      server.add(feed);
+*/
+template <Transport T>
+class Channel {
+ public:
+  using transport_type = T;
+  using transport_options = typename T::options;
+
+  /// Throws std::invalid_argument for a path not starting with '/' or invalid options.
+  Channel(Hub const& hub, std::string path, ChannelOptions options = {},
+          transport_options topts = {})
+      : impl_(std::make_shared<detail::ChannelImpl<T>>(hub, std::move(path), std::move(options),
+                                                       std::move(topts))) {}
+
+  Channel(Channel&&) noexcept = default;
+  Channel& operator=(Channel&&) noexcept = default;
+
+  ~Channel() {
+    if (impl_) impl_->abort();
+  }
+
+  /** Take over a connection whose request the application has read.
+
+      `stream` is a connected `beast::tcp_stream`, `ssl_stream<tcp_stream>` or socket; its
+      executor should be a strand or a single-threaded context (herald adds a strand of its
+      own). Requests the channel refuses are answered with a plain HTTP error and closed.
+  */
+  template <class Stream>
+  void accept(Stream&& stream, Request req) {
+    impl_->accept_stream(std::forward<Stream>(stream), std::move(req));
+  }
+
+  std::string const& path() const noexcept { return impl_->path(); }
+
+  /// Connections open now.
+  std::size_t connections() const { return impl_->active(); }
+
+  /// Stop admitting; tell every client the server is going away, then close.
+  void shutdown() { impl_->shutdown(); }
+
+  Hub const& hub() const noexcept { return impl_->hub(); }
+
+  /// The type-erased endpoint herald::Server routes to.
+  std::shared_ptr<detail::Endpoint> endpoint() const noexcept { return impl_; }
+
+ private:
+  std::shared_ptr<detail::ChannelImpl<T>> impl_;
+};
+
+}  // namespace herald

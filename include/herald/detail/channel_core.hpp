@@ -1,0 +1,215 @@
+#pragma once
+
+#include <herald/detail/http.hpp>
+#include <herald/detail/topic.hpp>
+#include <herald/error.hpp>
+#include <herald/hooks.hpp>
+#include <herald/hub.hpp>
+#include <herald/options.hpp>
+
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace herald::detail {
+
+/// What a channel needs from each live connection, whatever its transport.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  /// Tell the client the server is going away and close once it has been told.
+  virtual void stop() = 0;
+  /// Close now.
+  virtual void abort() = 0;
+};
+
+/// What herald::Server needs from a channel: the type-erased face of ChannelImpl<T>.
+class Endpoint {
+ public:
+  virtual ~Endpoint() = default;
+  virtual std::string const& path() const noexcept = 0;
+  virtual void accept(beast::tcp_stream&& stream, Request&& req) = 0;
+  virtual void shutdown() = 0;
+  virtual void abort() = 0;
+  virtual std::size_t active() const = 0;
+};
+
+/// What admission decided for a request that may proceed.
+struct Admission {
+  std::string principal;
+  TopicSet topics;
+  QueryParams query;
+};
+
+/** The transport-independent part of a channel: options, admission (origin, authorization,
+    topics) and the registry of live connections used for limits and shutdown. */
+class ChannelCore {
+ public:
+  ChannelCore(Hub hub, std::string path, ChannelOptions options)
+      : hub_(std::move(hub)), path_(std::move(path)), options_(std::move(options)) {
+    if (path_.empty() || path_.front() != '/')
+      throw std::invalid_argument("herald: channel path must start with '/'");
+    for (auto const& t : options_.topics)
+      if (!valid_topic(t, max_topic_length))
+        throw std::invalid_argument("herald: ChannelOptions::topics holds an invalid topic name");
+    if (options_.limits.queue_events == 0 || options_.limits.queue_bytes == 0)
+      throw std::invalid_argument("herald: Limits::queue_events and queue_bytes must be positive");
+    if (options_.limits.max_subscriptions == 0)
+      throw std::invalid_argument("herald: Limits::max_subscriptions must be positive");
+  }
+
+  Hub const& hub() const noexcept { return hub_; }
+  HubState& state() const noexcept { return *hub_.state(); }
+  std::string const& path() const noexcept { return path_; }
+  ChannelOptions const& options() const noexcept { return options_; }
+
+  QueueLimits queue_limits() const noexcept {
+    return {options_.limits.queue_events, options_.limits.queue_bytes, options_.overflow};
+  }
+
+  /** Decide whether `req` may proceed: origin, authorization, topics, topic authorization.
+      On refusal returns the error and sets `detail` to a message for the client. Hooks that
+      throw refuse with error::hook_failed. */
+  boost::system::error_code admit(Request const& req, Admission& out, std::string& detail) const {
+    if (stopping()) return error::shutting_down;
+    if (!origin_allowed(req[http::field::origin], req[http::field::host], options_.allowed_origins))
+      return error::origin_not_allowed;
+    auto query = parse_query(target_query(req.target()));
+    if (!query) {
+      detail = "malformed query string";
+      return error::bad_request;
+    }
+    try {
+      if (options_.authorize) {
+        Verdict v = options_.authorize(req);
+        if (!v.allowed()) {
+          detail = v.text();
+          return v.reason();
+        }
+        out.principal = v.text();
+      }
+      for (auto const& [key, value] : *query) {
+        if (key != "topic") continue;
+        if (!valid_topic(value, options_.limits.max_topic_length)) {
+          detail = "invalid topic name";
+          return error::bad_topic;
+        }
+        if (!options_.topics.empty() &&
+            std::find(options_.topics.begin(), options_.topics.end(), value) == options_.topics.end()) {
+          detail = "topic not offered on this channel: " + value;
+          return error::forbidden;
+        }
+        if (std::find(out.topics.topics.begin(), out.topics.topics.end(), value) == out.topics.topics.end())
+          out.topics.topics.push_back(value);
+      }
+      if (out.topics.topics.empty()) {
+        out.topics.topics = options_.topics;
+        out.topics.all = options_.topics.empty();
+      }
+      if (out.topics.topics.size() > options_.limits.max_subscriptions) {
+        detail = "at most " + std::to_string(options_.limits.max_subscriptions) + " topics";
+        return error::too_many_subscriptions;
+      }
+      if (options_.authorize_topic) {
+        if (out.topics.all && !options_.authorize_topic(out.principal, "*")) {
+          detail = "not allowed to subscribe to every topic";
+          return error::forbidden;
+        }
+        for (auto const& t : out.topics.topics)
+          if (!options_.authorize_topic(out.principal, t)) {
+            detail = "not allowed to subscribe to " + t;
+            return error::forbidden;
+          }
+      }
+    } catch (...) {
+      return error::hook_failed;
+    }
+    out.query = std::move(*query);
+    return {};
+  }
+
+  /// Register a live connection; false if the channel is full or stopping.
+  bool add(SessionBase* s, std::weak_ptr<SessionBase> w) {
+    std::lock_guard lock{mutex_};
+    if (stopping_ || sessions_.size() >= options_.limits.max_connections) return false;
+    sessions_.emplace(s, std::move(w));
+    return true;
+  }
+
+  void remove(SessionBase* s) {
+    std::lock_guard lock{mutex_};
+    sessions_.erase(s);
+  }
+
+  std::size_t active() const {
+    std::lock_guard lock{mutex_};
+    return sessions_.size();
+  }
+
+  bool stopping() const {
+    std::lock_guard lock{mutex_};
+    return stopping_;
+  }
+
+  /// Stop admitting and ask every connection to close gracefully.
+  void shutdown() {
+    for (auto& s : snapshot(true)) s->stop();
+  }
+
+  /// Stop admitting and close every connection now.
+  void abort() {
+    for (auto& s : snapshot(true)) s->abort();
+  }
+
+ private:
+  std::vector<std::shared_ptr<SessionBase>> snapshot(bool stop) {
+    std::vector<std::shared_ptr<SessionBase>> out;
+    std::lock_guard lock{mutex_};
+    if (stop) stopping_ = true;
+    out.reserve(sessions_.size());
+    for (auto& [raw, weak] : sessions_)
+      if (auto s = weak.lock()) out.push_back(std::move(s));
+    return out;
+  }
+
+  Hub hub_;
+  std::string path_;
+  ChannelOptions options_;
+  mutable std::mutex mutex_;
+  bool stopping_ = false;
+  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
+};
+
+/// A channel's state for transport T: the core plus T's options, shared with its connections.
+template <class T>
+class ChannelImpl final : public ChannelCore,
+                          public Endpoint,
+                          public std::enable_shared_from_this<ChannelImpl<T>> {
+ public:
+  ChannelImpl(Hub hub, std::string path, ChannelOptions options, typename T::options topts)
+      : ChannelCore(std::move(hub), std::move(path), std::move(options)), transport_(std::move(topts)) {}
+
+  typename T::options const& transport_options() const noexcept { return transport_; }
+
+  template <class Stream>
+  void accept_stream(Stream&& stream, Request&& req) {
+    T::start(this->shared_from_this(), std::forward<Stream>(stream), std::move(req));
+  }
+
+  std::string const& path() const noexcept override { return ChannelCore::path(); }
+  void accept(beast::tcp_stream&& stream, Request&& req) override {
+    accept_stream(std::move(stream), std::move(req));
+  }
+  void shutdown() override { ChannelCore::shutdown(); }
+  void abort() override { ChannelCore::abort(); }
+  std::size_t active() const override { return ChannelCore::active(); }
+
+ private:
+  typename T::options transport_;
+};
+
+}  // namespace herald::detail

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <herald/detail/error_map.hpp>
+#include <herald/detail/http.hpp>
+#include <herald/error.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace herald::detail {
+
+/// The TCP socket under any stream layering (tcp_stream, ssl_stream<tcp_stream>, raw socket).
+template <class Stream>
+auto& lowest_socket(Stream& s) noexcept {
+  auto& layer = beast::get_lowest_layer(s);
+  if constexpr (requires { layer.socket(); }) return layer.socket();
+  else return layer;
+}
+
+/// Half-close then close: the peer reads everything sent before it sees the end.
+template <class Stream>
+void close_stream(Stream& s) noexcept {
+  auto& sock = lowest_socket(s);
+  boost::system::error_code ignored;
+  sock.shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  sock.close(ignored);
+}
+
+/// The JSON body of an error answer: {"error":"<message>","message":"<detail>"}.
+inline std::string error_body(boost::system::error_code ec, std::string_view detail) {
+  std::string body = R"({"error":")";
+  append_json_escaped(body, ec.message());
+  body += '"';
+  if (!detail.empty()) {
+    body += R"(,"message":")";
+    append_json_escaped(body, detail);
+    body += '"';
+  }
+  body += "}\n";
+  return body;
+}
+
+/// A complete error response for `ec`, status from the error map, JSON body.
+inline http::response<http::string_body> error_response(boost::system::error_code ec,
+                                                         std::string_view detail, unsigned version,
+                                                         bool keep_alive) {
+  http::response<http::string_body> res{to_http_status(ec), version};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  if (ec == error::method_not_allowed) res.set(http::field::allow, "GET");
+  res.body() = error_body(ec, detail);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+/// Write `res` and close: how a channel answers a request it will not serve.
+template <class Stream>
+void write_and_close(Stream&& stream, http::response<http::string_body> res) {
+  struct Op {
+    std::decay_t<Stream> stream;
+    http::response<http::string_body> res;
+  };
+  auto op = std::make_shared<Op>(Op{std::move(stream), std::move(res)});
+  auto& s = op->stream;
+  auto& r = op->res;
+  http::async_write(s, r, [op = std::move(op)](boost::system::error_code, std::size_t) {
+    close_stream(op->stream);
+  });
+}
+
+}  // namespace herald::detail

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <herald/event.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace herald::detail {
+
+/// Wire formats an event can be encoded into; each transport names the one it uses.
+enum class WireFormat : std::uint8_t { sse, json, count_ };
+
+/** An event as the hub keeps it: immutable once published, shared by history and queues.
+
+    Each wire format is encoded at most once, by whoever needs it first, and the bytes are
+    then shared by every subscriber of that format.
+*/
+class StoredEvent {
+ public:
+  StoredEvent(Event ev, std::chrono::steady_clock::time_point at) : event_(std::move(ev)), at_(at) {}
+  StoredEvent(StoredEvent const&) = delete;
+  StoredEvent& operator=(StoredEvent const&) = delete;
+  ~StoredEvent() {
+    for (auto& slot : encoded_) delete slot.load(std::memory_order_relaxed);
+  }
+
+  Event const& event() const noexcept { return event_; }
+  EventId id() const noexcept { return event_.id; }
+  std::chrono::steady_clock::time_point published_at() const noexcept { return at_; }
+
+  /// The bytes of this event in `format`, encoded by `encode(event)` on first use.
+  template <class Encode>
+  std::string const& encoded(WireFormat format, Encode&& encode) const {
+    auto& slot = encoded_[static_cast<std::size_t>(format)];
+    if (auto const* bytes = slot.load(std::memory_order_acquire)) return *bytes;
+    // Two threads may race to encode; both results are equal, the loser's is dropped.
+    auto fresh = std::make_unique<std::string const>(encode(event_));
+    std::string const* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel))
+      return *fresh.release();
+    return *expected;
+  }
+
+ private:
+  friend class HubState;
+  Event event_;
+  std::chrono::steady_clock::time_point at_;
+  mutable std::array<std::atomic<std::string const*>, static_cast<std::size_t>(WireFormat::count_)>
+      encoded_{};
+};
+
+using EventPtr = std::shared_ptr<StoredEvent const>;
+
+}  // namespace herald::detail

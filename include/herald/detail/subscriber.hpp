@@ -1,0 +1,135 @@
+#pragma once
+
+#include <herald/detail/stored_event.hpp>
+#include <herald/event.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace herald {
+
+/// What happens when a connection's outbound queue is full.
+enum class OverflowPolicy : std::uint8_t {
+  /// Close the connection (error::slow_consumer); the client resumes from its cursor.
+  disconnect,
+  /// Drop what is queued and send a reset notice; the connection stays up.
+  reset,
+};
+
+namespace detail {
+
+/// Bounds of one connection's outbound queue.
+struct QueueLimits {
+  std::size_t events = HERALD_DEFAULT_QUEUE_EVENTS;
+  std::size_t bytes = HERALD_DEFAULT_QUEUE_BYTES;
+  OverflowPolicy policy = OverflowPolicy::disconnect;
+};
+
+/// A reset notice: tells a client that events up to `cursor` cannot be delivered to it.
+inline EventPtr make_reset_notice(std::string topic, EventId cursor, std::string_view reason) {
+  Event ev;
+  ev.id = cursor;
+  ev.topic = std::move(topic);
+  ev.type = "reset";
+  ev.data = std::string(R"({"reason":")") + std::string(reason) + R"(","cursor":)" +
+            std::to_string(cursor) + "}";
+  ev.kind = PayloadKind::json;
+  ev.event_kind = EventKind::reset;
+  return std::make_shared<StoredEvent const>(std::move(ev), std::chrono::steady_clock::now());
+}
+
+/** The hub's view of a connection: a bounded inbox the hub fills and the connection drains.
+
+    The hub calls offer() with its lock held, in id order; the connection calls take() on its
+    strand. An inbox that goes from idle to non-empty calls on_ready() once, so a burst of
+    publishes costs one wake-up, and the connection writes everything queued in one gather.
+*/
+class Subscriber : public std::enable_shared_from_this<Subscriber> {
+ public:
+  Subscriber(QueueLimits limits, std::uint64_t id) : limits_(limits), id_(id) {}
+  Subscriber(Subscriber const&) = delete;
+  Subscriber& operator=(Subscriber const&) = delete;
+  virtual ~Subscriber() = default;
+
+  std::uint64_t connection_id() const noexcept { return id_; }
+
+  /** Queue `ev`. Replayed history is exempt from the bound: history is bounded itself, and a
+      resuming client must not be disconnected for the size of what it missed. */
+  void offer(EventPtr const& ev, bool replay = false) {
+    bool wake = false;
+    bool overflow = false;
+    {
+      std::lock_guard lock{mutex_};
+      if (overflowed_) return;
+      std::size_t const size = wire_size(*ev);
+      if (!replay && (pending_.size() + 1 > limits_.events || bytes_ + size > limits_.bytes)) {
+        pending_.clear();
+        bytes_ = 0;
+        if (limits_.policy == OverflowPolicy::disconnect) {
+          overflowed_ = true;
+          overflow = true;
+        } else {
+          auto notice = make_reset_notice(std::string(), ev->id(), "slow_consumer");
+          bytes_ += wire_size(*notice);
+          pending_.push_back(std::move(notice));
+          ++resets_;
+        }
+      } else {
+        pending_.push_back(ev);
+        bytes_ += size;
+      }
+      if (!overflow && !scheduled_) {
+        scheduled_ = true;
+        wake = true;
+      }
+    }
+    if (overflow) on_overflow();
+    else if (wake) on_ready();
+  }
+
+  /** Move everything queued into `out` (which should be empty). Returns false, and re-arms
+      the wake-up, when nothing was queued. */
+  bool take(std::vector<EventPtr>& out) {
+    std::lock_guard lock{mutex_};
+    if (pending_.empty()) {
+      scheduled_ = false;
+      return false;
+    }
+    out.swap(pending_);  // both vectors keep their capacity: no allocation in steady state
+    bytes_ = 0;
+    return true;
+  }
+
+  /// Resets sent because of OverflowPolicy::reset; read on the strand.
+  std::size_t overflow_resets() const {
+    std::lock_guard lock{mutex_};
+    return resets_;
+  }
+
+ protected:
+  /// The inbox became non-empty: schedule a drain on the connection's strand. Must not block.
+  virtual void on_ready() = 0;
+  /// The bound was exceeded under OverflowPolicy::disconnect: schedule a close. Must not block.
+  virtual void on_overflow() = 0;
+  /// Bytes `ev` occupies on this connection's wire (encoding it if needed).
+  virtual std::size_t wire_size(StoredEvent const& ev) const = 0;
+
+ private:
+  QueueLimits const limits_;
+  std::uint64_t const id_;
+  mutable std::mutex mutex_;
+  std::vector<EventPtr> pending_;
+  std::size_t bytes_ = 0;
+  std::size_t resets_ = 0;
+  bool scheduled_ = false;
+  bool overflowed_ = false;
+};
+
+using SubscriberPtr = std::shared_ptr<Subscriber>;
+
+}  // namespace detail
+}  // namespace herald

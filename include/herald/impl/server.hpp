@@ -1,0 +1,358 @@
+#pragma once
+
+#include <herald/detail/response.hpp>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <unordered_map>
+#include <variant>
+
+namespace herald::detail {
+
+class HttpSession;
+
+/// Shared by the Server handle and its connections, so connections never outlive what they use.
+class ServerState : public std::enable_shared_from_this<ServerState> {
+ public:
+  using Route = std::variant<std::shared_ptr<Endpoint>, Handler>;
+
+  ServerState(net::any_io_executor ex, ServerOptions options)
+      : ex_(std::move(ex)), options_(std::move(options)), acceptor_(net::make_strand(ex_)) {}
+
+  net::any_io_executor const& executor() const noexcept { return ex_; }
+  ServerOptions const& options() const noexcept { return options_; }
+
+  void add_route(std::string path, Route route) {
+    if (path.empty() || path.front() != '/')
+      throw std::invalid_argument("herald: route path must start with '/'");
+    if (!routes_.emplace(std::move(path), std::move(route)).second)
+      throw std::invalid_argument("herald: a route for this path exists already");
+  }
+
+  Route const* find(std::string_view path) const {
+    auto it = routes_.find(path);
+    return it == routes_.end() ? nullptr : &it->second;
+  }
+
+  net::ip::tcp::endpoint listen(std::string_view host, std::uint16_t port) {
+    auto const address = net::ip::make_address(host == "localhost" ? "127.0.0.1" : std::string(host));
+    net::ip::tcp::endpoint const ep{address, port};
+    acceptor_.open(ep.protocol());
+    acceptor_.set_option(net::socket_base::reuse_address(true));
+    acceptor_.bind(ep);
+    acceptor_.listen(options_.backlog);
+    bound_ = acceptor_.local_endpoint();
+    net::dispatch(acceptor_.get_executor(), [self = shared_from_this()] { self->accept(); });
+    return bound_;
+  }
+
+  net::ip::tcp::endpoint local_endpoint() const { return bound_; }
+
+  void log(LogLevel level, boost::system::error_code ec, std::string_view message) const noexcept {
+    if (!options_.log || level < options_.log_level) return;
+    try {
+      options_.log(LogRecord{level, "server", 0, ec, message});
+    } catch (...) {
+    }
+  }
+
+  // Connection registry: for the connection limit and for shutdown.
+  bool add(HttpSession* s, std::weak_ptr<HttpSession> w) {
+    std::lock_guard lock{mutex_};
+    if (stopping_ || sessions_.size() >= options_.max_connections) return false;
+    sessions_.emplace(s, std::move(w));
+    return true;
+  }
+  void remove(HttpSession* s) {
+    std::lock_guard lock{mutex_};
+    sessions_.erase(s);
+  }
+  bool stopping() const {
+    std::lock_guard lock{mutex_};
+    return stopping_;
+  }
+
+  void begin_stop();
+  void abort_all();
+  bool drained() const;
+
+ private:
+  void accept();
+
+  net::any_io_executor ex_;
+  ServerOptions options_;
+  net::ip::tcp::acceptor acceptor_;
+  net::ip::tcp::endpoint bound_;
+  std::map<std::string, Route, std::less<>> routes_;
+  mutable std::mutex mutex_;
+  bool stopping_ = false;
+  std::unordered_map<HttpSession*, std::weak_ptr<HttpSession>> sessions_;
+  std::optional<net::steady_timer> retry_timer_;
+};
+
+/// One HTTP/1.1 connection until it is handed to a channel or closed.
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(std::shared_ptr<ServerState> server, net::ip::tcp::socket&& socket)
+      : server_(std::move(server)), stream_(std::move(socket)) {}
+
+  void start() {
+    if (!server_->add(this, weak_from_this())) {
+      auto ec = server_->stopping() ? make_error_code(error::shutting_down)
+                                    : make_error_code(error::too_many_connections);
+      server_->log(LogLevel::warning, ec, "connection refused");
+      write_and_close(std::move(stream_), error_response(ec, {}, 11, false));
+      return;
+    }
+    registered_ = true;
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+  }
+
+  ~HttpSession() {
+    if (registered_) server_->remove(this);
+  }
+
+  /// Close if idle; a connection writing a response closes after it.
+  void stop() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->reading_) self->close();
+    });
+  }
+
+  void abort() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
+  }
+
+ private:
+  void read() {
+    if (server_->stopping()) return close();
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_->options().header_limit));
+    parser_->body_limit(server_->options().body_limit);
+    stream_.expires_after(server_->options().request_timeout);
+    reading_ = true;
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                       self->reading_ = false;
+                       self->on_read(ec);
+                     });
+  }
+
+  void on_read(boost::system::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
+        ec == beast::error::timeout)
+      return close();
+    if (ec) {
+      // The request could not be parsed: answer once, then close (the framing is lost).
+      error e = error::bad_request;
+      if (ec == http::error::header_limit) e = error::message_too_big;
+      if (ec == http::error::body_limit) e = error::message_too_big;
+      server_->log(LogLevel::info, ec, "bad request");
+      auto res = error_response(e, ec.message(), 11, false);
+      if (ec == http::error::header_limit)
+        res.result(http::status::request_header_fields_too_large);
+      return respond(std::move(res), false);
+    }
+    Request req = parser_->release();
+    auto const* route = server_->find(target_path(req.target()));
+    if (!route) {
+      auto res = error_response(error::not_found, {}, req.version(), req.keep_alive());
+      return respond(std::move(res), req.method() == http::verb::head);
+    }
+    if (auto const* endpoint = std::get_if<std::shared_ptr<Endpoint>>(route)) {
+      stream_.expires_never();
+      server_->remove(this);
+      registered_ = false;
+      (*endpoint)->accept(std::move(stream_), std::move(req));
+      return;
+    }
+    http::response<http::string_body> res;
+    try {
+      res = std::get<Handler>(*route)(req);
+    } catch (...) {
+      server_->log(LogLevel::error, error::hook_failed, "handler threw");
+      res = error_response(error::hook_failed, {}, req.version(), false);
+    }
+    res.version(req.version());
+    res.keep_alive(req.keep_alive() && res.keep_alive());
+    res.prepare_payload();
+    respond(std::move(res), req.method() == http::verb::head);
+  }
+
+  void respond(http::response<http::string_body>&& res, bool head_only) {
+    res_ = std::move(res);
+    if (server_->stopping()) res_.keep_alive(false);
+    serializer_.emplace(res_);
+    stream_.expires_after(server_->options().request_timeout);
+    auto done = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+      self->serializer_.reset();
+      if (ec || !self->res_.keep_alive()) return self->close();
+      self->read();
+    };
+    if (head_only) http::async_write_header(stream_, *serializer_, std::move(done));
+    else http::async_write(stream_, *serializer_, std::move(done));
+  }
+
+  void close() {
+    stream_.expires_never();
+    close_stream(stream_);
+  }
+
+  std::shared_ptr<ServerState> server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> res_;
+  std::optional<http::response_serializer<http::string_body>> serializer_;
+  bool reading_ = false;
+  bool registered_ = false;
+};
+
+inline void ServerState::accept() {
+  acceptor_.async_accept(
+      net::make_strand(ex_), [self = shared_from_this()](boost::system::error_code ec, net::ip::tcp::socket socket) {
+        if (!self->acceptor_.is_open()) return;
+        if (ec) {
+          // Out of descriptors or similar: back off instead of spinning on the error.
+          self->log(LogLevel::error, ec, "accept failed");
+          self->retry_timer_.emplace(self->acceptor_.get_executor());
+          self->retry_timer_->expires_after(std::chrono::milliseconds(100));
+          self->retry_timer_->async_wait([self](boost::system::error_code) {
+            if (self->acceptor_.is_open()) self->accept();
+          });
+          return;
+        }
+        socket.set_option(net::ip::tcp::no_delay(true), ec);
+        std::make_shared<HttpSession>(self, std::move(socket))->start();
+        self->accept();
+      });
+}
+
+inline void ServerState::begin_stop() {
+  std::vector<std::shared_ptr<HttpSession>> sessions;
+  {
+    std::lock_guard lock{mutex_};
+    stopping_ = true;
+    for (auto& [raw, weak] : sessions_)
+      if (auto s = weak.lock()) sessions.push_back(std::move(s));
+  }
+  net::dispatch(acceptor_.get_executor(), [self = shared_from_this()] {
+    boost::system::error_code ignored;
+    self->acceptor_.close(ignored);
+    if (self->retry_timer_) self->retry_timer_->cancel();
+  });
+  for (auto& s : sessions) s->stop();
+  for (auto& [path, route] : routes_)
+    if (auto const* ep = std::get_if<std::shared_ptr<Endpoint>>(&route)) (*ep)->shutdown();
+}
+
+inline void ServerState::abort_all() {
+  std::vector<std::shared_ptr<HttpSession>> sessions;
+  {
+    std::lock_guard lock{mutex_};
+    stopping_ = true;
+    for (auto& [raw, weak] : sessions_)
+      if (auto s = weak.lock()) sessions.push_back(std::move(s));
+  }
+  net::dispatch(acceptor_.get_executor(), [self = shared_from_this()] {
+    boost::system::error_code ignored;
+    self->acceptor_.close(ignored);
+    if (self->retry_timer_) self->retry_timer_->cancel();
+  });
+  for (auto& s : sessions) s->abort();
+  for (auto& [path, route] : routes_)
+    if (auto const* ep = std::get_if<std::shared_ptr<Endpoint>>(&route)) (*ep)->abort();
+}
+
+inline bool ServerState::drained() const {
+  {
+    std::lock_guard lock{mutex_};
+    if (!sessions_.empty()) return false;
+  }
+  for (auto const& [path, route] : routes_)
+    if (auto const* ep = std::get_if<std::shared_ptr<Endpoint>>(&route); ep && (*ep)->active() != 0)
+      return false;
+  return true;
+}
+
+/// The state machine of Server::async_stop: begin, poll until drained or past the deadline.
+struct StopOp {
+  std::shared_ptr<ServerState> server;
+  std::chrono::steady_clock::time_point deadline;
+  std::unique_ptr<net::steady_timer> timer;
+  bool started = false;
+
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code = {}) {
+    if (!started) {
+      started = true;
+      server->begin_stop();
+    } else if (server->drained()) {
+      return self.complete({});
+    } else if (std::chrono::steady_clock::now() >= deadline) {
+      server->abort_all();
+      return self.complete(net::error::timed_out);
+    }
+    // Connections close on their own strands; poll briefly rather than couple every session
+    // to a completion callback (shutdown is rare, and this bounds the wait at the deadline).
+    timer->expires_after(std::chrono::milliseconds(5));
+    timer->async_wait(std::move(self));
+  }
+};
+
+}  // namespace herald::detail
+
+namespace herald {
+
+inline Server::Server(executor_type ex, ServerOptions options)
+    : state_(std::make_shared<detail::ServerState>(std::move(ex), std::move(options))) {}
+
+inline Server::~Server() {
+  if (state_) state_->abort_all();
+}
+
+inline Server& Server::add_endpoint(std::shared_ptr<detail::Endpoint> endpoint) {
+  auto path = endpoint->path();
+  state_->add_route(std::move(path), std::move(endpoint));
+  return *this;
+}
+
+inline Server& Server::handle(std::string path, Handler handler) {
+  if (!handler) throw std::invalid_argument("herald: Server::handle needs a handler");
+  state_->add_route(std::move(path), std::move(handler));
+  return *this;
+}
+
+inline net::ip::tcp::endpoint Server::listen(std::string_view host, std::uint16_t port) {
+  return state_->listen(host, port);
+}
+
+inline net::ip::tcp::endpoint Server::local_endpoint() const { return state_->local_endpoint(); }
+
+inline Server::executor_type Server::get_executor() const noexcept { return state_->executor(); }
+
+template <class Token>
+auto Server::async_stop(std::chrono::steady_clock::duration grace, Token&& token) {
+  auto timer = std::make_unique<net::steady_timer>(state_->executor());
+  return net::async_compose<Token, void(boost::system::error_code)>(
+      detail::StopOp{state_, std::chrono::steady_clock::now() + grace, std::move(timer)}, token,
+      state_->executor());
+}
+
+}  // namespace herald

@@ -1,0 +1,106 @@
+#pragma once
+
+#include <herald/channel.hpp>
+#include <herald/config.hpp>
+#include <herald/detail/channel_core.hpp>
+#include <herald/hooks.hpp>
+#include <herald/log.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace herald {
+
+namespace detail {
+class ServerState;
+}
+
+/// Limits and timeouts of herald::Server. Every default is safe for a public server.
+struct ServerOptions {
+  /// HTTP connections held at once (streams handed to channels count against the channel).
+  std::size_t max_connections = 10'000;
+  /// Largest request header; larger ones get 431.
+  std::size_t header_limit = 8 * 1024;
+  /// Largest request body; larger ones get 413.
+  std::size_t body_limit = 64 * 1024;
+  /// Time allowed to receive a complete request, including between keep-alive requests.
+  std::chrono::milliseconds request_timeout = std::chrono::seconds(10);
+  /// Backlog of the listening socket.
+  int backlog = 1024;
+  /// Log hook for connection-level events; none by default.
+  LogHook log;
+  LogLevel log_level = LogLevel::info;
+};
+
+/** A plain HTTP route's handler. Runs on the connection's strand and must not block; if it
+    throws, the client gets a 500. */
+using Handler = std::function<http::response<http::string_body>(Request const&)>;
+
+/** A small standalone HTTP/1.1 server: listener, router by path, keep-alive for plain requests,
+    404 for unknown paths, graceful stop. It runs on the application's executor and starts no
+    threads.
+
+    Thread safety: add() and handle() before listen(); the rest from any thread.
+
+    Example:
+      herald::Server server{ioc.get_executor()};
+      server.add(feed);
+      server.listen("127.0.0.1", 8080);
+      ioc.run();
+*/
+class Server {
+ public:
+  using executor_type = net::any_io_executor;
+
+  explicit Server(executor_type ex, ServerOptions options = {});
+  Server(Server const&) = delete;
+  Server& operator=(Server const&) = delete;
+  /// Closes the listener and every connection still open.
+  ~Server();
+
+  /// Route the channel's path to it. Throws std::invalid_argument if the path is taken.
+  template <Transport T>
+  Server& add(Channel<T> const& channel) {
+    return add_endpoint(channel.endpoint());
+  }
+
+  /// Serve `path` with `handler` (any method). Throws std::invalid_argument if the path is taken.
+  Server& handle(std::string path, Handler handler);
+
+  /** Bind and start accepting. `host` is an IP literal or "localhost"; port 0 picks a free port.
+      Returns the bound endpoint. Throws boost::system::system_error on failure. */
+  net::ip::tcp::endpoint listen(std::string_view host, std::uint16_t port);
+
+  /// The bound endpoint (after listen).
+  net::ip::tcp::endpoint local_endpoint() const;
+
+  /** Stop gracefully: stop accepting, close idle connections, ask every channel to tell its
+      clients (SSE final `retry:`, WebSocket 1001), then wait for them to close. Whatever is
+      still open after `grace` is closed at once.
+
+      Completion signature: void(error_code) — success if every connection closed within
+      `grace`, net::error::timed_out if some had to be cut. Must not be called twice.
+  */
+  template <class Token = net::default_completion_token_t<executor_type>>
+  auto async_stop(std::chrono::steady_clock::duration grace,
+                  Token&& token = net::default_completion_token_t<executor_type>{});
+
+  executor_type get_executor() const noexcept;
+
+ private:
+  Server& add_endpoint(std::shared_ptr<detail::Endpoint> endpoint);
+  std::shared_ptr<detail::ServerState> state_;
+};
+
+}  // namespace herald
+
+#include <herald/impl/server.hpp>

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <herald/config.hpp>
+#include <herald/detail/channel_core.hpp>
+#include <herald/hooks.hpp>
+#include <herald/transport.hpp>
+
+#include <boost/beast/core/string.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string_view>
+
+namespace herald {
+
+/// Options of the SSE transport.
+struct SseOptions {
+  /// Reconnection delay sent to EventSource as `retry:` when the stream starts and ends.
+  std::chrono::milliseconds retry = std::chrono::seconds(3);
+  /// A comment line is sent after this much silence, so proxies keep the stream; zero: never.
+  std::chrono::milliseconds heartbeat = std::chrono::seconds(15);
+};
+
+/** Server-Sent Events (WHATWG event-stream): one-way push that browsers consume with
+    `new EventSource(url)`, resuming by themselves with `Last-Event-ID`.
+
+    A request is served when it is a GET; `?topic=` names topics, and the cursor comes from the
+    `Last-Event-ID` header or a `lastEventId` query parameter.
+*/
+struct Sse {
+  static constexpr std::string_view name = "sse";
+  static constexpr Capabilities capabilities{
+      .client_to_server = false, .binary = false, .server_push = true, .resumable = true,
+      .plain_http = false};
+  using options = SseOptions;
+
+  /// A GET that accepts text/event-stream.
+  static bool matches(Request const& req) {
+    return req.method() == http::verb::get &&
+           req[http::field::accept].find("text/event-stream") != std::string_view::npos;
+  }
+
+  template <class Stream>
+  static void start(std::shared_ptr<detail::ChannelImpl<Sse>> channel, Stream&& stream, Request&& req);
+};
+
+}  // namespace herald
+
+#include <herald/detail/sse_session.hpp>
