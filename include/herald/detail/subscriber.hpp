@@ -29,10 +29,12 @@ struct QueueLimits {
   OverflowPolicy policy = OverflowPolicy::disconnect;
 };
 
-/// A reset notice: tells a client that events up to `cursor` cannot be delivered to it.
-inline EventPtr make_reset_notice(std::string topic, EventId cursor, std::string_view reason) {
+/** A reset notice: tells a client that events up to `cursor` may be missing for it. The notice
+    carries id `id`, the client's position after it (its own cursor when history ran out,
+    so a client that drops right after the notice is told again rather than skipping ahead). */
+inline EventPtr make_reset_notice(std::string topic, EventId id, EventId cursor, std::string_view reason) {
   Event ev;
-  ev.id = cursor;
+  ev.id = id;
   ev.topic = std::move(topic);
   ev.type = "reset";
   ev.data = std::string(R"({"reason":")") + std::string(reason) + R"(","cursor":)" +
@@ -73,7 +75,7 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
           overflowed_ = true;
           overflow = true;
         } else {
-          auto notice = make_reset_notice(std::string(), ev->id(), "slow_consumer");
+          auto notice = make_reset_notice(std::string(), ev->id(), ev->id(), "slow_consumer");
           bytes_ += wire_size(*notice);
           pending_.push_back(std::move(notice));
           ++resets_;

@@ -122,7 +122,7 @@ class HubState {
         r.reset = true;
         if (*since > last) from = 0;  // a cursor from another timeline: everything retained is new
         auto notice = make_reset_notice(set.topics.size() == 1 ? set.topics.front() : std::string(),
-                                        std::min(*since, last), "cursor_expired");
+                                        std::min(*since, last), std::min(r.floor, last), "cursor_expired");
         sub->offer(notice, true);
         resets_.fetch_add(1, std::memory_order_relaxed);
       }

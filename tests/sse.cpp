@@ -1,0 +1,416 @@
+// End-to-end SSE tests over real loopback sockets. The io_context runs on the test thread;
+// every wait is a condition with a deadline.
+
+#include <herald/herald.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http_client.hpp"
+#include "loopback.hpp"
+#include "sse_reader.hpp"
+
+namespace {
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
+using test::run_until;
+
+constexpr char const* accept_sse = "Accept: text/event-stream\r\n";
+
+/// A hub, one SSE channel on /api/feed and a herald::Server on 127.0.0.1:0.
+struct Fixture {
+  explicit Fixture(herald::ChannelOptions co = {}, herald::SseOptions so = {},
+                   herald::HubOptions ho = {.first_id = 1})
+      : hub(ioc.get_executor(), std::move(ho)),
+        feed(hub, "/api/feed", std::move(co), so),
+        server(ioc.get_executor()) {
+    server.add(feed);
+    ep = server.listen("127.0.0.1", 0);
+  }
+
+  net::io_context ioc;
+  herald::Hub hub;
+  herald::Channel<herald::Sse> feed;
+  herald::Server server;
+  tcp::endpoint ep;
+};
+
+/// A raw client plus an independent SSE parser over its body.
+struct SseClient {
+  explicit SseClient(net::io_context& ioc) : raw(ioc) {}
+  test::RawClient raw;
+  test::SseReader reader;
+
+  std::vector<test::SseEvent> const& events() {
+    reader.feed_all(raw.body());
+    return reader.events();
+  }
+  bool has(std::size_t n) { return events().size() >= n; }
+  bool saw_id(herald::EventId id) {
+    for (auto const& e : events())
+      if (e.id == std::to_string(id)) return true;
+    return false;
+  }
+  std::vector<std::string> ids() {
+    std::vector<std::string> out;
+    for (auto const& e : events()) out.push_back(e.id);
+    return out;
+  }
+};
+
+std::vector<std::string> ids_of(std::initializer_list<herald::EventId> ids) {
+  std::vector<std::string> out;
+  for (auto id : ids) out.push_back(std::to_string(id));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sse: a stream has the event-stream headers, retry, and live events in order", "[e2e][sse]") {
+  Fixture f;
+  f.hub.publish("orders", R"({"before":true})");  // not delivered: no cursor, live only
+
+  SseClient c{f.ioc};
+  c.raw.get(f.ep, "/api/feed", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return c.raw.has_headers(); }));
+  CHECK(c.raw.status() == 200);
+  CHECK(c.raw.header("Content-Type") == "text/event-stream");
+  CHECK(c.raw.header("Cache-Control") == "no-cache");
+  CHECK(c.raw.header("X-Accel-Buffering") == "no");
+  CHECK(c.raw.header("Content-Length").empty());
+
+  auto const a = f.hub.publish("orders", R"({"id":1})");
+  auto const b = f.hub.publish("orders", "plain text", {.type = "note"});
+  auto const d = f.hub.publish("other", "line one\r\nline two\rline three\nline four");
+  REQUIRE(run_until(f.ioc, [&] { return c.has(3); }));
+
+  REQUIRE(c.reader.retry() == 3000);
+  auto const& ev = c.events();
+  REQUIRE(ev.size() == 3);
+  CHECK(ev[0].id == std::to_string(a));
+  CHECK(ev[0].type == "message");
+  CHECK(nlohmann::json::parse(ev[0].data) == nlohmann::json{{"id", 1}});
+  CHECK(ev[1].id == std::to_string(b));
+  CHECK(ev[1].type == "note");
+  CHECK(ev[1].data == "plain text");
+  CHECK(ev[2].id == std::to_string(d));
+  CHECK(ev[2].data == "line one\nline two\nline three\nline four");
+  CHECK(f.hub.stats().deliveries >= 3);
+  CHECK(f.hub.stats().connections == 1);
+}
+
+TEST_CASE("sse: resume with Last-Event-ID replays exactly the missed events, then live", "[e2e][sse]") {
+  Fixture f;
+  SseClient first{f.ioc};
+  first.raw.get(f.ep, "/api/feed?topic=orders", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return first.raw.has_headers(); }));
+  auto const e1 = f.hub.publish("orders", "1");
+  auto const e2 = f.hub.publish("orders", "2");
+  auto const e3 = f.hub.publish("orders", "3");
+  REQUIRE(run_until(f.ioc, [&] { return first.has(3); }));
+  CHECK(first.ids() == ids_of({e1, e2, e3}));
+
+  // The connection drops; events keep coming.
+  first.raw.close();
+  REQUIRE(run_until(f.ioc, [&] { return f.feed.connections() == 0; }));
+  auto const e4 = f.hub.publish("orders", "4");
+  auto const ignored = f.hub.publish("elsewhere", "not my topic");
+
+  SECTION("Last-Event-ID header") {
+    SseClient again{f.ioc};
+    again.raw.get(f.ep, "/api/feed?topic=orders", "Accept: text/event-stream\r\nLast-Event-ID: " + std::to_string(e3) + "\r\n");
+    // Published while the resume request is in flight: must appear once, in order.
+    auto const e5 = f.hub.publish("orders", "5");
+    REQUIRE(run_until(f.ioc, [&] { return again.has(2); }));
+    auto const sentinel = f.hub.publish("orders", "sentinel");
+    REQUIRE(run_until(f.ioc, [&] { return again.saw_id(sentinel); }));
+    CHECK(again.ids() == ids_of({e4, e5, sentinel}));
+    CHECK_FALSE(again.saw_id(ignored));
+  }
+  SECTION("lastEventId query parameter") {
+    SseClient again{f.ioc};
+    again.raw.get(f.ep, "/api/feed?topic=orders&lastEventId=" + std::to_string(e3), accept_sse);
+    REQUIRE(run_until(f.ioc, [&] { return again.has(1); }));
+    auto const sentinel = f.hub.publish("orders", "sentinel");
+    REQUIRE(run_until(f.ioc, [&] { return again.saw_id(sentinel); }));
+    CHECK(again.ids() == ids_of({e4, sentinel}));
+  }
+}
+
+TEST_CASE("sse: a cursor older than the history gets an explicit reset notice", "[e2e][sse]") {
+  Fixture f{{}, {}, {.history_events = 2, .first_id = 1}};
+  std::vector<herald::EventId> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(f.hub.publish("orders", std::to_string(i)));
+
+  SseClient c{f.ioc};
+  c.raw.get(f.ep, "/api/feed?topic=orders", "Accept: text/event-stream\r\nLast-Event-ID: " + std::to_string(ids[0]) + "\r\n");
+  REQUIRE(run_until(f.ioc, [&] { return c.has(3); }));
+  auto const sentinel = f.hub.publish("orders", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return c.saw_id(sentinel); }));
+
+  auto const& ev = c.events();
+  REQUIRE(ev.size() == 4);
+  CHECK(ev[0].type == "reset");
+  auto const notice = nlohmann::json::parse(ev[0].data);
+  CHECK(notice["reason"] == "cursor_expired");
+  CHECK(notice["cursor"] == ids[2]);  // everything up to here may be missing
+  CHECK(ev[1].id == std::to_string(ids[3]));
+  CHECK(ev[2].id == std::to_string(ids[4]));
+  CHECK(ev[3].id == std::to_string(sentinel));
+  CHECK(f.hub.stats().resets == 1);
+}
+
+TEST_CASE("sse: topics come from the query, from the channel, or are every topic", "[e2e][sse]") {
+  SECTION("no fixed topics") {
+    Fixture f;
+    SseClient a{f.ioc}, ab{f.ioc}, all{f.ioc};
+    a.raw.get(f.ep, "/api/feed?topic=a", accept_sse);
+    ab.raw.get(f.ep, "/api/feed?topic=a&topic=b&topic=a", accept_sse);
+    all.raw.get(f.ep, "/api/feed", accept_sse);
+    REQUIRE(run_until(f.ioc, [&] { return a.raw.has_headers() && ab.raw.has_headers() && all.raw.has_headers(); }));
+    auto const a1 = f.hub.publish("a", "a1");
+    auto const b1 = f.hub.publish("b", "b1");
+    auto const c1 = f.hub.publish("c", "c1");
+    auto const s = f.hub.publish("a", "sentinel");
+    REQUIRE(run_until(f.ioc, [&] { return a.saw_id(s) && ab.saw_id(s) && all.saw_id(s); }));
+    CHECK(a.ids() == ids_of({a1, s}));
+    CHECK(ab.ids() == ids_of({a1, b1, s}));
+    CHECK(all.ids() == ids_of({a1, b1, c1, s}));
+  }
+  SECTION("fixed topics: a bare EventSource URL works, and the query may only narrow") {
+    Fixture f{{.topics = {"x", "y"}}};
+    SseClient bare{f.ioc}, narrow{f.ioc}, outside{f.ioc};
+    bare.raw.get(f.ep, "/api/feed", accept_sse);
+    narrow.raw.get(f.ep, "/api/feed?topic=y", accept_sse);
+    outside.raw.get(f.ep, "/api/feed?topic=z", accept_sse);
+    REQUIRE(run_until(f.ioc, [&] { return bare.raw.has_headers() && narrow.raw.has_headers() && outside.raw.closed(); }));
+    CHECK(outside.raw.status() == 403);
+    auto const x = f.hub.publish("x", "x");
+    f.hub.publish("z", "z");
+    auto const y = f.hub.publish("y", "y");
+    REQUIRE(run_until(f.ioc, [&] { return bare.saw_id(y) && narrow.saw_id(y); }));
+    CHECK(bare.ids() == ids_of({x, y}));
+    CHECK(narrow.ids() == ids_of({y}));
+  }
+}
+
+TEST_CASE("sse: bad requests get a clear HTTP error and no stream", "[e2e][sse]") {
+  Fixture f{{.limits = {.max_subscriptions = 2}}};
+  struct Case {
+    std::string request;
+    int status;
+    std::string error;
+  };
+  std::string const host = "Host: 127.0.0.1\r\n";
+  std::vector<Case> cases{
+      {"POST /api/feed HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", 405, "method not allowed"},
+      {"GET /api/feed HTTP/1.1\r\n" + host + "Last-Event-ID: 12abc\r\n\r\n", 400, "bad cursor"},
+      {"GET /api/feed?lastEventId=-1 HTTP/1.1\r\n" + host + "\r\n", 400, "bad cursor"},
+      {"GET /api/feed?topic=%01x HTTP/1.1\r\n" + host + "\r\n", 400, "bad topic name"},
+      {"GET /api/feed?topic=%zz HTTP/1.1\r\n" + host + "\r\n", 400, "bad request"},
+      {"GET /api/feed?topic=a&topic=b&topic=c HTTP/1.1\r\n" + host + "\r\n", 400, "too many subscriptions"},
+  };
+  for (auto const& tc : cases) {
+    test::RawClient c{f.ioc};
+    c.request(f.ep, tc.request);
+    REQUIRE(run_until(f.ioc, [&] { return c.closed(); }));
+    INFO(tc.request);
+    CHECK(c.status() == tc.status);
+    CHECK(c.header("Content-Type") == "application/json");
+    CHECK(nlohmann::json::parse(c.body())["error"] == tc.error);
+  }
+  CHECK(f.feed.connections() == 0);
+  CHECK(f.hub.stats().connections == 0);
+}
+
+TEST_CASE("sse: the authorize hook answers 401/403 before any stream byte", "[e2e][sse][auth]") {
+  herald::ChannelOptions co;
+  co.authorize = [](herald::Request const& req) {
+    auto const auth = req[http::field::authorization];
+    if (auth == "Bearer good") return herald::Verdict::allow("alice");
+    if (auth == "Bearer banned") return herald::Verdict::deny(herald::error::forbidden, "banned");
+    if (auth == "Bearer throw") throw std::runtime_error("hook failure");
+    return herald::Verdict::deny(herald::error::unauthorized, "token required");
+  };
+  co.authorize_topic = [](std::string_view principal, std::string_view topic) {
+    return principal == "alice" && topic != "secret" && topic != "*";
+  };
+  Fixture f{std::move(co)};
+
+  auto attempt = [&](std::string target, std::string headers) {
+    auto c = std::make_unique<test::RawClient>(f.ioc);
+    c->get(f.ep, target, std::string(accept_sse) + headers);
+    REQUIRE(run_until(f.ioc, [&] { return c->closed() || (c->has_headers() && c->status() == 200); }));
+    return c;
+  };
+  auto none = attempt("/api/feed?topic=t", "");
+  CHECK(none->status() == 401);
+  CHECK(none->header("Content-Type") == "application/json");
+  CHECK(none->data().find("text/event-stream") == std::string::npos);
+  CHECK(nlohmann::json::parse(none->body())["message"] == "token required");
+
+  CHECK(attempt("/api/feed?topic=t", "Authorization: Bearer banned\r\n")->status() == 403);
+  CHECK(attempt("/api/feed?topic=t", "Authorization: Bearer throw\r\n")->status() == 500);
+  CHECK(attempt("/api/feed?topic=secret", "Authorization: Bearer good\r\n")->status() == 403);
+  CHECK(attempt("/api/feed", "Authorization: Bearer good\r\n")->status() == 403);  // every topic needs "*"
+  auto ok = attempt("/api/feed?topic=t", "Authorization: Bearer good\r\n");
+  CHECK(ok->status() == 200);
+  CHECK(f.feed.connections() == 1);
+}
+
+TEST_CASE("sse: the Origin allowlist guards browser requests", "[e2e][sse][auth]") {
+  SECTION("default: same origin only") {
+    Fixture f;
+    auto const self = "http://127.0.0.1:" + std::to_string(f.ep.port());
+    test::RawClient same{f.ioc}, cross{f.ioc}, none{f.ioc};
+    same.get(f.ep, "/api/feed", "Origin: " + self + "\r\n");
+    cross.get(f.ep, "/api/feed", "Origin: http://evil.example\r\n");
+    none.get(f.ep, "/api/feed");
+    REQUIRE(run_until(f.ioc, [&] { return same.has_headers() && cross.closed() && none.has_headers(); }));
+    CHECK(same.status() == 200);
+    CHECK(cross.status() == 403);
+    CHECK(nlohmann::json::parse(cross.body())["error"] == "origin not allowed");
+    CHECK(none.status() == 200);
+  }
+  SECTION("allowlist") {
+    Fixture f{{.allowed_origins = {"https://app.example"}}};
+    test::RawClient good{f.ioc}, bad{f.ioc};
+    good.get(f.ep, "/api/feed", "Origin: https://app.example\r\n");
+    bad.get(f.ep, "/api/feed", "Origin: https://app.example.evil\r\n");
+    REQUIRE(run_until(f.ioc, [&] { return good.has_headers() && bad.closed(); }));
+    CHECK(good.status() == 200);
+    CHECK(good.header("Access-Control-Allow-Origin") == "https://app.example");
+    CHECK(bad.status() == 403);
+  }
+}
+
+TEST_CASE("sse: heartbeat comments flow while the stream is idle", "[e2e][sse]") {
+  Fixture f{{}, {.retry = std::chrono::milliseconds(1500), .heartbeat = std::chrono::milliseconds(20)}};
+  SseClient c{f.ioc};
+  c.raw.get(f.ep, "/api/feed", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] {
+    c.events();
+    return c.reader.comments() >= 2;
+  }));
+  CHECK(c.reader.retry() == 1500);
+  CHECK(c.events().empty());
+}
+
+TEST_CASE("sse: a client that goes away is cleaned up", "[e2e][sse]") {
+  Fixture f;
+  std::vector<std::unique_ptr<test::RawClient>> clients;
+  for (int i = 0; i < 5; ++i) {
+    clients.push_back(std::make_unique<test::RawClient>(f.ioc));
+    clients.back()->get(f.ep, "/api/feed?topic=t", accept_sse);
+  }
+  REQUIRE(run_until(f.ioc, [&] { return f.feed.connections() == 5; }));
+  CHECK(f.hub.stats().connections == 5);
+  for (auto& c : clients) c->close();
+  REQUIRE(run_until(f.ioc, [&] { return f.feed.connections() == 0 && f.hub.stats().connections == 0; }));
+  // The topic had no events: with its last subscriber gone, the hub forgets it.
+  CHECK(f.hub.stats().topics == 0);
+}
+
+TEST_CASE("sse: the channel's connection limit answers 503", "[e2e][sse]") {
+  Fixture f{{.limits = {.max_connections = 1}}};
+  test::RawClient first{f.ioc}, second{f.ioc};
+  first.get(f.ep, "/api/feed");
+  REQUIRE(run_until(f.ioc, [&] { return first.has_headers(); }));
+  second.get(f.ep, "/api/feed");
+  REQUIRE(run_until(f.ioc, [&] { return second.closed(); }));
+  CHECK(second.status() == 503);
+  CHECK(first.status() == 200);
+}
+
+TEST_CASE("sse: graceful shutdown ends every stream after a final retry", "[e2e][sse]") {
+  Fixture f;
+  SseClient a{f.ioc}, b{f.ioc};
+  a.raw.get(f.ep, "/api/feed", accept_sse);
+  b.raw.get(f.ep, "/api/feed?topic=x", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return f.feed.connections() == 2; }));
+  auto const last = f.hub.publish("x", "last words");
+
+  std::optional<boost::system::error_code> stopped;
+  f.server.async_stop(std::chrono::seconds(5), [&](boost::system::error_code ec) { stopped = ec; });
+  CHECK_FALSE(stopped);  // never completes inside the initiating call
+  REQUIRE(run_until(f.ioc, [&] { return stopped && a.raw.closed() && b.raw.closed(); }));
+  CHECK(!*stopped);
+  for (auto* c : {&a, &b}) {
+    CHECK(c->saw_id(last));
+    auto const body = c->raw.body();
+    CHECK(body.size() >= 13);
+    CHECK(body.substr(body.size() - 13) == "retry: 3000\n\n");
+  }
+  CHECK(f.feed.connections() == 0);
+
+  // No longer accepting.
+  test::RawClient late{f.ioc};
+  late.get(f.ep, "/api/feed");
+  REQUIRE(run_until(f.ioc, [&] { return late.closed(); }));
+  CHECK(late.status() == 0);
+}
+
+TEST_CASE("sse: embedding hands a parsed request and its stream to the channel", "[e2e][sse][embed]") {
+  // The application's own accept loop and request parsing, as a Beast server would have them.
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::Sse> feed{hub, "/events",
+                                    {.limits = {.queue_events = 64, .queue_bytes = 1 << 20}}};
+  tcp::acceptor acceptor{ioc, {net::ip::make_address("127.0.0.1"), 0}};
+  auto const ep = acceptor.local_endpoint();
+
+  struct Conn {
+    explicit Conn(tcp::socket s) : stream(std::move(s)) {}
+    boost::beast::tcp_stream stream;
+    boost::beast::flat_buffer buffer;
+    herald::Request req;
+  };
+  std::function<void()> accept_one = [&] {
+    acceptor.async_accept(net::make_strand(ioc), [&](boost::system::error_code ec, tcp::socket s) {
+      if (ec) return;
+      // A small kernel send buffer makes a non-reading client fall behind quickly.
+      s.set_option(net::socket_base::send_buffer_size(4096));
+      auto conn = std::make_shared<Conn>(std::move(s));
+      http::async_read(conn->stream, conn->buffer, conn->req, [&, conn](boost::system::error_code ec, std::size_t) {
+        if (!ec) feed.accept(std::move(conn->stream), std::move(conn->req));
+      });
+      accept_one();
+    });
+  };
+  accept_one();
+
+  SseClient fast{ioc};
+  test::RawClient slow{ioc};
+  slow.receive_buffer(4096);
+  fast.raw.get(ep, "/events?topic=t", accept_sse);
+  slow.get(ep, "/events?topic=t", accept_sse, /*read=*/false);
+  REQUIRE(run_until(ioc, [&] { return fast.raw.has_headers() && feed.connections() == 2; }));
+
+  // Publish (bounded) until the non-reading client is cut off; publish returns every time.
+  std::string const payload(1024, 'x');
+  std::vector<herald::EventId> published;
+  for (int i = 0; i < 5000 && hub.stats().slow_consumer_disconnects == 0; ++i) {
+    published.push_back(hub.publish("t", payload));
+    test::drain(ioc);
+  }
+  REQUIRE(hub.stats().slow_consumer_disconnects == 1);
+  REQUIRE(run_until(ioc, [&] { return feed.connections() == 1; }));
+  auto const sentinel = hub.publish("t", "sentinel");
+  published.push_back(sentinel);
+  REQUIRE(run_until(ioc, [&] { return fast.saw_id(sentinel); }));
+  std::vector<std::string> expected;
+  for (auto id : published) expected.push_back(std::to_string(id));
+  CHECK(fast.ids() == expected);
+}
