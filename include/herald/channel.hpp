@@ -5,6 +5,7 @@
 #include <herald/hooks.hpp>
 #include <herald/hub.hpp>
 #include <herald/options.hpp>
+#include <herald/session.hpp>
 #include <herald/transport.hpp>
 
 #include <memory>
@@ -54,6 +55,35 @@ class Channel {
   template <class Stream>
   void accept(Stream&& stream, Request req) {
     impl_->accept_stream(std::forward<Stream>(stream), std::move(req));
+  }
+
+  /** Receive the application's client->server messages (not control messages).
+
+      Only for transports that carry messages from the client; set before the channel serves.
+      Example:
+        live.on_message([](herald::Session& s, herald::Message const& m) { s.send(m.data); });
+  */
+  template <class F>
+  Channel& on_message(F&& handler) {
+    static_assert(detail::dependent_true<F> && T::capabilities.client_to_server,
+                  "herald: on_message needs client->server messages, which this transport does not "
+                  "carry; use herald::WebSocket (or Needs{.client_to_server = true})");
+    impl_->set_on_message(MessageHandler(std::forward<F>(handler)));
+    return *this;
+  }
+
+  /// Called for every connection once it is admitted and subscribed. Set before serving.
+  template <class F>
+  Channel& on_open(F&& handler) {
+    impl_->set_on_open(OpenHandler(std::forward<F>(handler)));
+    return *this;
+  }
+
+  /// Called once when a connection closes, with the reason. Set before serving.
+  template <class F>
+  Channel& on_close(F&& handler) {
+    impl_->set_on_close(CloseHandler(std::forward<F>(handler)));
+    return *this;
   }
 
   std::string const& path() const noexcept { return impl_->path(); }

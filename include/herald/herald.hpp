@@ -11,6 +11,7 @@
 #include <herald/log.hpp>
 #include <herald/options.hpp>
 #include <herald/server.hpp>
+#include <herald/session.hpp>
 #include <herald/transport.hpp>
 #include <herald/transports/sse.hpp>
 #include <herald/version.hpp>

@@ -8,6 +8,12 @@
 
 namespace herald {
 
+namespace detail {
+/// Makes a static_assert depend on a template parameter, so it fires only when used.
+template <class>
+inline constexpr bool dependent_true = true;
+}  // namespace detail
+
 /// What a transport can do. Each transport states its capabilities as a constant.
 struct Capabilities {
   /// Clients can send messages to the server in real time on the same connection.

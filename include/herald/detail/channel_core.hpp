@@ -6,6 +6,7 @@
 #include <herald/hooks.hpp>
 #include <herald/hub.hpp>
 #include <herald/options.hpp>
+#include <herald/session.hpp>
 
 #include <boost/beast/core/tcp_stream.hpp>
 
@@ -73,8 +74,11 @@ class ChannelCore {
 
   /** Decide whether `req` may proceed: origin, authorization, topics, topic authorization.
       On refusal returns the error and sets `detail` to a message for the client. Hooks that
-      throw refuse with error::hook_failed. */
-  boost::system::error_code admit(Request const& req, Admission& out, std::string& detail) const {
+      throw refuse with error::hook_failed. A request naming no topic gets the channel's fixed
+      topics, or, if it has none and `empty_means_all`, every topic (else no topic at all:
+      transports such as WebSocket subscribe later). */
+  boost::system::error_code admit(Request const& req, Admission& out, std::string& detail,
+                                  bool empty_means_all = true) const {
     if (stopping()) return error::shutting_down;
     if (!origin_allowed(req[http::field::origin], req[http::field::host], options_.allowed_origins))
       return error::origin_not_allowed;
@@ -108,7 +112,7 @@ class ChannelCore {
       }
       if (out.topics.topics.empty()) {
         out.topics.topics = options_.topics;
-        out.topics.all = options_.topics.empty();
+        out.topics.all = options_.topics.empty() && empty_means_all;
       }
       if (out.topics.topics.size() > options_.limits.max_subscriptions) {
         detail = "at most " + std::to_string(options_.limits.max_subscriptions) + " topics";
@@ -131,6 +135,17 @@ class ChannelCore {
     out.query = std::move(*query);
     return {};
   }
+
+  // Handlers are set before the channel serves (documented on Channel), then only read.
+  void set_on_message(MessageHandler h) { on_message_ = std::move(h); }
+  void set_on_open(OpenHandler h) { on_open_ = std::move(h); }
+  void set_on_close(CloseHandler h) { on_close_ = std::move(h); }
+  bool has_message_handler() const noexcept { return static_cast<bool>(on_message_); }
+
+  /// Run the message handler; false if it threw (the caller closes the connection).
+  bool message(Session& s, Message const& m) const noexcept { return invoke(on_message_, s, m); }
+  bool opened(Session& s) const noexcept { return invoke(on_open_, s); }
+  bool closed(Session& s, boost::system::error_code ec) const noexcept { return invoke(on_close_, s, ec); }
 
   /// Register a live connection; false if the channel is full or stopping.
   bool add(SessionBase* s, std::weak_ptr<SessionBase> w) {
@@ -176,8 +191,22 @@ class ChannelCore {
     return out;
   }
 
+  template <class F, class... Args>
+  static bool invoke(F const& f, Args&&... args) noexcept {
+    if (!f) return true;
+    try {
+      f(std::forward<Args>(args)...);
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+
   Hub hub_;
   std::string path_;
+  MessageHandler on_message_;
+  OpenHandler on_open_;
+  CloseHandler on_close_;
   ChannelOptions options_;
   mutable std::mutex mutex_;
   bool stopping_ = false;
