@@ -8,15 +8,28 @@
 #include <herald/options.hpp>
 #include <herald/session.hpp>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 
 namespace herald::detail {
+
+/** An executor that runs one handler at a time: `ex` itself when it is a strand already (as
+    herald::Server's connections are), so handlers do not pay for two strands, else a new
+    strand on it. */
+inline net::any_io_executor serialized(net::any_io_executor const& ex) {
+  if (ex.target<net::strand<net::io_context::executor_type>>() ||
+      ex.target<net::strand<net::any_io_executor>>())
+    return ex;
+  return net::make_strand(ex);
+}
 
 /// What a channel needs from each live connection, whatever its transport.
 class SessionBase {
@@ -28,12 +41,42 @@ class SessionBase {
   virtual void abort() = 0;
 };
 
+/// The answer to a request a channel answers in place (request/response transports: polling).
+using Response = http::response<http::string_body>;
+
+/// Delivers such an answer to the connection that owns the stream; called at most once.
+using Respond = std::function<void(Response&&)>;
+
+/// A request a channel holds (a long poll) on a connection it does not own.
+class Held {
+ public:
+  virtual ~Held() = default;
+  /** The client went away: drop the request without answering and free what it holds at once.
+      Call on the connection's executor; the Respond is not called after this. */
+  virtual void cancel() = 0;
+};
+
 /// What herald::Server needs from a channel: the type-erased face of ChannelImpl<T>.
 class Endpoint {
  public:
   virtual ~Endpoint() = default;
   virtual std::string const& path() const noexcept = 0;
   virtual void accept(beast::tcp_stream&& stream, Request&& req) = 0;
+  /** Whether `req` is answered in place with answer() (the connection stays the caller's, for
+      keep-alive and other paths) rather than handed over with accept(). */
+  virtual bool answers(Request const& req) const {
+    (void)req;
+    return false;
+  }
+  /** Answer `req` without taking the connection. `respond` runs on `ex` (a strand: the
+      connection's), exactly once unless the returned Held is cancelled first. It may run before
+      answer() returns (an immediate answer), and then nullptr is returned; otherwise the request
+      is held and the Held is how the caller cancels it when its client goes away. */
+  virtual std::shared_ptr<Held> answer(Request&& req, net::any_io_executor const& ex, Respond respond) {
+    (void)ex;
+    respond(Response{http::status::not_found, req.version()});
+    return nullptr;
+  }
   virtual void shutdown() = 0;
   virtual void abort() = 0;
   virtual std::size_t active() const = 0;
@@ -220,7 +263,9 @@ class ChannelImpl final : public ChannelCore,
                           public std::enable_shared_from_this<ChannelImpl<T>> {
  public:
   ChannelImpl(Hub hub, std::string path, ChannelOptions options, typename T::options topts)
-      : ChannelCore(std::move(hub), std::move(path), std::move(options)), transport_(std::move(topts)) {}
+      : ChannelCore(std::move(hub), std::move(path), std::move(options)), transport_(std::move(topts)) {
+    if constexpr (requires { T::validate(transport_); }) T::validate(transport_);
+  }
 
   typename T::options const& transport_options() const noexcept { return transport_; }
 
@@ -232,6 +277,16 @@ class ChannelImpl final : public ChannelCore,
   std::string const& path() const noexcept override { return ChannelCore::path(); }
   void accept(beast::tcp_stream&& stream, Request&& req) override {
     accept_stream(std::move(stream), std::move(req));
+  }
+  // Request/response transports (polling) provide T::answers and T::answer.
+  bool answers(Request const& req) const override {
+    if constexpr (requires { T::answers(req); }) return T::answers(req);
+    else return Endpoint::answers(req);
+  }
+  std::shared_ptr<Held> answer(Request&& req, net::any_io_executor const& ex, Respond respond) override {
+    if constexpr (requires { T::answers(req); })
+      return T::answer(this->shared_from_this(), std::move(req), ex, std::move(respond));
+    else return Endpoint::answer(std::move(req), ex, std::move(respond));
   }
   void shutdown() override { ChannelCore::shutdown(); }
   void abort() override { ChannelCore::abort(); }

@@ -29,7 +29,7 @@ class SseSession final : public Subscriber, public SessionBase {
       : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
         channel_(std::move(channel)),
         stream_(std::move(stream)),
-        strand_(net::make_strand(stream_.get_executor())),
+        strand_(serialized(stream_.get_executor())),
         timer_(strand_) {}
 
   void start(Request&& req) {
@@ -221,7 +221,7 @@ class SseSession final : public Subscriber, public SessionBase {
 
   std::shared_ptr<ChannelImpl<Sse>> channel_;
   Stream stream_;
-  net::strand<net::any_io_executor> strand_;
+  net::any_io_executor strand_;
   net::steady_timer timer_;
   TopicSet topics_;
   std::string head_;
