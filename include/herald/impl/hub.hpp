@@ -40,6 +40,9 @@ class HubState {
     /// Ids up to here may be missing for the requested topics.
     EventId floor = 0;
     std::size_t replayed = 0;
+    /** The last id handed out when the subscription took effect: events above it are delivered
+        live, none at or below it except the replay (WebSocket acks carry it as the cursor). */
+    EventId last = 0;
   };
 
   struct Batch {
@@ -109,6 +112,7 @@ class HubState {
   Replay subscribe(SubscriberPtr const& sub, TopicSet const& set, std::optional<EventId> since) {
     std::lock_guard lock{mutex_};
     Replay r;
+    r.last = ids_.last();
     if (since) {
       auto const at = now();
       r.floor = ids_.floor();
