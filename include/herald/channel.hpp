@@ -94,6 +94,10 @@ class Channel {
   /// Stop admitting; tell every client the server is going away, then close.
   void shutdown() { impl_->shutdown(); }
 
+  /** Close every current connection at once, and keep admitting new ones: clients reconnect
+      and resume from their cursor (e.g. to move load to other nodes). */
+  void disconnect_all() { impl_->disconnect_all(); }
+
   Hub const& hub() const noexcept { return impl_->hub(); }
 
   /// The type-erased endpoint herald::Server routes to.

@@ -223,6 +223,11 @@ class ChannelCore {
     for (auto& s : snapshot(true)) s->abort();
   }
 
+  /// Close every connection now but keep admitting: clients reconnect and resume.
+  void disconnect_all() {
+    for (auto& s : snapshot(false)) s->abort();
+  }
+
  private:
   std::vector<std::shared_ptr<SessionBase>> snapshot(bool stop) {
     std::vector<std::shared_ptr<SessionBase>> out;
