@@ -106,7 +106,12 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   std::optional<net::steady_timer> retry_timer_;
 };
 
-/// One HTTP/1.1 connection until it is handed to a channel or closed.
+/** One HTTP/1.1 connection until it is handed to a channel or closed.
+
+    Requests a channel answers in place (polling) keep the connection here: while a long poll is
+    held, a read stays outstanding so that a client that goes away cancels it at once; bytes
+    that arrive meanwhile (a pipelined request) are kept in the buffer, up to header_limit, and
+    parsed once the answer is written. */
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(std::shared_ptr<ServerState> server, net::ip::tcp::socket&& socket)
@@ -176,6 +181,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return respond(std::move(res), req.method() == http::verb::head);
     }
     if (auto const* endpoint = std::get_if<std::shared_ptr<Endpoint>>(route)) {
+      if ((*endpoint)->answers(req)) return exchange(**endpoint, std::move(req));
       stream_.expires_never();
       server_->remove(this);
       registered_ = false;
@@ -203,6 +209,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     auto done = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
       self->serializer_.reset();
       if (ec || !self->res_.keep_alive()) return self->close();
+      // A read watching a held request is still out: stop it, its handler reads the next request.
+      if (self->watching_) {
+        self->resume_ = true;
+        boost::system::error_code ignored;
+        self->stream_.socket().cancel(ignored);
+        return;
+      }
       self->read();
     };
     if (head_only) http::async_write_header(stream_, *serializer_, std::move(done));
@@ -210,8 +223,50 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void close() {
+    if (auto held = std::move(held_)) held->cancel();
     stream_.expires_never();
     close_stream(stream_);
+  }
+
+  // A request the channel answers in place; the connection stays here.
+  void exchange(Endpoint& endpoint, Request&& req) {
+    bool const head = req.method() == http::verb::head;
+    unsigned const version = req.version();
+    bool const keep_alive = req.keep_alive();
+    answered_ = false;
+    stream_.expires_never();  // a held request is bounded by its own wait
+    auto held = endpoint.answer(std::move(req), stream_.get_executor(),
+                                [self = shared_from_this(), head, version, keep_alive](Response&& res) {
+                                  self->answered(std::move(res), head, version, keep_alive);
+                                });
+    if (answered_) return;
+    held_ = std::move(held);
+    watch();
+  }
+
+  void answered(Response&& res, bool head, unsigned version, bool keep_alive) {
+    answered_ = true;
+    held_.reset();
+    res.version(version);
+    res.keep_alive(keep_alive && res.keep_alive());
+    respond(std::move(res), head);
+  }
+
+  void watch() {
+    if (buffer_.size() >= server_->options().header_limit) return;  // enough pipelined for now
+    watching_ = true;
+    stream_.async_read_some(buffer_.prepare(1024), [self = shared_from_this()](boost::system::error_code ec,
+                                                                                std::size_t n) {
+      self->watching_ = false;
+      self->buffer_.commit(n);
+      if (self->resume_) {  // the answer is written and keep-alive goes on
+        self->resume_ = false;
+        return ec && ec != net::error::operation_aborted ? self->close() : self->read();
+      }
+      if (!self->held_) return;  // the answer is being written; its completion carries on
+      if (ec) return self->close();  // the client went away: close() cancels the held request
+      self->watch();
+    });
   }
 
   std::shared_ptr<ServerState> server_;
@@ -220,7 +275,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   std::optional<http::response_serializer<http::string_body>> serializer_;
+  std::shared_ptr<Held> held_;
   bool reading_ = false;
+  bool answered_ = false;
+  bool watching_ = false;
+  bool resume_ = false;
   bool registered_ = false;
 };
 

@@ -1,0 +1,461 @@
+#pragma once
+
+// Polling: answering a request in place (short polls at once, long polls held as a Subscriber
+// until the first event or the wait ends), and the one-request connection used for embedding.
+
+#include <herald/detail/channel_core.hpp>
+#include <herald/detail/poll_format.hpp>
+#include <herald/detail/response.hpp>
+#include <herald/detail/subscriber.hpp>
+#include <herald/transports/polling.hpp>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <algorithm>
+#include <array>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace herald::detail {
+
+using PollChannel = ChannelImpl<Polling>;
+
+/// An admitted poll, ready to be answered.
+struct PollPlan {
+  TopicSet topics;
+  /// The cursor: the answer holds events above it ("now" when the request named none).
+  EventId since = 0;
+  std::size_t limit = 0;
+  /// Zero: short poll.
+  std::chrono::milliseconds wait{0};
+  unsigned version = 11;
+  bool keep_alive = true;
+  /// The request's Origin when it passed the allowlist (echoed for CORS), else empty.
+  std::string origin;
+  std::string if_none_match;
+};
+
+/// What an answer holds: up to `limit` events, where to continue, and the flags.
+struct PollResult {
+  std::span<EventPtr const> events;
+  EventId cursor = 0;
+  bool reset = false;
+  bool more = false;
+};
+
+/** Shape a batch read with limit + 1 (so that `more` is exact): at most `limit` events, and the
+    cursor is the last event's id, or `since` when nothing is new (so the ETag of a quiet topic
+    stays put whatever other topics publish), or the hub's cursor after a reset. */
+inline PollResult shape(std::vector<EventPtr> const& events, bool reset, EventId reset_cursor,
+                        EventId since, std::size_t limit) {
+  PollResult r;
+  r.more = events.size() > limit;
+  r.events = std::span<EventPtr const>(events).first(std::min(events.size(), limit));
+  r.reset = reset;
+  if (!r.events.empty()) r.cursor = r.events.back()->id();
+  else r.cursor = reset ? reset_cursor : since;
+  return r;
+}
+
+inline std::string join_list(std::vector<std::string> const& items) {
+  std::string out;
+  for (auto const& item : items) {
+    if (!out.empty()) out += ", ";
+    out += item;
+  }
+  return out;
+}
+
+/// Vary, and for an allowed cross-origin request the CORS answer headers.
+inline void add_cors(Response& res, PollChannel const& ch, std::string_view origin) {
+  res.set(http::field::vary, "Origin");
+  if (origin.empty()) return;
+  res.set(http::field::access_control_allow_origin, origin);
+  if (ch.transport_options().cors_credentials)
+    res.set(http::field::access_control_allow_credentials, "true");
+  res.set(http::field::access_control_expose_headers, "ETag");
+}
+
+inline Response poll_error(PollChannel const& ch, boost::system::error_code ec, std::string_view detail,
+                           unsigned version, bool keep_alive, std::string_view origin) {
+  auto res = error_response(ec, detail, version, keep_alive);
+  if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS");
+  add_cors(res, ch, origin);
+  return res;
+}
+
+/** The answer to a poll. Short polls carry an ETag and may be cached privately if revalidated
+    (so browsers send If-None-Match by themselves); long polls are never stored. */
+inline Response poll_response(PollChannel const& ch, PollPlan const& plan, PollResult const& r,
+                              bool short_poll) {
+  Response res{http::status::ok, plan.version};
+  res.set(http::field::content_type, "application/json");
+  add_cors(res, ch, plan.origin);
+  res.keep_alive(plan.keep_alive);
+  if (short_poll) {
+    res.set(http::field::cache_control, "private, no-cache");
+    auto tag = poll_etag(r.events, r.cursor, r.reset, r.more);
+    bool const unchanged = !plan.if_none_match.empty() && etag_matches(plan.if_none_match, tag);
+    res.set(http::field::etag, std::move(tag));
+    if (unchanged) {
+      res.result(http::status::not_modified);  // no body and no Content-Length
+      return res;
+    }
+  } else {
+    res.set(http::field::cache_control, "no-store");
+  }
+  res.body() = poll_body(r.events, r.cursor, r.reset, r.more);
+  res.prepare_payload();
+  return res;
+}
+
+/// The answer to OPTIONS: a CORS preflight when the request has an Origin.
+inline Response poll_preflight(PollChannel const& ch, Request const& req, std::string_view origin) {
+  auto const& o = ch.transport_options();
+  if (!req[http::field::origin].empty() && origin.empty())
+    return poll_error(ch, error::origin_not_allowed, {}, req.version(), req.keep_alive(), {});
+  Response res{http::status::no_content, req.version()};
+  res.set(http::field::allow, "GET, HEAD, OPTIONS");
+  add_cors(res, ch, origin);
+  if (!origin.empty()) {
+    res.set(http::field::access_control_allow_methods, join_list(o.cors_methods));
+    if (!o.cors_headers.empty())
+      res.set(http::field::access_control_allow_headers, join_list(o.cors_headers));
+    res.set(http::field::access_control_max_age, std::to_string(o.cors_max_age.count()));
+  }
+  res.keep_alive(req.keep_alive());
+  return res;  // 204: no Content-Length
+}
+
+/** A held long poll. It is a Subscriber registered with the poll's cursor, so the hub replays
+    anything published since the client's cursor and then queues live events; the first wake-up
+    answers with what is queued. Everything runs on the connection's strand `ex`; the hub only
+    queues and posts. It counts as one of the channel's connections while held. */
+class PollExchange final : public Subscriber, public SessionBase, public Held {
+ public:
+  PollExchange(std::shared_ptr<PollChannel> channel, net::any_io_executor ex, Respond respond, PollPlan plan)
+      : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
+        channel_(std::move(channel)),
+        ex_(std::move(ex)),
+        timer_(ex_),
+        respond_(std::move(respond)),
+        plan_(std::move(plan)) {}
+
+  /** Register, subscribe and arm the wait. When the channel is full or stopping, answers 503 at
+      once and returns false. On ex. */
+  bool start() {
+    if (!channel_->add(this, self())) {
+      auto const ec = channel_->stopping() ? make_error_code(error::shutting_down)
+                                           : make_error_code(error::too_many_connections);
+      hub().log(LogLevel::info, Polling::name, connection_id(), ec, "long poll refused");
+      done_ = true;
+      auto respond = std::move(respond_);
+      respond(poll_error(*channel_, ec, {}, plan_.version, plan_.keep_alive, plan_.origin));
+      return false;
+    }
+    registered_ = true;
+    hub().connection_opened();
+    // Anything above the cursor published since the caller's read is replayed into the inbox
+    // under the hub's lock, so there is no gap between that read and this registration.
+    hub().subscribe(shared_from_this(), plan_.topics, plan_.since);
+    timer_.expires_after(plan_.wait);
+    timer_.async_wait([self = self()](boost::system::error_code ec) {
+      if (!ec) self->expire(true);
+    });
+    return true;
+  }
+
+  void cancel() override {
+    if (done_) return;
+    done_ = true;
+    release();
+    respond_ = nullptr;  // drops the connection's handler: nothing holds it any more
+  }
+
+  void stop() override {
+    net::post(ex_, [self = self()] { self->expire(false); });
+  }
+
+  void abort() override {
+    net::post(ex_, [self = self()] {
+      if (self->done_) return;
+      self->deliver(poll_error(*self->channel_, error::shutting_down, {}, self->plan_.version, false,
+                               self->plan_.origin),
+                    0);
+    });
+  }
+
+ private:
+  std::shared_ptr<PollExchange> self() {
+    return std::static_pointer_cast<PollExchange>(Subscriber::shared_from_this());
+  }
+
+  HubState& hub() const noexcept { return channel_->state(); }
+
+  void on_ready() override {
+    net::post(ex_, [self = self()] { self->wake(); });
+  }
+
+  // A burst beyond the queue bound before the wake-up ran: answer from history instead.
+  void on_overflow() override {
+    net::post(ex_, [self = self()] {
+      if (!self->done_) self->from_history(true);
+    });
+  }
+
+  std::size_t wire_size(StoredEvent const& ev) const override { return json_envelope(ev).size(); }
+
+  void wake() {
+    if (done_) return;
+    batch_.clear();
+    if (take(batch_)) answer_batch(true);
+  }
+
+  /// The wait ended (or the channel is shutting down): answer with what is queued, maybe nothing.
+  void expire(bool keep_alive) {
+    if (done_) return;
+    if (!keep_alive) plan_.keep_alive = false;
+    batch_.clear();
+    take(batch_);
+    answer_batch(keep_alive);
+  }
+
+  void answer_batch(bool keep_alive) {
+    // A reset notice means the hub could not replay from the cursor: let read() say what is left.
+    for (auto const& ev : batch_)
+      if (ev->event().event_kind == EventKind::reset) return from_history(keep_alive);
+    auto const r = shape(batch_, false, 0, plan_.since, plan_.limit);
+    deliver(poll_response(*channel_, plan_, r, false), r.events.size());
+  }
+
+  void from_history(bool keep_alive) {
+    if (!keep_alive) plan_.keep_alive = false;
+    auto b = hub().read(plan_.topics, plan_.since, plan_.limit + 1);
+    batch_ = std::move(b.events);
+    auto const r = shape(batch_, b.reset, b.cursor, plan_.since, plan_.limit);
+    deliver(poll_response(*channel_, plan_, r, false), r.events.size());
+  }
+
+  void deliver(Response&& res, std::size_t events) {
+    done_ = true;
+    release();
+    if (events != 0) hub().delivered(events);
+    batch_.clear();
+    auto respond = std::move(respond_);
+    respond_ = nullptr;
+    respond(std::move(res));
+  }
+
+  void release() {
+    timer_.cancel();
+    if (!registered_) return;
+    registered_ = false;
+    hub().unsubscribe(this, plan_.topics);
+    channel_->remove(this);
+    hub().connection_closed();
+  }
+
+  std::shared_ptr<PollChannel> channel_;
+  net::any_io_executor ex_;
+  net::steady_timer timer_;
+  Respond respond_;
+  PollPlan plan_;
+  std::vector<EventPtr> batch_;
+  bool registered_ = false;
+  bool done_ = false;
+};
+
+/** Answer a poll: at once when it can be (errors, preflight, short polls, long polls that find
+    events), else hold it. See Endpoint::answer for the contract. */
+inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Request&& req,
+                                         net::any_io_executor const& ex, Respond& respond) {
+  auto const& topts = ch->transport_options();
+  unsigned const version = req.version();
+  bool const keep_alive = req.keep_alive();
+  std::string origin;
+  if (auto const o = req[http::field::origin];
+      !o.empty() && origin_allowed(o, req[http::field::host], ch->options().allowed_origins))
+    origin = o;
+  auto fail = [&](boost::system::error_code ec, std::string_view detail) -> std::shared_ptr<Held> {
+    ch->state().log(LogLevel::info, Polling::name, 0, ec, "poll refused");
+    respond(poll_error(*ch, ec, detail, version, keep_alive, origin));
+    return nullptr;
+  };
+
+  auto const method = req.method();
+  if (method == http::verb::options) {
+    respond(poll_preflight(*ch, req, origin));
+    return nullptr;
+  }
+  if (method != http::verb::get && method != http::verb::head)
+    return fail(error::method_not_allowed, "polling answers GET, HEAD and OPTIONS");
+
+  Admission admission;
+  std::string detail;
+  if (auto ec = ch->admit(req, admission, detail)) return fail(ec, detail);
+  PollParams params;
+  if (auto ec = parse_poll_params(admission.query, params, detail)) return fail(ec, detail);
+
+  PollPlan plan;
+  plan.topics = std::move(admission.topics);
+  plan.limit = std::min(params.limit.value_or(topts.default_limit), topts.max_limit);
+  plan.wait = std::min(params.wait.value_or(std::chrono::milliseconds(0)), topts.max_wait);
+  plan.version = version;
+  plan.keep_alive = keep_alive;
+  plan.origin = std::move(origin);
+  // HEAD is never held: it asks what a GET would answer now.
+  bool const hold = method == http::verb::get && plan.wait.count() > 0;
+  if (!hold) plan.if_none_match = req[http::field::if_none_match];
+
+  auto& hub = ch->state();
+  if (!params.since) {
+    // No cursor: start from now. A short poll learns the cursor; a long poll waits for news.
+    plan.since = hub.stats().last_id;
+    if (!hold) {
+      respond(poll_response(*ch, plan, PollResult{{}, plan.since, false, false}, true));
+      return nullptr;
+    }
+  } else {
+    plan.since = *params.since;
+    auto b = hub.read(plan.topics, plan.since, plan.limit + 1);
+    if (!b.events.empty() || b.reset || !hold) {
+      auto const r = shape(b.events, b.reset, b.cursor, plan.since, plan.limit);
+      if (!r.events.empty()) hub.delivered(r.events.size());
+      respond(poll_response(*ch, plan, r, !hold));
+      return nullptr;
+    }
+  }
+  auto held = std::make_shared<PollExchange>(std::move(ch), ex, std::move(respond), std::move(plan));
+  if (!held->start()) return nullptr;
+  return held;
+}
+
+/** A connection handed over with Channel::accept(): answer its request, then close. Closing
+    (rather than serving more requests) is deliberate: the connection came from the
+    application's server, and a browser may send requests for the application's other paths on
+    it next. While a poll is held, a read is kept outstanding so a client that goes away is
+    noticed at once; bytes it sends meanwhile are dropped (the connection closes anyway). */
+template <class Stream>
+class PollConnection : public std::enable_shared_from_this<PollConnection<Stream>> {
+ public:
+  PollConnection(std::shared_ptr<PollChannel> channel, Stream&& stream)
+      : channel_(std::move(channel)), stream_(std::move(stream)), strand_(serialized(stream_.get_executor())) {}
+
+  void start(Request&& req) {
+    net::dispatch(strand_, [self = this->shared_from_this(), req = std::move(req)]() mutable {
+      self->run(std::move(req));
+    });
+  }
+
+ private:
+  void run(Request&& req) {
+    // A request timeout the application set must not cut a held poll: the wait bounds it.
+    if constexpr (requires { beast::get_lowest_layer(stream_).expires_never(); })
+      beast::get_lowest_layer(stream_).expires_never();
+    head_ = req.method() == http::verb::head;
+    auto held = Polling::answer(channel_, std::move(req), strand_,
+                                [self = this->shared_from_this()](Response&& res) { self->write(std::move(res)); });
+    if (answered_) return;
+    held_ = std::move(held);
+    watch();
+  }
+
+  void write(Response&& res) {
+    answered_ = true;
+    held_.reset();
+    res_ = std::move(res);
+    res_.keep_alive(false);
+    serializer_.emplace(res_);
+    auto done = net::bind_executor(strand_, [self = this->shared_from_this()](boost::system::error_code, std::size_t) {
+      close_stream(self->stream_);
+    });
+    if (head_) http::async_write_header(stream_, *serializer_, std::move(done));
+    else http::async_write(stream_, *serializer_, std::move(done));
+  }
+
+  void watch() {
+    stream_.async_read_some(
+        net::buffer(discard_),
+        net::bind_executor(strand_, [self = this->shared_from_this()](boost::system::error_code ec, std::size_t) {
+          if (self->answered_) return;
+          if (ec) {
+            if (auto held = std::move(self->held_)) held->cancel();
+            close_stream(self->stream_);
+            return;
+          }
+          self->watch();
+        }));
+  }
+
+  std::shared_ptr<PollChannel> channel_;
+  Stream stream_;
+  net::any_io_executor strand_;
+  std::shared_ptr<Held> held_;
+  Response res_;
+  std::optional<http::response_serializer<http::string_body>> serializer_;
+  std::array<char, 512> discard_{};
+  bool head_ = false;
+  bool answered_ = false;
+};
+
+}  // namespace herald::detail
+
+namespace herald {
+
+namespace detail {
+inline bool http_token(std::string_view s) noexcept {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    bool const ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+}  // namespace detail
+
+inline void Polling::validate(PollingOptions const& o) {
+  if (o.max_wait.count() < 0)
+    throw std::invalid_argument("herald: PollingOptions::max_wait must not be negative");
+  if (o.max_wait > std::chrono::seconds(detail::max_wait_parameter_seconds))
+    throw std::invalid_argument("herald: PollingOptions::max_wait must be at most an hour");
+  if (o.default_limit == 0 || o.max_limit == 0)
+    throw std::invalid_argument("herald: PollingOptions::default_limit and max_limit must be positive");
+  if (o.default_limit > o.max_limit)
+    throw std::invalid_argument("herald: PollingOptions::default_limit must not exceed max_limit");
+  if (o.max_limit > detail::max_limit_parameter)
+    throw std::invalid_argument("herald: PollingOptions::max_limit is too large");
+  for (auto const& m : o.cors_methods)
+    if (!detail::http_token(m))
+      throw std::invalid_argument("herald: PollingOptions::cors_methods holds an invalid method");
+  for (auto const& h : o.cors_headers)
+    if (!detail::http_token(h))
+      throw std::invalid_argument("herald: PollingOptions::cors_headers holds an invalid header name");
+  if (o.cors_max_age.count() < 0)
+    throw std::invalid_argument("herald: PollingOptions::cors_max_age must not be negative");
+}
+
+inline std::shared_ptr<detail::Held> Polling::answer(std::shared_ptr<detail::ChannelImpl<Polling>> channel,
+                                                     Request&& req, net::any_io_executor const& ex,
+                                                     detail::Respond respond) {
+  return detail::answer_poll(std::move(channel), std::move(req), ex, respond);
+}
+
+template <class Stream>
+void Polling::start(std::shared_ptr<detail::ChannelImpl<Polling>> channel, Stream&& stream, Request&& req) {
+  std::make_shared<detail::PollConnection<std::decay_t<Stream>>>(std::move(channel), std::move(stream))
+      ->start(std::move(req));
+}
+
+}  // namespace herald
