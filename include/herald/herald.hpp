@@ -13,5 +13,6 @@
 #include <herald/server.hpp>
 #include <herald/session.hpp>
 #include <herald/transport.hpp>
+#include <herald/transports/polling.hpp>
 #include <herald/transports/sse.hpp>
 #include <herald/version.hpp>

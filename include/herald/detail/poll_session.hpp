@@ -183,18 +183,14 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
     respond_ = nullptr;  // drops the connection's handler: nothing holds it any more
   }
 
+  /** Shutdown, disconnect_all() and abort all end a held poll the same way: it is answered now
+      with whatever is queued (often nothing) and `Connection: close`, so the client simply
+      polls again from its cursor (elsewhere, or here once the channel admits again). */
   void stop() override {
     net::post(ex_, [self = self()] { self->expire(false); });
   }
 
-  void abort() override {
-    net::post(ex_, [self = self()] {
-      if (self->done_) return;
-      self->deliver(poll_error(*self->channel_, error::shutting_down, {}, self->plan_.version, false,
-                               self->plan_.origin),
-                    0);
-    });
-  }
+  void abort() override { stop(); }
 
  private:
   std::shared_ptr<PollExchange> self() {
