@@ -3,6 +3,9 @@
 #include <herald/event.hpp>
 
 #include <cerrno>
+#include <charconv>
+#include <limits>
+#include <string_view>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -59,13 +62,20 @@ class IdStore {
       if (errno == ENOENT) return 0;
       throw std::system_error(errno, std::generic_category(), "herald: cannot read id file " + path_);
     }
-    unsigned long long mark = 0;
-    int const n = std::fscanf(f, "%llu", &mark);
+    char buf[32] = {};
+    std::size_t const n = std::fread(buf, 1, sizeof buf - 1, f);
     std::fclose(f);
-    if (n != 1)
+    // Digits and one optional newline, nothing else: a sign or an overflowing value must not
+    // wrap around and restart ids from 1.
+    std::string_view text(buf, n);
+    if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+    EventId mark = 0;
+    auto const [end, ec] = std::from_chars(text.data(), text.data() + text.size(), mark);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() ||
+        mark >= std::numeric_limits<EventId>::max() - block_)
       throw std::system_error(std::make_error_code(std::errc::invalid_argument),
-                              "herald: id file " + path_ + " does not hold an id");
-    return static_cast<EventId>(mark);
+                              "herald: id file " + path_ + " does not hold a usable id");
+    return mark;
   }
 
   void reserve() {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace herald::detail {
@@ -37,12 +38,12 @@ class StoredEvent {
   std::string const& encoded(WireFormat format, Encode&& encode) const {
     auto& slot = encoded_[static_cast<std::size_t>(format)];
     if (auto const* bytes = slot.load(std::memory_order_acquire)) return *bytes;
-    // Two threads may race to encode; both results are equal, the loser's is dropped.
+    // Only a miss takes the lock, so each format is encoded exactly once per event.
+    std::lock_guard lock{encode_mutex_};
+    if (auto const* bytes = slot.load(std::memory_order_relaxed)) return *bytes;
     auto fresh = std::make_unique<std::string const>(encode(event_));
-    std::string const* expected = nullptr;
-    if (slot.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel))
-      return *fresh.release();
-    return *expected;
+    slot.store(fresh.get(), std::memory_order_release);
+    return *fresh.release();
   }
 
  private:
@@ -51,6 +52,7 @@ class StoredEvent {
   std::chrono::steady_clock::time_point at_;
   mutable std::array<std::atomic<std::string const*>, static_cast<std::size_t>(WireFormat::count_)>
       encoded_{};
+  mutable std::mutex encode_mutex_;
 };
 
 using EventPtr = std::shared_ptr<StoredEvent const>;

@@ -22,6 +22,18 @@ enum class OverflowPolicy : std::uint8_t {
 
 namespace detail {
 
+/// What Subscriber::offer did with an event.
+enum class Offer : std::uint8_t {
+  /// Queued.
+  queued,
+  /// The bound was hit under OverflowPolicy::disconnect: the connection is being closed.
+  overflow,
+  /// The bound was hit under OverflowPolicy::reset: the queue became one reset notice.
+  reset,
+  /// Ignored: the connection overflowed earlier and is closing.
+  dropped,
+};
+
 /// Bounds of one connection's outbound queue.
 struct QueueLimits {
   std::size_t events = HERALD_DEFAULT_QUEUE_EVENTS;
@@ -59,38 +71,46 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
 
   std::uint64_t connection_id() const noexcept { return id_; }
 
-  /** Queue `ev`. Replayed history is exempt from the bound: history is bounded itself, and a
-      resuming client must not be disconnected for the size of what it missed. */
-  void offer(EventPtr const& ev, bool replay = false) {
+  /** Queue `ev`. Replayed history is exempt from the bound, and does not use it up: history is
+      bounded itself, and a resuming client must not be disconnected for the size of what it
+      missed. */
+  Offer offer(EventPtr const& ev, bool replay = false) {
+    Offer result = Offer::queued;
     bool wake = false;
-    bool overflow = false;
     {
       std::lock_guard lock{mutex_};
-      if (overflowed_) return;
+      if (overflowed_) return Offer::dropped;
       std::size_t const size = wire_size(*ev);
-      if (!replay && (pending_.size() + 1 > limits_.events || bytes_ + size > limits_.bytes)) {
+      if (replay) {
+        pending_.push_back(ev);
+      } else if (live_events_ + 1 > limits_.events || live_bytes_ + size > limits_.bytes) {
         pending_.clear();
-        bytes_ = 0;
+        live_events_ = 0;
+        live_bytes_ = 0;
         if (limits_.policy == OverflowPolicy::disconnect) {
           overflowed_ = true;
-          overflow = true;
+          result = Offer::overflow;
         } else {
+          // Single-topic or not, the notice names no topic: it covers the whole connection.
           auto notice = make_reset_notice(std::string(), ev->id(), ev->id(), "slow_consumer");
-          bytes_ += wire_size(*notice);
+          live_events_ = 1;
+          live_bytes_ = wire_size(*notice);
           pending_.push_back(std::move(notice));
-          ++resets_;
+          result = Offer::reset;
         }
       } else {
         pending_.push_back(ev);
-        bytes_ += size;
+        ++live_events_;
+        live_bytes_ += size;
       }
-      if (!overflow && !scheduled_) {
+      if (result != Offer::overflow && !scheduled_) {
         scheduled_ = true;
         wake = true;
       }
     }
-    if (overflow) on_overflow();
+    if (result == Offer::overflow) on_overflow();
     else if (wake) on_ready();
+    return result;
   }
 
   /** Move everything queued into `out` (which should be empty). Returns false, and re-arms
@@ -102,14 +122,9 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
       return false;
     }
     out.swap(pending_);  // both vectors keep their capacity: no allocation in steady state
-    bytes_ = 0;
+    live_events_ = 0;
+    live_bytes_ = 0;
     return true;
-  }
-
-  /// Resets sent because of OverflowPolicy::reset; read on the strand.
-  std::size_t overflow_resets() const {
-    std::lock_guard lock{mutex_};
-    return resets_;
   }
 
  protected:
@@ -125,8 +140,9 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   std::uint64_t const id_;
   mutable std::mutex mutex_;
   std::vector<EventPtr> pending_;
-  std::size_t bytes_ = 0;
-  std::size_t resets_ = 0;
+  /// What live (not replayed) events occupy of pending_: the part the bound applies to.
+  std::size_t live_events_ = 0;
+  std::size_t live_bytes_ = 0;
   bool scheduled_ = false;
   bool overflowed_ = false;
 };

@@ -121,16 +121,20 @@ class HubState {
         r.floor = std::max(r.floor, t.evicted_up_to);
       });
       EventId const last = ids_.last();
-      EventId from = *since;
-      if (*since < r.floor || *since > last) {
+      bool const future = *since > last;  // a cursor from another timeline
+      auto events = collect(set, future ? 0 : *since, 0);
+      if (*since < r.floor || future) {
         r.reset = true;
-        if (*since > last) from = 0;  // a cursor from another timeline: everything retained is new
+        // The notice's id is the client's position after it: its own cursor when history ran
+        // out (a client that drops right after the notice is told again rather than skipping
+        // ahead), and just below what follows when the cursor came from another timeline, so
+        // ids keep increasing on the wire.
+        EventId const id = !future ? *since : events.empty() ? last : events.front()->id() - 1;
         auto notice = make_reset_notice(set.topics.size() == 1 ? set.topics.front() : std::string(),
-                                        std::min(*since, last), std::min(r.floor, last), "cursor_expired");
+                                        id, std::min(r.floor, last), "cursor_expired");
         sub->offer(notice, true);
         resets_.fetch_add(1, std::memory_order_relaxed);
       }
-      auto events = collect(set, from, 0);
       for (auto const& ev : events) sub->offer(ev, true);
       r.replayed = events.size();
     }
@@ -217,7 +221,6 @@ class HubState {
   void connection_closed() { connections_.fetch_sub(1, std::memory_order_relaxed); }
   void delivered(std::size_t n) { deliveries_.fetch_add(n, std::memory_order_relaxed); }
   void slow_consumer() { slow_.fetch_add(1, std::memory_order_relaxed); }
-  void reset_sent() { resets_.fetch_add(1, std::memory_order_relaxed); }
 
   bool logs(LogLevel level) const noexcept { return options_.log && level >= options_.log_level; }
 
@@ -277,11 +280,14 @@ class HubState {
     return out;
   }
 
-  static void fan_out(std::vector<Entry>& subs, EventPtr const& ev) {
+  void fan_out(std::vector<Entry>& subs, EventPtr const& ev) {
     bool dead = false;
     for (auto const& e : subs) {
-      if (auto s = e.weak.lock()) s->offer(ev);
-      else dead = true;
+      if (auto s = e.weak.lock()) {
+        if (s->offer(ev) == Offer::reset) resets_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        dead = true;
+      }
     }
     if (dead) std::erase_if(subs, [](Entry const& e) { return e.weak.expired(); });
   }

@@ -1,0 +1,1057 @@
+// Unit tests of herald::Hub and the state behind it: ids, history, subscriber inboxes, resume,
+// polling reads, shared encodings and concurrent publishing. No sockets: subscribers are test
+// doubles registered on detail::HubState directly, and the io_context is never run.
+
+#include <herald/detail/sse_format.hpp>
+#include <herald/detail/stored_event.hpp>
+#include <herald/detail/subscriber.hpp>
+#include <herald/hub.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using herald::EventId;
+using herald::Hub;
+using herald::HubOptions;
+using herald::detail::EventPtr;
+using herald::detail::QueueLimits;
+using herald::detail::TopicSet;
+
+namespace {
+
+/// A connection stand-in: counts wake-ups and overflows; its wire is SSE.
+class TestSubscriber final : public herald::detail::Subscriber {
+ public:
+  explicit TestSubscriber(QueueLimits limits = {}, std::uint64_t id = 1) : Subscriber(limits, id) {}
+
+  std::atomic<int> ready{0};
+  std::atomic<int> overflows{0};
+
+  /// take() until it reports nothing left (which re-arms the wake-up), as a connection does.
+  std::vector<EventPtr> drain() {
+    std::vector<EventPtr> all;
+    std::vector<EventPtr> batch;
+    while (take(batch)) {
+      all.insert(all.end(), batch.begin(), batch.end());
+      batch.clear();
+    }
+    return all;
+  }
+
+ protected:
+  void on_ready() override { ready.fetch_add(1, std::memory_order_relaxed); }
+  void on_overflow() override { overflows.fetch_add(1, std::memory_order_relaxed); }
+  std::size_t wire_size(herald::detail::StoredEvent const& ev) const override {
+    return ev.encoded(herald::detail::WireFormat::sse, herald::detail::encode_sse).size();
+  }
+};
+
+std::shared_ptr<TestSubscriber> make_sub(QueueLimits limits = {}) {
+  return std::make_shared<TestSubscriber>(limits);
+}
+
+std::vector<EventId> ids_of(std::vector<EventPtr> const& evs) {
+  std::vector<EventId> out;
+  for (auto const& e : evs) out.push_back(e->id());
+  return out;
+}
+
+std::vector<EventId> ids_of(std::vector<herald::Event> const& evs) {
+  std::vector<EventId> out;
+  for (auto const& e : evs) out.push_back(e.id);
+  return out;
+}
+
+TopicSet topics(std::initializer_list<char const*> names) {
+  TopicSet set;
+  for (auto n : names) set.topics.emplace_back(n);
+  return set;
+}
+
+/// A clock the test moves by hand.
+struct ManualClock {
+  std::shared_ptr<std::atomic<std::chrono::steady_clock::rep>> ticks =
+      std::make_shared<std::atomic<std::chrono::steady_clock::rep>>(0);
+  std::function<std::chrono::steady_clock::time_point()> fn() const {
+    return [t = ticks] { return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(t->load())); };
+  }
+  void advance(std::chrono::steady_clock::duration d) { ticks->fetch_add(d.count()); }
+};
+
+/// A fresh directory under the system temp dir, removed with everything in it.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::random_device rd;
+    auto const base = std::filesystem::temp_directory_path();
+    for (;;) {
+      path = base / ("herald-unit-" + std::to_string(rd()) + "-" + std::to_string(rd()));
+      if (std::filesystem::create_directory(path)) break;
+    }
+  }
+  TempDir(TempDir const&) = delete;
+  TempDir& operator=(TempDir const&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string file(char const* name) const { return (path / name).string(); }
+};
+
+void write_file(std::string const& path, std::string const& content) {
+  std::ofstream f{path, std::ios::binary | std::ios::trunc};
+  f << content;
+}
+
+std::uint64_t now_us() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+}  // namespace
+
+// =============================================================================================
+// Ids and publishing
+// =============================================================================================
+
+TEST_CASE("Hub: ids are strictly increasing and publish returns them", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  CHECK(hub.stats().last_id == 0);
+  CHECK(hub.stats().events_published == 0);
+
+  std::vector<EventId> ids;
+  for (int i = 0; i < 100; ++i) ids.push_back(hub.publish(i % 3 == 0 ? "a" : "b", std::to_string(i)));
+  CHECK(ids.front() == 1);
+  for (std::size_t i = 1; i < ids.size(); ++i) REQUIRE(ids[i] == ids[i - 1] + 1);
+
+  auto const s = hub.stats();
+  CHECK(s.events_published == 100);
+  CHECK(s.last_id == ids.back());
+  CHECK(s.topics == 2);
+
+  // The id stored with the event is the one publish returned.
+  auto const h = hub.history("a");
+  REQUIRE_FALSE(h.empty());
+  CHECK(h.front().id == ids.front());
+  CHECK(h.front().topic == "a");
+  CHECK(h.front().data == "0");
+}
+
+TEST_CASE("Hub: first_id sets the lowest id", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 5000}};
+  CHECK(hub.stats().last_id == 4999);
+  CHECK(hub.publish("t", "x") == 5000);
+  CHECK(hub.publish("t", "y") == 5001);
+}
+
+TEST_CASE("Hub: invalid topics and event types throw std::invalid_argument", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+
+  for (std::string const& bad : {std::string(), std::string("*"), std::string("a\nb"), std::string("a\rb"),
+                                 std::string("\x01"), std::string("a\x7f"), std::string("a\0b", 3),
+                                 std::string(herald::detail::max_topic_length + 1, 't'),
+                                 std::string("\xC0\x80"), std::string("\xFF")}) {
+    INFO("topic of size " << bad.size());
+    CHECK_THROWS_AS(hub.publish(bad, "x"), std::invalid_argument);
+  }
+  for (std::string const& bad : {std::string("a\nb"), std::string("a\rb"), std::string("a\r\nb"),
+                                 std::string("x\n\nid: 9"), std::string("\t"), std::string("a\0b", 3),
+                                 std::string("\x7f"), std::string("\xED\xA0\x80"), std::string("\xC3")}) {
+    INFO("event type of size " << bad.size());
+    CHECK_THROWS_AS(hub.publish("t", "x", {.type = bad}), std::invalid_argument);
+  }
+  // Nothing was published and no id was consumed.
+  auto const s = hub.stats();
+  CHECK(s.events_published == 0);
+  CHECK(s.last_id == 0);
+  CHECK(hub.history("t").empty());
+
+  // Valid names still work afterwards, and ids start where they would have.
+  CHECK(hub.publish(std::string(herald::detail::max_topic_length, 't'), "x") == 1);
+  CHECK(hub.publish("t", "x", {.type = "update \xC3\xA9"}) == 2);
+  CHECK(hub.history("t").at(0).type == "update \xC3\xA9");
+}
+
+TEST_CASE("Hub: bad options throw std::invalid_argument", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.history_age = -1s}}), std::invalid_argument);
+}
+
+TEST_CASE("Hub: PayloadKind::automatic detects JSON", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  using herald::PayloadKind;
+  struct Case {
+    std::string data;
+    PayloadKind kind;
+  };
+  std::vector<Case> const cases = {
+      {R"({"a":1})", PayloadKind::json}, {"42", PayloadKind::json},     {"-1.5e3", PayloadKind::json},
+      {"[1,2,3]", PayloadKind::json},    {"\"str\"", PayloadKind::json}, {"true", PayloadKind::json},
+      {"null", PayloadKind::json},       {" {} ", PayloadKind::json},   {"hello", PayloadKind::text},
+      {"{bad", PayloadKind::text},       {"", PayloadKind::text},       {"{} {}", PayloadKind::text},
+      {"'single'", PayloadKind::text},   {"01", PayloadKind::text},     {"[1,]", PayloadKind::text},
+  };
+  for (auto const& c : cases) hub.publish("auto", c.data);
+  auto const h = hub.history("auto");
+  REQUIRE(h.size() == cases.size());
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    INFO(cases[i].data);
+    CHECK(h[i].data == cases[i].data);
+    CHECK(h[i].kind == cases[i].kind);
+    CHECK(h[i].event_kind == herald::EventKind::message);
+  }
+
+  // An explicit kind is kept as given.
+  hub.publish("explicit", "42", {.kind = PayloadKind::text});
+  hub.publish("explicit", "not json", {.kind = PayloadKind::json});
+  hub.publish("explicit", std::string("\0\xff", 2), {.kind = PayloadKind::binary});
+  auto const e = hub.history("explicit");
+  REQUIRE(e.size() == 3);
+  CHECK(e[0].kind == PayloadKind::text);
+  CHECK(e[1].kind == PayloadKind::json);
+  CHECK(e[2].kind == PayloadKind::binary);
+  CHECK(e[2].data == std::string("\0\xff", 2));
+}
+
+// =============================================================================================
+// History
+// =============================================================================================
+
+TEST_CASE("Hub: history by count keeps the newest events in order", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 3, .first_id = 1}};
+  for (int i = 1; i <= 5; ++i) hub.publish("t", "e" + std::to_string(i));
+  hub.publish("other", "o");
+
+  auto const h = hub.history("t");
+  REQUIRE(ids_of(h) == std::vector<EventId>{3, 4, 5});
+  CHECK(h[0].data == "e3");
+  CHECK(h[2].data == "e5");
+  CHECK(ids_of(hub.history("t", 3)) == std::vector<EventId>{4, 5});
+  CHECK(ids_of(hub.history("t", 4)) == std::vector<EventId>{5});
+  CHECK(hub.history("t", 5).empty());
+  CHECK(hub.history("t", 1000).empty());
+  CHECK(ids_of(hub.history("t", 0)) == std::vector<EventId>{3, 4, 5});
+  CHECK(ids_of(hub.history("other")) == std::vector<EventId>{6});
+  CHECK(hub.history("unknown").empty());
+}
+
+TEST_CASE("Hub: history_events = 0 keeps nothing", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 0, .first_id = 1}};
+  hub.publish("t", "x");
+  hub.publish("t", "y");
+  CHECK(hub.history("t").empty());
+  CHECK(hub.stats().events_published == 2);
+}
+
+TEST_CASE("Hub: history by age uses the injected clock", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  ManualClock clock;
+  clock.advance(1h);  // away from the epoch
+  Hub hub{ioc.get_executor(),
+          HubOptions{.history_events = 100, .history_age = 10s, .first_id = 1, .clock = clock.fn()}};
+
+  hub.publish("t", "a");  // 1 at 0s
+  clock.advance(4s);
+  hub.publish("t", "b");  // 2 at 4s
+  clock.advance(4s);
+  hub.publish("t", "c");  // 3 at 8s
+  CHECK(ids_of(hub.history("t")) == std::vector<EventId>{1, 2, 3});
+
+  clock.advance(2s);  // 10s: event 1 is exactly history_age old, not older
+  CHECK(ids_of(hub.history("t")) == std::vector<EventId>{1, 2, 3});
+  clock.advance(1ms);
+  CHECK(ids_of(hub.history("t")) == std::vector<EventId>{2, 3});
+  clock.advance(4s);
+  CHECK(ids_of(hub.history("t")) == std::vector<EventId>{3});
+
+  // A resume from before the evicted events is told so; from the last evicted id it is not.
+  auto* state = hub.state().get();
+  auto const expired = state->read(topics({"t"}), 1, 0);
+  CHECK(expired.reset);
+  CHECK(ids_of(expired.events) == std::vector<EventId>{3});
+  auto const fine = state->read(topics({"t"}), 2, 0);
+  CHECK_FALSE(fine.reset);
+  CHECK(ids_of(fine.events) == std::vector<EventId>{3});
+
+  clock.advance(1h);
+  CHECK(hub.history("t").empty());
+  CHECK(state->read(topics({"t"}), 3, 0).events.empty());
+  CHECK_FALSE(state->read(topics({"t"}), 3, 0).reset);
+  CHECK(state->read(topics({"t"}), 2, 0).reset);
+
+  // A new event starts a new history.
+  CHECK(hub.publish("t", "d") == 4);
+  CHECK(ids_of(hub.history("t")) == std::vector<EventId>{4});
+}
+
+TEST_CASE("Hub: history_age = 0 keeps events regardless of age", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  ManualClock clock;
+  Hub hub{ioc.get_executor(),
+          HubOptions{.history_events = 10, .history_age = 0s, .first_id = 1, .clock = clock.fn()}};
+  hub.publish("t", "a");
+  clock.advance(24h * 365);
+  CHECK(ids_of(hub.history("t")) == std::vector<EventId>{1});
+}
+
+// =============================================================================================
+// Ids across restarts
+// =============================================================================================
+
+TEST_CASE("Hub: ids keep increasing across restarts with an id file", "[unit][hub]") {
+  TempDir dir;
+  auto const file = dir.file("ids");
+  boost::asio::io_context ioc;
+  std::uint64_t const block = GENERATE(as<std::uint64_t>{}, 1, 2, 4096);
+  INFO("id_block " << block);
+
+  std::vector<EventId> a_ids;
+  {
+    Hub a{ioc.get_executor(), HubOptions{.id_file = file, .id_block = block}};
+    for (int i = 0; i < 5; ++i) a_ids.push_back(a.publish("t", "x"));
+  }
+  for (std::size_t i = 1; i < a_ids.size(); ++i) REQUIRE(a_ids[i] > a_ids[i - 1]);
+  REQUIRE(std::filesystem::exists(file));
+
+  EventId b_first = 0;
+  {
+    Hub b{ioc.get_executor(), HubOptions{.id_file = file, .id_block = block}};
+    b_first = b.publish("t", "y");
+    CHECK(b_first > a_ids.back());
+    CHECK(ids_of(b.history("t")) == std::vector<EventId>{b_first});  // history is per run
+  }
+  {
+    Hub c{ioc.get_executor(), HubOptions{.id_file = file, .id_block = block}};
+    CHECK(c.publish("t", "z") > b_first);
+  }
+  // first_id above the file's mark wins.
+  {
+    Hub d{ioc.get_executor(), HubOptions{.id_file = file, .first_id = 1'000'000'000, .id_block = block}};
+    CHECK(d.publish("t", "w") == 1'000'000'000);
+  }
+  {
+    Hub e{ioc.get_executor(), HubOptions{.id_file = file, .id_block = block}};
+    CHECK(e.publish("t", "v") > 1'000'000'000);
+  }
+}
+
+TEST_CASE("Hub: an unusable id file makes the constructor throw std::system_error", "[unit][hub]") {
+  TempDir dir;
+  boost::asio::io_context ioc;
+  SECTION("not a number") {
+    auto const file = dir.file("ids");
+    write_file(file, "garbage\n");
+    CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+  }
+  SECTION("empty") {
+    auto const file = dir.file("ids");
+    write_file(file, "");
+    CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+  }
+  SECTION("in a directory that does not exist") {
+    auto const file = (dir.path / "missing" / "ids").string();
+    CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+  }
+  SECTION("a directory, not a file") {
+    auto const file = dir.file("sub");
+    std::filesystem::create_directory(file);
+    CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+  }
+}
+
+// Regression: a sign or an overflowing mark used to wrap to 0 and restart ids from 1.
+TEST_CASE("Hub: an id file holding a negative or out-of-range mark is rejected", "[unit][hub]") {
+  TempDir dir;
+  boost::asio::io_context ioc;
+  auto const file = dir.file("ids");
+  std::string const content = GENERATE(as<std::string>{}, "-1\n", "99999999999999999999999\n",
+                                       "18446744073709551615\n");
+  INFO("id file: " << content);
+  write_file(file, content);
+  std::optional<EventId> first;
+  try {
+    Hub hub{ioc.get_executor(), HubOptions{.id_file = file}};
+    first = hub.publish("t", "x");
+  } catch (std::system_error const&) {
+    // the expected outcome: the file does not hold a usable id
+  }
+  INFO("first id handed out: " << (first ? std::to_string(*first) : "none (threw)"));
+  CHECK_FALSE(first.has_value());
+}
+
+TEST_CASE("Hub: without an id file ids start from the wall clock in microseconds", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  auto const before = now_us();
+  Hub hub{ioc.get_executor()};
+  auto const id = hub.publish("t", "x");
+  auto const after = now_us();
+  CHECK(id + 60'000'000 >= before);
+  CHECK(id <= after + 60'000'000);
+  CHECK(hub.publish("t", "y") > id);
+}
+
+// =============================================================================================
+// Subscriber inboxes
+// =============================================================================================
+
+TEST_CASE("Subscriber: a burst causes one wake-up until the inbox is drained", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  auto sub = make_sub();
+  state.subscribe(sub, topics({"t"}), std::nullopt);
+
+  std::vector<EventPtr> batch;
+  CHECK_FALSE(sub->take(batch));  // nothing yet
+  CHECK(sub->ready == 0);
+
+  for (int i = 0; i < 5; ++i) hub.publish("t", std::to_string(i));
+  CHECK(sub->ready == 1);
+
+  REQUIRE(sub->take(batch));
+  CHECK(ids_of(batch) == std::vector<EventId>{1, 2, 3, 4, 5});
+  CHECK(batch[0]->event().data == "0");
+
+  // Still draining (take has not yet reported empty): no new wake-up is needed.
+  batch.clear();
+  hub.publish("t", "x");
+  CHECK(sub->ready == 1);
+  REQUIRE(sub->take(batch));
+  CHECK(ids_of(batch) == std::vector<EventId>{6});
+
+  // take() reporting empty re-arms the wake-up.
+  batch.clear();
+  CHECK_FALSE(sub->take(batch));
+  hub.publish("t", "y");
+  hub.publish("t", "z");
+  CHECK(sub->ready == 2);
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{7, 8});
+  CHECK(sub->overflows == 0);
+}
+
+TEST_CASE("Subscriber: the count bound disconnects under OverflowPolicy::disconnect", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  auto sub = make_sub(QueueLimits{.events = 4});
+  state.subscribe(sub, topics({"t"}), std::nullopt);
+
+  for (int i = 0; i < 4; ++i) hub.publish("t", "x");
+  CHECK(sub->overflows == 0);
+  hub.publish("t", "x");  // the fifth does not fit
+  CHECK(sub->overflows == 1);
+  for (int i = 0; i < 10; ++i) hub.publish("t", "x");  // ignored from now on
+  CHECK(sub->overflows == 1);
+  CHECK(sub->drain().empty());
+  hub.publish("t", "x");
+  CHECK(sub->overflows == 1);
+  CHECK(sub->drain().empty());
+  CHECK(hub.stats().resets == 0);
+
+  // Other subscribers are not affected, and the publisher never blocked.
+  CHECK(hub.stats().events_published == 16);
+}
+
+TEST_CASE("Subscriber: the byte bound applies too", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+
+  herald::Event probe;
+  probe.id = 1;
+  probe.data = std::string(100, 'p');
+  std::size_t const size = herald::detail::encode_sse(probe).size();  // ids 1..9 have equal size
+
+  auto sub = make_sub(QueueLimits{.events = 1000, .bytes = 2 * size + size / 2});
+  auto roomy = make_sub(QueueLimits{.events = 1000, .bytes = 3 * size});
+  state.subscribe(sub, topics({"t"}), std::nullopt);
+  state.subscribe(roomy, topics({"t"}), std::nullopt);
+
+  hub.publish("t", probe.data);
+  hub.publish("t", probe.data);
+  CHECK(sub->overflows == 0);
+  hub.publish("t", probe.data);  // 3 * size > bound
+  CHECK(sub->overflows == 1);
+  CHECK(roomy->overflows == 0);
+  CHECK(ids_of(roomy->drain()) == std::vector<EventId>{1, 2, 3});
+
+  // Draining frees bytes: the roomy subscriber takes three more.
+  for (int i = 0; i < 3; ++i) hub.publish("t", probe.data);
+  CHECK(roomy->overflows == 0);
+  CHECK(ids_of(roomy->drain()) == std::vector<EventId>{4, 5, 6});
+}
+
+TEST_CASE("Subscriber: OverflowPolicy::reset replaces the queue with a reset notice", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  auto sub = make_sub(QueueLimits{.events = 4, .policy = herald::OverflowPolicy::reset});
+  state.subscribe(sub, topics({"t"}), std::nullopt);
+
+  for (int i = 1; i <= 5; ++i) hub.publish("t", "e" + std::to_string(i));  // 5 overflows
+  hub.publish("t", "e6");
+  hub.publish("t", "e7");
+  CHECK(sub->overflows == 0);
+  CHECK(hub.stats().resets == 1);
+
+  auto const got = sub->drain();
+  REQUIRE(got.size() == 3);
+  auto const& notice = got[0]->event();
+  CHECK(notice.event_kind == herald::EventKind::reset);
+  CHECK(notice.type == "reset");
+  CHECK(notice.kind == herald::PayloadKind::json);
+  auto const j = nlohmann::json::parse(notice.data);
+  CHECK(j["reason"] == "slow_consumer");
+  // The notice covers everything dropped: events 1..5.
+  CHECK(notice.id == 5);
+  CHECK(j["cursor"] == 5);
+  CHECK(got[1]->id() == 6);
+  CHECK(got[2]->id() == 7);
+  CHECK(got[1]->event().event_kind == herald::EventKind::message);
+
+  // Delivery continues normally afterwards.
+  hub.publish("t", "e8");
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{8});
+}
+
+TEST_CASE("Subscriber: replayed history is exempt from the bound", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 100, .first_id = 1}};
+  auto& state = *hub.state();
+  for (int i = 0; i < 10; ++i) hub.publish("t", "x");
+
+  auto sub = make_sub(QueueLimits{.events = 100, .bytes = 64});
+  auto const r = state.subscribe(sub, topics({"t"}), EventId{0});
+  CHECK_FALSE(r.reset);
+  CHECK(r.replayed == 10);
+  CHECK(sub->overflows == 0);
+  CHECK(sub->ready == 1);
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+
+  // Once drained, the bound applies to live events again.
+  for (int i = 0; i < 4; ++i) hub.publish("t", std::string(10, 'x'));  // 4 x 25 bytes > 64
+  CHECK(sub->overflows == 1);
+}
+
+// Regression: replayed events used to count against the bound, so a resuming client with a
+// backlog was disconnected by the first live event, and looped.
+TEST_CASE("Subscriber: a live event right after a large replay does not overflow", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 100, .first_id = 1}};
+  auto& state = *hub.state();
+  for (int i = 0; i < 10; ++i) hub.publish("t", "x");
+
+  auto sub = make_sub(QueueLimits{.events = 4});
+  state.subscribe(sub, topics({"t"}), EventId{0});
+  hub.publish("t", "live");  // before the connection got to drain its replay
+  CHECK(sub->overflows == 0);
+  CHECK(sub->drain().size() == 11);
+}
+
+// =============================================================================================
+// Resume
+// =============================================================================================
+
+TEST_CASE("HubState::subscribe: resume has no gap and no duplicate at the seam", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 100, .first_id = 1}};
+  auto& state = *hub.state();
+  std::vector<EventId> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(hub.publish("t", "e" + std::to_string(i)));
+
+  auto sub = make_sub();
+  auto const r = state.subscribe(sub, topics({"t"}), ids[1]);
+  CHECK_FALSE(r.reset);
+  CHECK(r.replayed == 3);
+  std::vector<EventId> seen = ids_of(sub->drain());
+  CHECK(seen == std::vector<EventId>{ids[2], ids[3], ids[4]});
+
+  for (int i = 0; i < 3; ++i) ids.push_back(hub.publish("t", "live"));
+  for (auto id : ids_of(sub->drain())) seen.push_back(id);
+  CHECK(seen == std::vector<EventId>(ids.begin() + 2, ids.end()));
+  CHECK(hub.stats().resets == 0);
+}
+
+TEST_CASE("HubState::subscribe: a cursor older than history gets a reset notice first", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 2, .first_id = 1}};
+  auto& state = *hub.state();
+  for (int i = 0; i < 5; ++i) hub.publish("t", "x");  // history keeps 4 and 5
+
+  auto sub = make_sub();
+  auto const r = state.subscribe(sub, topics({"t"}), EventId{1});
+  CHECK(r.reset);
+  CHECK(r.replayed == 2);
+  auto const got = sub->drain();
+  REQUIRE(got.size() == 3);
+  auto const& notice = got[0]->event();
+  CHECK(notice.event_kind == herald::EventKind::reset);
+  CHECK(notice.type == "reset");
+  CHECK(notice.topic == "t");
+  auto const j = nlohmann::json::parse(notice.data);
+  CHECK(j["reason"] == "cursor_expired");
+  CHECK(j.contains("cursor"));
+  CHECK(got[1]->id() == 4);
+  CHECK(got[2]->id() == 5);
+  CHECK(hub.stats().resets == 1);
+
+  // Live events follow the replay.
+  hub.publish("t", "x");
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{6});
+
+  // A cursor at the last evicted id is still served without a gap.
+  auto exact = make_sub();
+  auto const r2 = state.subscribe(exact, topics({"t"}), EventId{4});
+  CHECK_FALSE(r2.reset);
+  CHECK(ids_of(exact->drain()) == std::vector<EventId>{5, 6});
+}
+
+TEST_CASE("HubState::subscribe: a cursor from the future gets a reset notice", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 2, .first_id = 1}};
+  auto& state = *hub.state();
+  for (int i = 0; i < 5; ++i) hub.publish("t", "x");
+
+  auto sub = make_sub();
+  auto const r = state.subscribe(sub, topics({"t"}), EventId{1000});
+  CHECK(r.reset);
+  auto const got = sub->drain();
+  REQUIRE_FALSE(got.empty());
+  CHECK(got[0]->event().event_kind == herald::EventKind::reset);
+  CHECK(nlohmann::json::parse(got[0]->event().data)["reason"] == "cursor_expired");
+  // Everything retained is new to a client from another timeline.
+  std::vector<EventPtr> const rest(got.begin() + 1, got.end());
+  CHECK(ids_of(rest) == std::vector<EventId>{4, 5});
+}
+
+// Regression: the notice for a future cursor used to carry the last id, so ids went 5, 4, 5.
+TEST_CASE("HubState::subscribe: ids after a future-cursor reset notice are above its cursor", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 2, .first_id = 1}};
+  auto& state = *hub.state();
+  for (int i = 0; i < 5; ++i) hub.publish("t", "x");
+
+  auto sub = make_sub();
+  state.subscribe(sub, topics({"t"}), EventId{1000});
+  auto const got = sub->drain();
+  REQUIRE(got.size() == 3);
+  REQUIRE(got[0]->event().event_kind == herald::EventKind::reset);
+  for (std::size_t i = 1; i < got.size(); ++i) CHECK(got[i]->id() > got[0]->id());
+}
+
+TEST_CASE("HubState::subscribe: a cursor at the last id replays nothing", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 2, .first_id = 1}};
+  auto& state = *hub.state();
+  EventId last = 0;
+  for (int i = 0; i < 5; ++i) last = hub.publish("t", "x");
+
+  auto sub = make_sub();
+  auto const r = state.subscribe(sub, topics({"t"}), last);
+  CHECK_FALSE(r.reset);
+  CHECK(r.replayed == 0);
+  CHECK(sub->ready == 0);
+  CHECK(sub->drain().empty());
+  auto const next = hub.publish("t", "x");
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{next});
+  CHECK(hub.stats().resets == 0);
+
+  // since = 0 on a hub whose ids start at 1 is "before everything": served if retained.
+  Hub fresh{ioc.get_executor(), HubOptions{.first_id = 1}};
+  fresh.publish("t", "x");
+  auto s2 = make_sub();
+  auto const r2 = fresh.state()->subscribe(s2, topics({"t"}), EventId{0});
+  CHECK_FALSE(r2.reset);
+  CHECK(ids_of(s2->drain()) == std::vector<EventId>{1});
+}
+
+// =============================================================================================
+// Topic sets
+// =============================================================================================
+
+TEST_CASE("HubState: multi-topic and all-topic subscriptions", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+
+  auto two = make_sub();
+  auto all = make_sub();
+  state.subscribe(two, topics({"a", "b"}), std::nullopt);
+  state.subscribe(all, TopicSet{.all = true}, std::nullopt);
+
+  std::vector<EventId> ab;
+  std::vector<EventId> every;
+  char const* const order[] = {"a", "b", "c", "b", "a", "a", "c", "b", "new"};
+  for (auto t : order) {
+    auto const id = hub.publish(t, t);
+    every.push_back(id);
+    if (std::string_view(t) == "a" || std::string_view(t) == "b") ab.push_back(id);
+  }
+  auto const got_two = two->drain();
+  CHECK(ids_of(got_two) == ab);
+  for (auto const& e : got_two) CHECK((e->event().topic == "a" || e->event().topic == "b"));
+  CHECK(ids_of(all->drain()) == every);
+
+  // Replay of several topics is merged in global id order.
+  auto late = make_sub();
+  state.subscribe(late, topics({"b", "a"}), EventId{0});
+  CHECK(ids_of(late->drain()) == ab);
+  auto late_all = make_sub();
+  state.subscribe(late_all, TopicSet{.all = true}, EventId{0});
+  CHECK(ids_of(late_all->drain()) == every);
+}
+
+TEST_CASE("HubState: unsubscribe stops delivery", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  auto sub = make_sub();
+  auto all = make_sub();
+  auto const set = topics({"a", "b"});
+  TopicSet const every{.all = true};
+  state.subscribe(sub, set, std::nullopt);
+  state.subscribe(all, every, std::nullopt);
+  hub.publish("a", "1");
+  state.unsubscribe(sub.get(), set);
+  state.unsubscribe(all.get(), every);
+  hub.publish("a", "2");
+  hub.publish("b", "3");
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{1});
+  CHECK(ids_of(all->drain()) == std::vector<EventId>{1});
+
+  // Unsubscribing twice, or from a topic never subscribed, is harmless.
+  state.unsubscribe(sub.get(), set);
+  state.unsubscribe(sub.get(), topics({"never"}));
+}
+
+TEST_CASE("HubState: a dead subscriber is dropped without unsubscribe", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  auto live = make_sub();
+  state.subscribe(live, topics({"t"}), std::nullopt);
+  {
+    auto gone = make_sub();
+    state.subscribe(gone, topics({"t"}), std::nullopt);
+  }
+  hub.publish("t", "x");
+  hub.publish("t", "y");
+  CHECK(ids_of(live->drain()) == std::vector<EventId>{1, 2});
+}
+
+TEST_CASE("HubState: topics without history are forgotten with their last subscriber", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  CHECK(hub.stats().topics == 0);
+
+  auto s1 = make_sub();
+  auto s2 = make_sub();
+  state.subscribe(s1, topics({"ghost", "ghost2"}), std::nullopt);
+  state.subscribe(s2, topics({"ghost"}), std::nullopt);
+  CHECK(hub.stats().topics == 2);
+  state.unsubscribe(s1.get(), topics({"ghost", "ghost2"}));
+  CHECK(hub.stats().topics == 1);  // s2 still holds "ghost"
+  state.unsubscribe(s2.get(), topics({"ghost"}));
+  CHECK(hub.stats().topics == 0);
+
+  // A topic with history stays.
+  hub.publish("kept", "x");
+  auto s3 = make_sub();
+  state.subscribe(s3, topics({"kept"}), std::nullopt);
+  state.unsubscribe(s3.get(), topics({"kept"}));
+  CHECK(hub.stats().topics == 1);
+}
+
+// =============================================================================================
+// Polling reads
+// =============================================================================================
+
+TEST_CASE("HubState::read returns batches and cursors", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 100, .first_id = 1}};
+  auto& state = *hub.state();
+  std::vector<EventId> a_ids;
+  std::vector<EventId> ab_ids;
+  for (int i = 0; i < 12; ++i) {
+    char const* t = i % 3 == 2 ? "b" : "a";
+    auto const id = hub.publish(t, "x");
+    ab_ids.push_back(id);
+    if (t[0] == 'a') a_ids.push_back(id);
+  }
+  hub.publish("c", "not read");
+  EventId const last = hub.stats().last_id;
+
+  SECTION("no limit: everything, cursor is the hub's last id") {
+    auto const b = state.read(topics({"a"}), 0, 0);
+    CHECK_FALSE(b.reset);
+    CHECK(ids_of(b.events) == a_ids);
+    CHECK(b.cursor == last);
+    auto const again = state.read(topics({"a"}), b.cursor, 0);
+    CHECK(again.events.empty());
+    CHECK(again.cursor == last);
+    CHECK_FALSE(again.reset);
+  }
+  SECTION("limit caps the batch and the cursor is the batch's last id") {
+    auto const b = state.read(topics({"a", "b"}), 0, 5);
+    CHECK(ids_of(b.events) == std::vector<EventId>(ab_ids.begin(), ab_ids.begin() + 5));
+    CHECK(b.cursor == ab_ids[4]);
+  }
+  SECTION("chaining cursors sees every event exactly once") {
+    std::size_t const limit = GENERATE(1, 2, 3, 4, 7, 12, 13);
+    INFO("limit " << limit);
+    std::vector<EventId> seen;
+    EventId cursor = 0;
+    for (int round = 0; round < 100; ++round) {
+      auto const b = state.read(topics({"a", "b"}), cursor, limit);
+      CHECK_FALSE(b.reset);
+      CHECK(b.events.size() <= limit);
+      REQUIRE(b.cursor >= cursor);
+      for (auto id : ids_of(b.events)) seen.push_back(id);
+      cursor = b.cursor;
+      if (b.events.empty()) break;
+    }
+    CHECK(seen == ab_ids);
+    CHECK(cursor == last);
+    // Live events after the chain are picked up from the final cursor.
+    auto const next = hub.publish("b", "later");
+    CHECK(ids_of(state.read(topics({"a", "b"}), cursor, limit).events) == std::vector<EventId>{next});
+  }
+  SECTION("all topics") {
+    auto const b = state.read(TopicSet{.all = true}, 0, 0);
+    CHECK(b.events.size() == 13);
+    CHECK(b.cursor == last);
+  }
+}
+
+TEST_CASE("HubState::read flags cursors it cannot serve", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 2, .first_id = 1}};
+  auto& state = *hub.state();
+  for (int i = 0; i < 5; ++i) hub.publish("t", "x");
+
+  auto const old = state.read(topics({"t"}), 1, 0);
+  CHECK(old.reset);
+  CHECK(ids_of(old.events) == std::vector<EventId>{4, 5});
+  CHECK(old.cursor == 5);
+
+  auto const edge = state.read(topics({"t"}), 3, 0);
+  CHECK_FALSE(edge.reset);
+  CHECK(ids_of(edge.events) == std::vector<EventId>{4, 5});
+
+  auto const future = state.read(topics({"t"}), 999, 0);
+  CHECK(future.reset);
+  CHECK(ids_of(future.events) == std::vector<EventId>{4, 5});
+  CHECK(future.cursor == 5);
+
+  // read() does not subscribe and does not count as a reset notice sent.
+  CHECK(hub.stats().resets == 0);
+}
+
+// =============================================================================================
+// Shared encodings
+// =============================================================================================
+
+TEST_CASE("StoredEvent::encoded encodes once per format", "[unit][hub]") {
+  herald::Event ev;
+  ev.id = 3;
+  ev.data = "payload";
+  auto const stored = std::make_shared<herald::detail::StoredEvent const>(ev, std::chrono::steady_clock::now());
+  int sse_calls = 0;
+  int json_calls = 0;
+  auto sse = [&](herald::Event const& e) {
+    ++sse_calls;
+    return herald::detail::encode_sse(e);
+  };
+  auto json = [&](herald::Event const& e) {
+    ++json_calls;
+    return nlohmann::json{{"id", e.id}, {"data", e.data}}.dump();
+  };
+  using herald::detail::WireFormat;
+  std::string const& first = stored->encoded(WireFormat::sse, sse);
+  std::string const& second = stored->encoded(WireFormat::sse, sse);
+  CHECK(sse_calls == 1);
+  CHECK(&first == &second);
+  CHECK(first == "id: 3\ndata: payload\n\n");
+
+  std::string const& j1 = stored->encoded(WireFormat::json, json);
+  std::string const& j2 = stored->encoded(WireFormat::json, json);
+  CHECK(json_calls == 1);
+  CHECK(&j1 == &j2);
+  CHECK(sse_calls == 1);
+  CHECK(nlohmann::json::parse(j1)["data"] == "payload");
+
+  // Bytes are shared by every subscriber of the hub: one encoding for many inboxes.
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto s1 = make_sub();
+  auto s2 = make_sub();
+  hub.state()->subscribe(s1, topics({"t"}), std::nullopt);
+  hub.state()->subscribe(s2, topics({"t"}), std::nullopt);
+  hub.publish("t", "shared");
+  auto const g1 = s1->drain();
+  auto const g2 = s2->drain();
+  REQUIRE(g1.size() == 1);
+  REQUIRE(g2.size() == 1);
+  CHECK(g1[0].get() == g2[0].get());
+  CHECK(&g1[0]->encoded(WireFormat::sse, sse) == &g2[0]->encoded(WireFormat::sse, sse));
+}
+
+TEST_CASE("StoredEvent::encoded shares one encoding between racing threads", "[unit][hub][threads]") {
+  constexpr int threads = 4;
+  constexpr int rounds = 200;
+  std::vector<int> calls_per_round(rounds, 0);
+  std::vector<bool> same_per_round(rounds, false);
+  std::vector<bool> correct_per_round(rounds, false);
+
+  for (int round = 0; round < rounds; ++round) {
+    herald::Event ev;
+    ev.id = static_cast<EventId>(round + 1);
+    ev.data = std::string(4096, 'r');
+    herald::detail::StoredEvent const stored{ev, std::chrono::steady_clock::now()};
+    std::atomic<int> calls{0};
+    std::array<std::string const*, threads> results{};
+    std::barrier<> start{threads};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        start.arrive_and_wait();
+        results[static_cast<std::size_t>(t)] =
+            &stored.encoded(herald::detail::WireFormat::sse, [&](herald::Event const& e) {
+              calls.fetch_add(1);
+              return herald::detail::encode_sse(e);
+            });
+      });
+    for (auto& th : pool) th.join();
+    calls_per_round[static_cast<std::size_t>(round)] = calls.load();
+    same_per_round[static_cast<std::size_t>(round)] =
+        std::all_of(results.begin(), results.end(), [&](auto* p) { return p == results[0]; });
+    correct_per_round[static_cast<std::size_t>(round)] = *results[0] == herald::detail::encode_sse(ev);
+  }
+  for (int round = 0; round < rounds; ++round) {
+    INFO("round " << round);
+    auto const r = static_cast<std::size_t>(round);
+    CHECK(same_per_round[r]);
+    CHECK(correct_per_round[r]);
+    CHECK(calls_per_round[r] == 1);
+  }
+}
+
+// The encoder waits (bounded) for a second thread to enter it: with encode-once the others wait
+// for the first, the deadline passes with one call.
+TEST_CASE("StoredEvent::encoded runs the encoder once even when threads race", "[unit][hub][threads]") {
+  constexpr int threads = 4;
+  herald::Event ev;
+  ev.id = 1;
+  ev.data = "race";
+  herald::detail::StoredEvent const stored{ev, std::chrono::steady_clock::now()};
+  std::atomic<int> calls{0};
+  std::barrier<> start{threads};
+  auto encoder = [&](herald::Event const& e) {
+    calls.fetch_add(1);
+    auto const deadline = std::chrono::steady_clock::now() + 200ms;
+    while (calls.load() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    return herald::detail::encode_sse(e);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      start.arrive_and_wait();
+      (void)stored.encoded(herald::detail::WireFormat::sse, encoder);
+    });
+  for (auto& th : pool) th.join();
+  CHECK(calls.load() == 1);
+}
+
+// =============================================================================================
+// Concurrency
+// =============================================================================================
+
+TEST_CASE("HubState: concurrent publishers and one draining subscriber", "[unit][hub][threads]") {
+  constexpr int publishers = 4;
+  constexpr int per_thread = 2000;
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 64, .first_id = 1}};
+  auto& state = *hub.state();
+  auto sub = make_sub(QueueLimits{.events = 1'000'000, .bytes = std::size_t{1} << 30});
+  state.subscribe(sub, topics({"a", "b"}), std::nullopt);
+
+  std::atomic<int> done{0};
+  std::vector<std::vector<EventId>> published(publishers);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < publishers; ++t)
+    pool.emplace_back([&, t] {
+      auto& mine = published[static_cast<std::size_t>(t)];
+      mine.reserve(per_thread);
+      for (int i = 0; i < per_thread; ++i)
+        mine.push_back(hub.publish(i % 2 == 0 ? "a" : "b", std::to_string(t) + ":" + std::to_string(i)));
+      done.fetch_add(1);
+    });
+
+  // Drain on this thread while the publishers run, the way a connection's strand would.
+  std::vector<EventId> taken;
+  std::vector<EventPtr> batch;
+  std::size_t batches = 0;
+  for (;;) {
+    bool const finished = done.load() == publishers;  // read before taking: nothing can follow
+    batch.clear();
+    if (sub->take(batch)) {
+      ++batches;
+      for (auto const& e : batch) taken.push_back(e->id());
+      continue;
+    }
+    if (finished) break;
+    std::this_thread::yield();
+  }
+  for (auto& th : pool) th.join();
+
+  std::vector<EventId> all;
+  for (auto const& v : published) {
+    for (std::size_t i = 1; i < v.size(); ++i) REQUIRE(v[i] > v[i - 1]);  // per thread
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  std::sort(all.begin(), all.end());
+  REQUIRE(all.size() == std::size_t{publishers} * per_thread);
+  CHECK(std::adjacent_find(all.begin(), all.end()) == all.end());  // ids unique
+  CHECK(all.front() == 1);
+  CHECK(all.back() == all.size());
+
+  REQUIRE(taken.size() == all.size());
+  CHECK(std::is_sorted(taken.begin(), taken.end()));
+  CHECK(std::adjacent_find(taken.begin(), taken.end()) == taken.end());
+  CHECK(taken == all);
+  CHECK(sub->overflows == 0);
+  CHECK(sub->ready >= 1);
+  CHECK(batches >= 1);
+  CHECK(hub.stats().events_published == all.size());
+  CHECK(hub.stats().last_id == all.back());
+}
