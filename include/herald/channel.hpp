@@ -72,6 +72,22 @@ class Channel {
     return *this;
   }
 
+  /** Publish on the channel's hub (any thread). The same as hub().publish(); here so that code
+      written against a Channel reads the same for every transport. */
+  EventId publish(std::string_view topic, std::string_view data, PublishOptions options = {}) {
+    return impl_->hub().publish(topic, data, options);
+  }
+
+  /// Publish binary data; only on transports that carry binary (a compile error elsewhere).
+  template <class Bytes = std::string_view>
+  EventId publish_binary(std::string_view topic, Bytes const& bytes, std::string_view type = {}) {
+    static_assert(detail::dependent_true<Bytes> && T::capabilities.binary,
+                  "herald: publish_binary needs a transport that carries binary payloads, which "
+                  "this one does not; use herald::WebSocket (or Needs{.binary = true})");
+    return impl_->hub().publish(topic, std::string_view(bytes),
+                                {.type = type, .kind = PayloadKind::binary});
+  }
+
   /// Called for every connection once it is admitted and subscribed. Set before serving.
   template <class F>
   Channel& on_open(F&& handler) {

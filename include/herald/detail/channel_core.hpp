@@ -107,6 +107,7 @@ class ChannelCore {
   }
 
   Hub const& hub() const noexcept { return hub_; }
+  Hub& hub() noexcept { return hub_; }
   HubState& state() const noexcept { return *hub_.state(); }
   std::string const& path() const noexcept { return path_; }
   ChannelOptions const& options() const noexcept { return options_; }

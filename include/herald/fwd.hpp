@@ -1,0 +1,19 @@
+#pragma once
+
+/// Forward declarations of herald's main types: cheap to include, no Boost, no Beast.
+
+namespace herald {
+
+struct Event;
+struct HubOptions;
+class Hub;
+class Server;
+class Session;
+
+struct Sse;
+struct WebSocket;
+struct Polling;
+
+struct Needs;
+
+}  // namespace herald
