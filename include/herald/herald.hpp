@@ -6,10 +6,12 @@
 #include <herald/config.hpp>
 #include <herald/error.hpp>
 #include <herald/event.hpp>
+#include <herald/fwd.hpp>
 #include <herald/hooks.hpp>
 #include <herald/hub.hpp>
 #include <herald/log.hpp>
 #include <herald/options.hpp>
+#include <herald/policy.hpp>
 #include <herald/server.hpp>
 #include <herald/session.hpp>
 #include <herald/transport.hpp>
