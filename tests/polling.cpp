@@ -889,3 +889,25 @@ TEST_CASE("polling: embedding answers the handed-over request, then closes", "[e
   CHECK(poll.connections() == 0);
   CHECK(hub.stats().connections == 0);
 }
+
+TEST_CASE("polling: disconnect_all answers held polls and keeps admitting", "[e2e][polling]") {
+  Fixture f;
+  auto const last = f.hub.publish("t", "x");
+  test::RawClient held{f.ioc};
+  held.request(f.ep, get("/poll?topic=t&wait=30&since=" + std::to_string(last)));
+  REQUIRE(run_until(f.ioc, [&] { return f.poll.connections() == 1; }));
+  f.poll.disconnect_all();
+  REQUIRE(run_until(f.ioc, [&] { return held.closed(); }));
+  auto const r = replies(held.data());
+  REQUIRE(r.size() == 1);
+  CHECK(r[0].body_json() == json{{"events", json::array()}, {"cursor", last}});
+  CHECK(r[0].header("Connection") == "close");
+  CHECK(f.poll.connections() == 0);
+  // The client polls again from its cursor and is served.
+  test::RawClient again{f.ioc};
+  again.request(f.ep, get("/poll?topic=t&wait=30&since=" + std::to_string(last)));
+  REQUIRE(run_until(f.ioc, [&] { return f.poll.connections() == 1; }));
+  auto const next = f.hub.publish("t", "y");
+  REQUIRE(run_until(f.ioc, [&] { return replies(again.data()).size() == 1; }));
+  CHECK(ids_in(replies(again.data())[0].body_json()) == std::vector<EventId>{next});
+}
