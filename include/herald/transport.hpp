@@ -33,8 +33,15 @@ struct Capabilities {
     A transport also provides
       template <class Stream>
       static void start(std::shared_ptr<detail::ChannelImpl<T>>, Stream&&, Request&&);
-    which takes over a connection whose request the channel routed to it. Adding a transport
-    never changes Channel.
+    which takes over a connection whose request the channel routed to it. A request/response
+    transport (Polling) also provides
+      static bool answers(Request const&);
+      static std::shared_ptr<detail::Held> answer(std::shared_ptr<detail::ChannelImpl<T>>,
+                                                  Request&&, net::any_io_executor const&,
+                                                  detail::Respond);
+    so herald::Server can answer such requests in place and keep the connection (keep-alive);
+    and optionally `static void validate(options const&)`, which throws for unusable options.
+    Adding a transport never changes Channel.
 */
 template <class T>
 concept Transport = requires(Request const& req) {
