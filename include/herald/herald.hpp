@@ -17,4 +17,5 @@
 #include <herald/transport.hpp>
 #include <herald/transports/polling.hpp>
 #include <herald/transports/sse.hpp>
+#include <herald/transports/websocket.hpp>
 #include <herald/version.hpp>

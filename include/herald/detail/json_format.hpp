@@ -2,11 +2,37 @@
 
 #include <herald/detail/base64.hpp>
 #include <herald/detail/http.hpp>
+#include <herald/detail/topic.hpp>
 #include <herald/event.hpp>
 
 #include <string>
 
 namespace herald::detail {
+
+/** `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, as a decoder
+    would show it. Text payloads are not checked at publish; JSON (and WebSocket text frames,
+    which clients reject with 1007 otherwise) must be UTF-8. */
+inline std::string utf8_lossy(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  std::size_t i = 0;
+  while (i < s.size()) {
+    // The longest prefix that is valid, then one bad byte at a time.
+    std::size_t n = 1;
+    auto const c = static_cast<unsigned char>(s[i]);
+    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    else if (c >= 0xe0 && c <= 0xef) n = 3;
+    else if (c >= 0xf0 && c <= 0xf4) n = 4;
+    if (i + n <= s.size() && valid_utf8(s.substr(i, n))) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
 
 /** One event as a JSON envelope: {"id":…,"topic":"…","event":"…","data":…}, the shape of
     WebSocket text frames and of polling batches. A JSON payload is spliced in as-is (it was
@@ -38,7 +64,8 @@ inline std::string encode_json_envelope(Event const& ev) {
       break;
     default:
       out += '"';
-      append_json_escaped(out, ev.data);
+      if (valid_utf8(ev.data)) append_json_escaped(out, ev.data);
+      else append_json_escaped(out, utf8_lossy(ev.data));
       out += '"';
   }
   out += '}';

@@ -1,0 +1,934 @@
+// WebSocket transport: the pure protocol helpers (unit), then end to end over real loopback
+// sockets with Beast's client role and, where the exact bytes matter, a raw TCP client. The
+// io_context runs on the test thread; every wait is a condition with a deadline.
+
+#include <herald/detail/error_map.hpp>
+#include <herald/detail/json_format.hpp>
+#include <herald/detail/ws_protocol.hpp>
+#include <herald/herald.hpp>
+#include <herald/transports/websocket.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_client.hpp"
+#include "loopback.hpp"
+#include "ws_client.hpp"
+
+namespace {
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
+using json = nlohmann::json;
+using test::run_until;
+
+/// A hub, one WebSocket channel on /live and a herald::Server on 127.0.0.1:0.
+struct Fixture {
+  explicit Fixture(herald::ChannelOptions co = {}, herald::WebSocketOptions wo = {},
+                   herald::HubOptions ho = {.first_id = 1})
+      : hub(ioc.get_executor(), std::move(ho)),
+        live(hub, "/live", std::move(co), std::move(wo)),
+        server(ioc.get_executor()) {
+    server.add(live);
+    ep = server.listen("127.0.0.1", 0);
+  }
+
+  /// A client connected to `target` (the handshake completes in the test's run_until).
+  std::unique_ptr<test::WsClient> client(std::string target = "/live") {
+    auto c = std::make_unique<test::WsClient>(ioc);
+    c->connect(ep, std::move(target));
+    return c;
+  }
+
+  /// A client that is open, with its subscriptions acknowledged.
+  std::unique_ptr<test::WsClient> subscribed(std::vector<std::string> const& topics) {
+    auto c = client();
+    for (auto const& t : topics) c->send(json{{"subscribe", t}});
+    REQUIRE(run_until(ioc, [&] { return c->count_with("subscribed") == topics.size() || c->ended(); }));
+    REQUIRE(c->open());
+    return c;
+  }
+
+  net::io_context ioc;
+  herald::Hub hub;
+  herald::Channel<herald::WebSocket> live;
+  herald::Server server;
+  tcp::endpoint ep;
+};
+
+std::string upgrade_request(std::string_view target, std::uint16_t port, std::string_view extra = {}) {
+  return "GET " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+         "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+         "Sec-WebSocket-Version: 13\r\n" +
+         std::string(extra) + "\r\n";
+}
+
+/// One masked client frame (payload under 126 bytes), as RFC 6455 §5.2 lays it out.
+std::string client_frame(unsigned char opcode, std::string_view payload) {
+  REQUIRE(payload.size() < 126);
+  std::string f;
+  f += static_cast<char>(0x80 | opcode);
+  f += static_cast<char>(0x80 | payload.size());
+  unsigned char const mask[4] = {0x12, 0x34, 0x56, 0x78};
+  for (unsigned char m : mask) f += static_cast<char>(m);
+  for (std::size_t i = 0; i < payload.size(); ++i) f += static_cast<char>(payload[i] ^ mask[i % 4]);
+  return f;
+}
+
+std::vector<std::uint64_t> ids_of(std::initializer_list<herald::EventId> ids) { return {ids}; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Pure protocol helpers
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("ws_protocol: control messages are recognised exactly, never by throwing", "[unit][websocket]") {
+  using herald::detail::ws::Control;
+  using herald::detail::ws::parse_control;
+  using Kind = Control::Kind;
+
+  auto sub = parse_control(R"({"subscribe":"orders"})");
+  CHECK(sub.kind == Kind::subscribe);
+  CHECK(sub.topic == "orders");
+  CHECK_FALSE(sub.since);
+
+  auto since = parse_control(R"(  {"since": 41, "subscribe":"orders", "ref": [1,2]} )");
+  CHECK(since.kind == Kind::subscribe);
+  CHECK(since.since == 41u);
+  CHECK(parse_control(R"({"subscribe":"o","since":"18446744073709551615"})").since == 18446744073709551615ull);
+  CHECK(parse_control(R"({"subscribe":"o","since":null})").kind == Kind::subscribe);
+  CHECK_FALSE(parse_control(R"({"subscribe":"o","since":null})").since);
+  // Keys spelled with escapes are still keys.
+  CHECK(parse_control(R"({"\u0073ubscribe":"x"})").kind == Kind::subscribe);
+
+  auto unsub = parse_control(R"({"unsubscribe":"orders","since":5})");
+  CHECK(unsub.kind == Kind::unsubscribe);
+  CHECK(unsub.topic == "orders");
+
+  // The application's messages: not JSON, not objects, objects without the keys.
+  for (std::string_view text : {"hello", "", "   ", "[\"subscribe\"]", R"("subscribe")", R"({"text":"subscribe me"})",
+                                 R"({"subscribe":)", "{\"subscribe\":\"x\"", R"({"Subscribe":"x"})", "42"}) {
+    INFO(text);
+    CHECK(parse_control(text).kind == Kind::none);
+  }
+
+  // Malformed control messages.
+  for (std::string_view text : {R"({"subscribe":5})", R"({"subscribe":null})", R"({"unsubscribe":["a"]})",
+                                 R"({"subscribe":"a","unsubscribe":"b"})", R"({"subscribe":"a","since":-1})",
+                                 R"({"subscribe":"a","since":1.5})", R"({"subscribe":"a","since":"12x"})",
+                                 R"({"subscribe":"a","since":1e30})", R"({"subscribe":"a","since":{}})"}) {
+    INFO(text);
+    auto c = parse_control(text);
+    CHECK(c.kind == Kind::invalid);
+    CHECK_FALSE(c.problem.empty());
+  }
+
+  // Deep nesting and junk do not throw.
+  std::string deep(10000, '[');
+  CHECK(parse_control("{\"subscribe\":" + deep).kind == Kind::none);
+  CHECK(parse_control(std::string("{\"subscribe\":\"\xff\"}")).kind == Kind::none);
+}
+
+TEST_CASE("ws_protocol: acks, errors, binary heads and subprotocols", "[unit][websocket]") {
+  namespace ws = herald::detail::ws;
+  CHECK(ws::subscribed("or\"ders", 57) == R"({"subscribed":"or\"ders","cursor":57})");
+  CHECK(ws::unsubscribed("orders") == R"({"unsubscribed":"orders"})");
+  CHECK(ws::error_message(herald::error::forbidden, "orders", "no") ==
+        R"({"error":"forbidden","topic":"orders","message":"no"})");
+  CHECK(ws::error_message(herald::error::bad_control_message, {}, {}) == R"({"error":"bad control message"})");
+  CHECK(ws::error_message(herald::error::bad_topic, std::string(2000, 'x'), "long") ==
+        R"({"error":"bad topic name","message":"long"})");
+
+  herald::Event ev;
+  ev.id = 7;
+  ev.topic = "img";
+  ev.type = "png";
+  ev.data = std::string("\0\xff\x01", 3);
+  ev.kind = herald::PayloadKind::binary;
+  auto head = json::parse(ws::encode_binary_head(ev));
+  CHECK(head == json{{"id", 7}, {"topic", "img"}, {"event", "png"}, {"binary", true}, {"size", 3}});
+
+  std::vector<std::string> const supported{"herald.v2", "herald.v1"};
+  CHECK(ws::select_subprotocol("foo, herald.v1 ,herald.v2", supported) == "herald.v1");
+  CHECK(ws::select_subprotocol("foo,bar", supported).empty());
+  CHECK(ws::select_subprotocol("", supported).empty());
+  CHECK(ws::select_subprotocol(" , herald.v2", supported) == "herald.v2");
+  CHECK(ws::is_token("herald.v1"));
+  CHECK_FALSE(ws::is_token("a b"));
+  CHECK_FALSE(ws::is_token(""));
+  CHECK(ws::sendable_close_code(1013));
+  CHECK(ws::sendable_close_code(4000));
+  CHECK_FALSE(ws::sendable_close_code(1005));
+  CHECK_FALSE(ws::sendable_close_code(1006));
+  CHECK_FALSE(ws::sendable_close_code(999));
+}
+
+TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[unit][websocket]") {
+  using herald::detail::to_close_code;
+  using herald::error;
+  CHECK(to_close_code({}) == 1000);
+  CHECK(to_close_code(error::shutting_down) == 1001);
+  CHECK(to_close_code(error::forbidden) == 1008);
+  CHECK(to_close_code(error::bad_control_message) == 1008);
+  CHECK(to_close_code(error::message_too_big) == 1009);
+  CHECK(to_close_code(error::hook_failed) == 1011);
+  CHECK(to_close_code(error::slow_consumer) == 1013);
+  CHECK(to_close_code(boost::asio::error::connection_reset) == 1011);
+}
+
+TEST_CASE("json envelope: a text payload that is not UTF-8 is repaired, never sent broken", "[unit][websocket]") {
+  herald::Event ev;
+  ev.id = 1;
+  ev.topic = "t";
+  ev.data = "ok \xff\xc3\xa9 \xe2\x82";  // bad byte, é, truncated sequence
+  ev.kind = herald::PayloadKind::text;
+  auto const out = herald::detail::encode_json_envelope(ev);
+  CHECK(herald::detail::valid_utf8(out));
+  auto const j = json::parse(out);
+  CHECK(j["data"] == "ok \xEF\xBF\xBD\xc3\xa9 \xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
+TEST_CASE("WebSocketOptions: out-of-range options are refused at construction", "[unit][websocket]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor()};
+  auto make = [&](herald::WebSocketOptions o) { herald::Channel<herald::WebSocket>{hub, "/ws", {}, std::move(o)}; };
+  CHECK_NOTHROW(make({}));
+  CHECK_THROWS_AS(make({.subprotocols = {"bad name"}}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.read_message_max = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.overflow_close_code = 1006}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.deflate = {.enable = true, .max_window_bits = 8}}), std::invalid_argument);
+  CHECK_THROWS_WITH(make({.deflate = {.mem_level = 10}}), Catch::Contains("deflate.mem_level"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("websocket: the seed's snippet: subscribe, then events as JSON envelopes", "[e2e][websocket]") {
+  Fixture f;
+  CHECK(herald::WebSocket::capabilities.client_to_server);
+  f.hub.publish("orders", R"({"before":true})");  // no cursor: live only
+
+  auto c = f.client();
+  REQUIRE(run_until(f.ioc, [&] { return c->open(); }));
+  CHECK(c->status() == 101);
+  c->send(R"({"subscribe":"orders"})");  // exactly what JSON.stringify({subscribe:"orders"}) sends
+  REQUIRE(run_until(f.ioc, [&] { return c->count() == 1; }));
+  auto const last = f.hub.stats().last_id;
+  CHECK(c->json(0) == json{{"subscribed", "orders"}, {"cursor", last}});
+
+  auto const a = f.hub.publish("orders", R"({"id":42,"items":[1,2]})");
+  auto const b = f.hub.publish("orders", "plain \"text\"\nline", {.type = "note"});
+  f.hub.publish("other", "not mine");
+  auto const s = f.hub.publish("orders", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(s); }));
+
+  REQUIRE(c->count() == 4);
+  for (auto const& fr : c->frames()) CHECK_FALSE(fr.binary);
+  // The JSON payload is embedded as JSON: apply(JSON.parse(e.data).data) works.
+  CHECK(c->json(1) == json{{"id", a}, {"topic", "orders"}, {"data", {{"id", 42}, {"items", {1, 2}}}}});
+  CHECK(c->frames()[1].data == R"({"id":)" + std::to_string(a) + R"(,"topic":"orders","data":{"id":42,"items":[1,2]}})");
+  CHECK(c->json(2) == json{{"id", b}, {"topic", "orders"}, {"event", "note"}, {"data", "plain \"text\"\nline"}});
+  CHECK(c->json(3)["id"] == s);
+  CHECK(f.hub.stats().connections == 1);
+  CHECK(f.hub.stats().deliveries == 3);
+  CHECK(f.live.connections() == 1);
+}
+
+TEST_CASE("websocket: ?topic= subscribes during the upgrade and ?since= resumes those topics", "[e2e][websocket]") {
+  Fixture f;
+  auto const e1 = f.hub.publish("orders", "1");
+  auto const e2 = f.hub.publish("orders", "2");
+  f.hub.publish("other", "x");
+  auto const e3 = f.hub.publish("orders", "3");
+
+  auto c = f.client("/live?topic=orders&since=" + std::to_string(e1));
+  REQUIRE(run_until(f.ioc, [&] { return c->count() == 2; }));
+  auto const e4 = f.hub.publish("orders", "4");
+  auto const s = f.hub.publish("orders", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(s); }));
+  CHECK(c->ids() == ids_of({e2, e3, e4, s}));
+  CHECK(c->count_with("subscribed") == 0);  // topics from the URL are not acknowledged
+
+  // A channel with fixed topics subscribes a bare URL to them.
+  herald::Channel<herald::WebSocket> fixed{f.hub, "/fixed", {.topics = {"x", "y"}}};
+  f.server.add(fixed);
+  auto bare = f.client("/fixed");
+  REQUIRE(run_until(f.ioc, [&] { return bare->open() && fixed.connections() == 1; }));
+  auto const x = f.hub.publish("x", "x");
+  f.hub.publish("z", "z");
+  auto const y = f.hub.publish("y", "y");
+  REQUIRE(run_until(f.ioc, [&] { return bare->saw_id(y); }));
+  CHECK(bare->ids() == ids_of({x, y}));
+}
+
+TEST_CASE("websocket: subscribe with since replays exactly the missed events, then live", "[e2e][websocket]") {
+  Fixture f;
+  auto first = f.subscribed({"orders"});
+  auto const e1 = f.hub.publish("orders", "1");
+  auto const e2 = f.hub.publish("orders", "2");
+  REQUIRE(run_until(f.ioc, [&] { return first->saw_id(e2); }));
+  CHECK(first->ids() == ids_of({e1, e2}));
+
+  // The connection drops; events keep coming.
+  first->drop();
+  REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 0; }));
+  auto const e3 = f.hub.publish("orders", "3");
+  auto const ignored = f.hub.publish("elsewhere", "not my topic");
+  auto const e4 = f.hub.publish("orders", "4");
+
+  auto again = f.client();
+  again->send(json{{"subscribe", "orders"}, {"since", e2}});
+  // Published while the resume is in flight: exactly once, in order.
+  auto const e5 = f.hub.publish("orders", "5");
+  REQUIRE(run_until(f.ioc, [&] { return again->count() >= 4; }));
+  auto const s = f.hub.publish("orders", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return again->saw_id(s); }));
+  CHECK(again->ids() == ids_of({e3, e4, e5, s}));
+  CHECK_FALSE(again->saw_id(ignored));
+  // The ack comes first, and its cursor is where the live stream took over.
+  auto const ack = again->json(0);
+  CHECK(ack["subscribed"] == "orders");
+  CHECK(ack["cursor"].get<std::uint64_t>() >= e4);
+
+  SECTION("cursors are per topic") {
+    auto const a1 = f.hub.publish("a", "a1");
+    auto const b1 = f.hub.publish("b", "b1");
+    auto const a2 = f.hub.publish("a", "a2");
+    auto const b2 = f.hub.publish("b", "b2");
+    auto c = f.client();
+    c->send(json{{"subscribe", "a"}, {"since", std::to_string(a1)}});  // a cursor as a string works too
+    c->send(json{{"subscribe", "b"}, {"since", 0}});
+    REQUIRE(run_until(f.ioc, [&] { return c->count() == 5; }));
+    auto const sa = f.hub.publish("a", "sa");
+    REQUIRE(run_until(f.ioc, [&] { return c->saw_id(sa); }));
+    CHECK(c->ids() == ids_of({a2, b1, b2, sa}));
+    CHECK(c->json(0)["subscribed"] == "a");
+    CHECK(c->json(2)["subscribed"] == "b");
+  }
+}
+
+TEST_CASE("websocket: unsubscribe stops a topic at once, and resubscribing never duplicates", "[e2e][websocket]") {
+  Fixture f;
+  auto c = f.subscribed({"a", "b"});
+  auto const a1 = f.hub.publish("a", "a1");
+  auto const b1 = f.hub.publish("b", "b1");
+  // Queued events of "a" may still be in the connection's queues: the unsubscribe drops them.
+  c->send(json{{"unsubscribe", "a"}});
+  REQUIRE(run_until(f.ioc, [&] { return c->count_with("unsubscribed") == 1; }));
+  auto const a2 = f.hub.publish("a", "a2");
+  auto const sb = f.hub.publish("b", "sb");
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(sb); }));
+  // Every frame after the unsubscribe ack is of topic b.
+  auto const texts = c->texts();
+  bool after = false;
+  for (auto const& j : texts) {
+    if (j.contains("unsubscribed")) after = true;
+    else if (after && j.contains("topic")) CHECK(j["topic"] == "b");
+  }
+  CHECK_FALSE(c->saw_id(a2));
+  CHECK(c->saw_id(b1));
+  (void)a1;
+
+  // Unsubscribing from a topic never subscribed is acknowledged too.
+  c->send(json{{"unsubscribe", "never"}});
+  REQUIRE(run_until(f.ioc, [&] { return c->count_with("unsubscribed") == 2; }));
+
+  // Back with a cursor from before: each missed event once, none twice.
+  c->send(json{{"subscribe", "a"}, {"since", a1}});
+  auto const a3 = f.hub.publish("a", "a3");
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(a3); }));
+  std::vector<std::uint64_t> of_a;
+  for (auto const& j : c->texts())
+    if (j.contains("topic") && j["topic"] == "a") of_a.push_back(j["id"]);
+  CHECK(std::count(of_a.begin(), of_a.end(), a1) == 1);
+  CHECK(std::count(of_a.begin(), of_a.end(), a2) == 1);
+  CHECK(std::count(of_a.begin(), of_a.end(), a3) == 1);
+
+  // A second subscribe to the same topic is idempotent: no second copy of anything.
+  c->send(json{{"subscribe", "b"}});
+  REQUIRE(run_until(f.ioc, [&] { return c->count_with("subscribed") == 4; }));
+  auto const b2 = f.hub.publish("b", "b2");
+  auto const s = f.hub.publish("b", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(s); }));
+  auto ids = c->ids();
+  CHECK(std::count(ids.begin(), ids.end(), b2) == 1);
+}
+
+TEST_CASE("websocket: a cursor older than the history gets an explicit reset notice", "[e2e][websocket]") {
+  Fixture f{{}, {}, {.history_events = 2, .first_id = 1}};
+  std::vector<herald::EventId> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(f.hub.publish("orders", std::to_string(i)));
+
+  auto c = f.client();
+  c->send(json{{"subscribe", "orders"}, {"since", ids[0]}});
+  REQUIRE(run_until(f.ioc, [&] { return c->count() == 4; }));
+  auto const s = f.hub.publish("orders", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(s); }));
+
+  REQUIRE(c->count() == 5);
+  CHECK(c->json(0)["subscribed"] == "orders");
+  auto const notice = c->json(1);
+  CHECK(notice["event"] == "reset");
+  CHECK(notice["topic"] == "orders");
+  CHECK(notice["data"]["reason"] == "cursor_expired");
+  CHECK(notice["data"]["cursor"] == ids[2]);  // everything up to here may be missing
+  CHECK(c->json(2)["id"] == ids[3]);
+  CHECK(c->json(3)["id"] == ids[4]);
+  CHECK(c->json(4)["id"] == s);
+  CHECK(f.hub.stats().resets == 1);
+}
+
+TEST_CASE("websocket: refused requests answer with an error message and the connection stays up", "[e2e][websocket]") {
+  herald::ChannelOptions co;
+  co.limits.max_subscriptions = 2;
+  co.limits.max_topic_length = 16;
+  co.authorize_topic = [](std::string_view, std::string_view topic) {
+    if (topic == "boom") throw std::runtime_error("hook failure");
+    return topic != "secret";
+  };
+  Fixture f{std::move(co)};
+  auto c = f.subscribed({"a"});
+
+  struct Case {
+    std::string sent;
+    json expected;
+  };
+  std::vector<Case> const cases{
+      {R"({"subscribe":"secret"})", {{"error", "forbidden"}, {"topic", "secret"}, {"message", "not allowed to subscribe to this topic"}}},
+      {R"({"subscribe":"boom"})", {{"error", "hook failed"}, {"topic", "boom"}}},
+      {R"({"subscribe":""})", {{"error", "bad topic name"}, {"message", "invalid topic name"}}},
+      {R"({"subscribe":"*"})", {{"error", "bad topic name"}, {"topic", "*"}, {"message", "invalid topic name"}}},
+      {R"({"subscribe":"seventeen-chars-x"})", {{"error", "bad topic name"}, {"topic", "seventeen-chars-x"}, {"message", "invalid topic name"}}},
+      {R"({"subscribe":"a\u0001"})", {{"error", "bad topic name"}, {"topic", "a\u0001"}, {"message", "invalid topic name"}}},
+      {R"({"subscribe":5})", {{"error", "bad control message"}, {"message", "\"subscribe\" takes a topic name (a string)"}}},
+      {R"({"subscribe":"b","since":-1})", {{"error", "bad control message"}, {"message", "\"since\" must be an event id (a non-negative integer)"}}},
+      {R"({"subscribe":"b","unsubscribe":"a"})", {{"error", "bad control message"}, {"message", "a control message has either \"subscribe\" or \"unsubscribe\", not both"}}},
+      {R"({"unsubscribe":""})", {{"error", "bad topic name"}, {"message", "invalid topic name"}}},
+      // No on_message handler: anything else is a bad control message.
+      {R"({"subscribe":)", {{"error", "bad control message"}}},
+      {"hello", {{"error", "bad control message"}}},
+      {R"({"text":"hi"})", {{"error", "bad control message"}}},
+  };
+  for (auto const& tc : cases) {
+    INFO(tc.sent);
+    auto const before = c->count();
+    c->send(tc.sent);
+    REQUIRE(run_until(f.ioc, [&] { return c->count() == before + 1 || c->ended(); }));
+    REQUIRE(c->open());
+    auto got = c->json(before);
+    if (!tc.expected.contains("message")) got.erase("message");
+    CHECK(got == tc.expected);
+  }
+  c->send_binary(std::string("\x01\x02", 2));
+  REQUIRE(run_until(f.ioc, [&] { return c->count() == cases.size() + 2; }));
+  CHECK(c->json(cases.size() + 1)["error"] == "bad control message");
+
+  // The subscription limit: "a" plus one more.
+  c->send(json{{"subscribe", "b"}});
+  c->send(json{{"subscribe", "c"}});
+  REQUIRE(run_until(f.ioc, [&] { return c->count() == cases.size() + 4; }));
+  CHECK(c->json(cases.size() + 2) == json{{"subscribed", "b"}, {"cursor", f.hub.stats().last_id}});
+  CHECK(c->json(cases.size() + 3)["error"] == "too many subscriptions");
+
+  // Still alive and subscribed to exactly a and b.
+  f.hub.publish("c", "not subscribed");
+  auto const b = f.hub.publish("b", "b");
+  auto const s = f.hub.publish("a", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(s); }));
+  CHECK(c->ids() == ids_of({b, s}));
+  CHECK(f.live.connections() == 1);
+
+  SECTION("fixed topics: only those may be subscribed") {
+    herald::Channel<herald::WebSocket> fixed{f.hub, "/fixed", {.topics = {"x"}}};
+    f.server.add(fixed);
+    auto d = f.client("/fixed?topic=x");
+    d->send(json{{"subscribe", "y"}});
+    REQUIRE(run_until(f.ioc, [&] { return d->count() == 1; }));
+    CHECK(d->json(0) == json{{"error", "forbidden"}, {"topic", "y"}, {"message", "topic not offered on this channel"}});
+  }
+}
+
+TEST_CASE("websocket: handshake refusals are plain HTTP answers, never a 101", "[e2e][websocket][auth]") {
+  herald::ChannelOptions co;
+  co.authorize = [](herald::Request const& req) {
+    auto const auth = req[http::field::authorization];
+    if (auth == "Bearer good") return herald::Verdict::allow("alice");
+    if (auth == "Bearer banned") return herald::Verdict::deny(herald::error::forbidden, "banned");
+    if (auth == "Bearer throw") throw std::runtime_error("hook failure");
+    return herald::Verdict::deny(herald::error::unauthorized, "token required");
+  };
+  co.authorize_topic = [](std::string_view principal, std::string_view topic) {
+    return principal == "alice" && topic != "secret";
+  };
+  co.allowed_origins = {"https://app.example"};
+  co.limits.max_connections = 3;
+  Fixture f{std::move(co), {.subprotocols = {"herald.v2", "herald.v1"}}};
+
+  auto raw = [&](std::string target, std::string headers) {
+    auto c = std::make_unique<test::RawClient>(f.ioc);
+    c->request(f.ep, upgrade_request(target, f.ep.port(), headers));
+    REQUIRE(run_until(f.ioc, [&] { return c->closed() || (c->has_headers() && c->status() == 101); }));
+    return c;
+  };
+  struct Case {
+    std::string target;
+    std::string headers;
+    int status;
+    std::string error;
+  };
+  std::vector<Case> const cases{
+      {"/live", "", 401, "unauthorized"},
+      {"/live", "Authorization: Bearer banned\r\n", 403, "forbidden"},
+      {"/live", "Authorization: Bearer throw\r\n", 500, "hook failed"},
+      {"/live?topic=secret", "Authorization: Bearer good\r\n", 403, "forbidden"},
+      {"/live?topic=%01", "Authorization: Bearer good\r\n", 400, "bad topic name"},
+      {"/live?topic=a&since=12x", "Authorization: Bearer good\r\n", 400, "bad cursor"},
+      {"/live", "Authorization: Bearer good\r\nOrigin: https://evil.example\r\n", 403, "origin not allowed"},
+  };
+  for (auto const& tc : cases) {
+    INFO(tc.target << " " << tc.headers);
+    auto c = raw(tc.target, tc.headers);
+    CHECK(c->status() == tc.status);
+    CHECK(c->data().find("101") == std::string::npos);
+    CHECK(c->header("Content-Type") == "application/json");
+    CHECK(c->header("Upgrade").empty());
+    CHECK(json::parse(c->body())["error"] == tc.error);
+  }
+  CHECK(json::parse(raw("/live", "")->body())["message"] == "token required");
+
+  // A plain GET on a WebSocket path: 426 and how to upgrade.
+  test::RawClient plain{f.ioc};
+  plain.get(f.ep, "/live", "Authorization: Bearer good\r\n");
+  REQUIRE(run_until(f.ioc, [&] { return plain.closed(); }));
+  CHECK(plain.status() == 426);
+  CHECK(plain.header("Upgrade") == "websocket");
+
+  // The Beast client sees the refusal as a failed handshake with the HTTP answer.
+  auto refused = f.client("/live?topic=a");
+  REQUIRE(run_until(f.ioc, [&] { return refused->failed(); }));
+  CHECK(refused->status() == 401);
+  CHECK(f.live.connections() == 0);
+
+  // Accepted: the exact 101, with the subprotocol the client offered first that we speak.
+  auto ok = raw("/live?topic=a", "Authorization: Bearer good\r\nOrigin: https://app.example\r\n"
+                                 "Sec-WebSocket-Protocol: chat, herald.v1, herald.v2\r\n");
+  CHECK(ok->status() == 101);
+  CHECK(ok->header("Sec-WebSocket-Accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  CHECK(ok->header("Sec-WebSocket-Protocol") == "herald.v1");
+  CHECK(ok->header("Server") == "herald");
+
+  auto beast_ok = std::make_unique<test::WsClient>(f.ioc);
+  beast_ok->header("Authorization", "Bearer good").header("Sec-WebSocket-Protocol", "nothing-we-speak");
+  beast_ok->connect(f.ep, "/live");
+  REQUIRE(run_until(f.ioc, [&] { return beast_ok->open() || beast_ok->failed(); }));
+  CHECK(beast_ok->open());
+  CHECK(beast_ok->response()[http::field::sec_websocket_protocol].empty());
+
+  // The connection limit (3) answers 503.
+  auto third = raw("/live", "Authorization: Bearer good\r\n");
+  CHECK(third->status() == 101);
+  REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 3; }));
+  auto fourth = raw("/live", "Authorization: Bearer good\r\n");
+  CHECK(fourth->status() == 503);
+  CHECK(json::parse(fourth->body())["error"] == "too many connections");
+}
+
+TEST_CASE("websocket: on_message receives the application's messages with a session that replies", "[e2e][websocket]") {
+  herald::ChannelOptions co;
+  co.authorize = [](herald::Request const& req) {
+    return herald::Verdict::allow(std::string(req[http::field::authorization]));
+  };
+  Fixture f{std::move(co)};
+  std::vector<std::pair<std::string, bool>> received;
+  int opened = 0;
+  std::vector<boost::system::error_code> closed;
+  f.live.on_open([&](herald::Session& s) {
+    ++opened;
+    s.send(R"({"hello":)" + std::to_string(s.id()) + "}");
+  });
+  f.live.on_close([&](herald::Session& s, boost::system::error_code ec) {
+    closed.push_back(ec);
+    CHECK(s.send("too late") == herald::SendStatus::dropped);
+  });
+  f.live.on_message([&](herald::Session& s, herald::Message const& m) {
+    received.emplace_back(std::string(m.data), m.binary);
+    if (m.binary) {
+      s.send_binary(std::string(m.data.rbegin(), m.data.rend()));
+    } else if (m.data == "whoami") {
+      json subs = s.subscriptions();
+      s.send(json{{"principal", s.principal()}, {"subscriptions", subs}}.dump());
+    } else if (m.data == "publish") {
+      f.hub.publish("room", R"({"from":"handler"})");
+    } else if (m.data == "bad utf8") {
+      CHECK(s.send("\xff") == herald::SendStatus::dropped);
+      s.send("still here");
+    } else if (m.data == "bye") {
+      s.send("bye to you");
+      s.close();
+    } else if (m.data == "throw") {
+      throw std::runtime_error("application bug");
+    } else {
+      CHECK(s.send("echo: " + std::string(m.data)) == herald::SendStatus::accepted);
+    }
+  });
+
+  auto c = std::make_unique<test::WsClient>(f.ioc);
+  c->header("Authorization", "carol");
+  c->connect(f.ep, "/live?topic=room");
+  REQUIRE(run_until(f.ioc, [&] { return c->count() == 1; }));
+  CHECK(c->json(0).contains("hello"));
+  CHECK(opened == 1);
+
+  c->send("hi");
+  c->send(R"({"text":"a JSON message that is not a control message"})");
+  c->send_binary(std::string("\x00\x01\xff", 3));
+  c->send("whoami");
+  c->send("publish");
+  c->send("bad utf8");
+  REQUIRE(run_until(f.ioc, [&] { return c->count() == 7; }));
+  CHECK(c->frames()[1].data == "echo: hi");
+  CHECK(c->frames()[2].data == R"(echo: {"text":"a JSON message that is not a control message"})");
+  CHECK(c->frames()[3].binary);
+  CHECK(c->frames()[3].data == std::string("\xff\x01\x00", 3));
+  CHECK(c->json(4) == json{{"principal", "carol"}, {"subscriptions", {"room"}}});
+  // The published event and the next reply race: the reply may overtake the event.
+  bool event = false, still = false;
+  for (std::size_t i = 5; i < 7; ++i) {
+    if (c->frames()[i].data == "still here") still = true;
+    else if (c->json(i).contains("data")) event = c->json(i)["data"] == json{{"from", "handler"}};
+  }
+  CHECK(event);
+  CHECK(still);
+  REQUIRE(received.size() == 6);
+  CHECK(received[2] == std::pair<std::string, bool>(std::string("\x00\x01\xff", 3), true));
+  CHECK(received[0].second == false);
+  // Control messages never reach the handler.
+  c->send(json{{"subscribe", "other"}});
+  REQUIRE(run_until(f.ioc, [&] { return c->count_with("subscribed") == 1; }));
+  CHECK(received.size() == 6);
+
+  // Session::close: what was sent before it arrives, then a normal close.
+  c->send("bye");
+  REQUIRE(run_until(f.ioc, [&] { return c->ended(); }));
+  CHECK(c->frames().back().data == "bye to you");
+  CHECK(c->close_code() == 1000);
+  REQUIRE(run_until(f.ioc, [&] { return closed.size() == 1; }));
+  CHECK(!closed[0]);
+
+  // A handler that throws closes its connection with 1011; others are untouched.
+  auto d = f.client("/live?topic=room");
+  auto e = f.client("/live?topic=room");
+  REQUIRE(run_until(f.ioc, [&] { return d->count() == 1 && e->count() == 1; }));
+  d->send("throw");
+  REQUIRE(run_until(f.ioc, [&] { return d->ended(); }));
+  CHECK(d->close_code() == 1011);
+  REQUIRE(run_until(f.ioc, [&] { return closed.size() == 2; }));
+  CHECK(closed[1] == herald::error::hook_failed);
+  auto const s = f.hub.publish("room", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return e->saw_id(s); }));
+
+  // A client that closes: on_close with success.
+  e->close();
+  REQUIRE(run_until(f.ioc, [&] { return closed.size() == 3; }));
+  CHECK(!closed[2]);
+  REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 0; }));
+  CHECK(f.hub.stats().connections == 0);
+}
+
+TEST_CASE("websocket: a binary event is a head frame then its bytes", "[e2e][websocket]") {
+  Fixture f;
+  auto c = f.subscribed({"img"});
+  std::string const bytes("\x89PNG\0\xff\xfe", 7);
+  auto const a = f.hub.publish("img", bytes, {.type = "png", .kind = herald::PayloadKind::binary});
+  auto const b = f.hub.publish("img", R"({"after":1})");
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(b); }));
+  REQUIRE(c->count() == 4);
+  CHECK(c->json(1) == json{{"id", a}, {"topic", "img"}, {"event", "png"}, {"binary", true}, {"size", 7}});
+  CHECK(c->frames()[2].binary);
+  CHECK(c->frames()[2].data == bytes);
+  CHECK(c->json(3)["data"] == json{{"after", 1}});
+  CHECK(f.hub.stats().deliveries == 2);
+
+  // A text payload that is not UTF-8 arrives repaired rather than failing the connection (1007).
+  auto const t = f.hub.publish("img", "caf\xe9", {.kind = herald::PayloadKind::text});
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(t); }));
+  CHECK(c->json(4)["data"] == "caf\xEF\xBF\xBD");
+  CHECK(c->open());
+}
+
+TEST_CASE("websocket: 100 concurrent clients receive every event in order", "[e2e][websocket]") {
+  Fixture f;
+  constexpr int clients = 100;
+  constexpr int events = 200;
+  std::vector<std::unique_ptr<test::WsClient>> cs;
+  for (int i = 0; i < clients; ++i) {
+    // Half subscribe in the URL, half with a control message.
+    if (i % 2 == 0) {
+      cs.push_back(f.client("/live?topic=t"));
+    } else {
+      cs.push_back(f.client());
+      cs.back()->send(json{{"subscribe", "t"}});
+    }
+  }
+  REQUIRE(run_until(f.ioc, [&] {
+    for (int i = 1; i < clients; i += 2)
+      if (cs[i]->count_with("subscribed") != 1) return false;
+    return f.live.connections() == clients;
+  }));
+
+  std::vector<std::uint64_t> published;
+  for (int i = 0; i < events; ++i) {
+    published.push_back(f.hub.publish("t", R"({"n":)" + std::to_string(i) + "}"));
+    if (i % 16 == 0) test::drain(f.ioc);
+  }
+  REQUIRE(run_until(f.ioc, [&] {
+    for (auto const& c : cs)
+      if (!c->saw_id(published.back())) return false;
+    return true;
+  }, std::chrono::seconds(30)));
+  for (auto const& c : cs) CHECK(c->ids() == published);
+  CHECK(f.hub.stats().deliveries == std::uint64_t(clients) * events);
+}
+
+TEST_CASE("websocket: a message over read_message_max closes with 1009", "[e2e][websocket]") {
+  Fixture f{{}, {.read_message_max = 1024}};
+  f.live.on_message([](herald::Session& s, herald::Message const& m) { s.send(std::to_string(m.data.size())); });
+  auto c = f.client("/live?topic=t");
+  REQUIRE(run_until(f.ioc, [&] { return c->open(); }));
+  c->send(std::string(1024, 'x'));  // exactly the limit: fine
+  REQUIRE(run_until(f.ioc, [&] { return c->count() == 1; }));
+  CHECK(c->frames()[0].data == "1024");
+  c->send(std::string(1025, 'x'));
+  REQUIRE(run_until(f.ioc, [&] { return c->ended(); }));
+  CHECK(c->close_code() == 1009);
+  REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 0; }));
+}
+
+TEST_CASE("websocket: permessage-deflate works, and a compression bomb is cut off with 1009", "[e2e][websocket]") {
+  Fixture f{{}, {.read_message_max = 64 * 1024, .deflate = {.enable = true}}};
+  f.live.on_message([](herald::Session& s, herald::Message const& m) { s.send(std::to_string(m.data.size())); });
+
+  auto c = std::make_unique<test::WsClient>(f.ioc);
+  c->deflate().connect(f.ep, "/live?topic=t");
+  REQUIRE(run_until(f.ioc, [&] { return c->open(); }));
+  CHECK(c->response()[http::field::sec_websocket_extensions].find("permessage-deflate") != std::string::npos);
+  std::string const big(4000, 'a');
+  auto const e = f.hub.publish("t", big, {.kind = herald::PayloadKind::text});
+  REQUIRE(run_until(f.ioc, [&] { return c->saw_id(e); }));
+  CHECK(c->json(0)["data"] == big);
+  c->send(std::string(60 * 1024, 'z'));
+  REQUIRE(run_until(f.ioc, [&] { return c->count() == 2; }));
+  CHECK(c->frames()[1].data == std::to_string(60 * 1024));
+
+  // 16 MiB of zeros deflate to a few KiB on the wire; the server stops inflating at the limit.
+  c->send(std::string(16u << 20, '\0'));
+  REQUIRE(run_until(f.ioc, [&] { return c->ended(); }, std::chrono::seconds(30)));
+  CHECK(c->close_code() == 1009);
+  CHECK(c->count() == 2);
+}
+
+TEST_CASE("websocket: invalid UTF-8 in a text frame closes with 1007 on the wire", "[e2e][websocket]") {
+  Fixture f;
+  test::RawClient raw{f.ioc};
+  raw.request(f.ep, upgrade_request("/live?topic=t", f.ep.port()));
+  REQUIRE(run_until(f.ioc, [&] { return raw.has_headers(); }));
+  REQUIRE(raw.status() == 101);
+  raw.send(client_frame(0x1, "ok \xc3\x28 no"));
+  REQUIRE(run_until(f.ioc, [&] { return raw.body().size() >= 4; }));
+  auto const body = raw.body();
+  CHECK(static_cast<unsigned char>(body[0]) == 0x88);  // FIN + close
+  CHECK(static_cast<unsigned char>(body[2]) * 256 + static_cast<unsigned char>(body[3]) == 1007);
+  // The server half-closes and waits for the client to end its side.
+  REQUIRE(run_until(f.ioc, [&] { return raw.closed(); }));
+  raw.close();
+  REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 0; }));
+}
+
+TEST_CASE("websocket: keepalive pings hold a live client and close a silent peer", "[e2e][websocket]") {
+  Fixture f{{}, {.idle_timeout = std::chrono::milliseconds(100)}};
+  std::vector<boost::system::error_code> closed;
+  f.live.on_close([&](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); });
+
+  // Beast's client answers every ping while it reads: it outlives many idle periods.
+  auto alive = f.client("/live?topic=t");
+  // The raw peer completes the handshake by hand and then never answers anything.
+  test::RawClient silent{f.ioc};
+  silent.request(f.ep, upgrade_request("/live?topic=t", f.ep.port()));
+  REQUIRE(run_until(f.ioc, [&] { return silent.closed(); }));
+  CHECK(silent.status() == 101);
+  auto const body = silent.body();
+  REQUIRE_FALSE(body.empty());
+  CHECK(static_cast<unsigned char>(body[0]) == 0x89);  // a ping came first
+  REQUIRE(run_until(f.ioc, [&] { return closed.size() == 1; }));
+  CHECK(closed[0] == herald::error::idle_timeout);
+
+  REQUIRE(run_until(f.ioc, [&] { return alive->pings() >= 4; }));
+  CHECK(alive->open());
+  CHECK_FALSE(alive->ended());
+  auto const s = f.hub.publish("t", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return alive->saw_id(s); }));
+  CHECK(f.live.connections() == 1);
+}
+
+TEST_CASE("websocket: graceful shutdown flushes, then sends 1001 to every client", "[e2e][websocket]") {
+  Fixture f;
+  std::vector<boost::system::error_code> closed;
+  f.live.on_close([&](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); });
+  auto a = f.client("/live?topic=x");
+  auto b = f.subscribed({"x", "y"});
+  REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 2; }));
+  auto const last = f.hub.publish("x", "last words");
+
+  std::optional<boost::system::error_code> stopped;
+  f.server.async_stop(std::chrono::seconds(5), [&](boost::system::error_code ec) { stopped = ec; });
+  CHECK_FALSE(stopped);
+  REQUIRE(run_until(f.ioc, [&] { return stopped && a->ended() && b->ended(); }));
+  CHECK(!*stopped);
+  for (auto* c : {a.get(), b.get()}) {
+    CHECK(c->saw_id(last));
+    CHECK(c->close_code() == 1001);
+    CHECK(c->close_reason() == "shutting down");
+  }
+  CHECK(f.live.connections() == 0);
+  CHECK(closed == std::vector<boost::system::error_code>(2, herald::error::shutting_down));
+
+  auto late = f.client("/live");
+  REQUIRE(run_until(f.ioc, [&] { return late->failed(); }));
+}
+
+namespace {
+
+/// The application's own accept loop and request parsing, as a Beast server would have them;
+/// upgrade requests for `path` are handed to the channel.
+struct UserServer {
+  UserServer(net::io_context& ioc, herald::Channel<herald::WebSocket>& channel, int send_buffer = 0,
+             std::chrono::milliseconds request_deadline = std::chrono::seconds(10))
+      : acceptor(ioc, {net::ip::make_address("127.0.0.1"), 0}), ep(acceptor.local_endpoint()) {
+    accept_one = [this, &ioc, &channel, send_buffer, request_deadline] {
+      acceptor.async_accept(net::make_strand(ioc), [&, this](boost::system::error_code ec, tcp::socket s) {
+        if (ec) return;
+        if (send_buffer > 0) s.set_option(net::socket_base::send_buffer_size(send_buffer));
+        auto conn = std::make_shared<Conn>(std::move(s));
+        // The application's own deadline for reading a request; herald must lift it.
+        conn->stream.expires_after(request_deadline);
+        http::async_read(conn->stream, conn->buffer, conn->req, [&, conn](boost::system::error_code ec, std::size_t) {
+          if (ec) return;
+          if (boost::beast::websocket::is_upgrade(conn->req)) channel.accept(std::move(conn->stream), std::move(conn->req));
+          ++handed_over;
+        });
+        accept_one();
+      });
+    };
+    accept_one();
+  }
+
+  struct Conn {
+    explicit Conn(tcp::socket s) : stream(std::move(s)) {}
+    boost::beast::tcp_stream stream;
+    boost::beast::flat_buffer buffer;
+    herald::Request req;
+  };
+
+  tcp::acceptor acceptor;
+  tcp::endpoint ep;
+  int handed_over = 0;
+  std::function<void()> accept_one;
+};
+
+}  // namespace
+
+TEST_CASE("websocket: embedding hands an upgrade and its stream to the channel", "[e2e][websocket][embed]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live{hub, "/ws", {}, {.idle_timeout = std::chrono::milliseconds(60)}};
+  live.on_message([](herald::Session& s, herald::Message const& m) { s.send("got " + std::string(m.data)); });
+  // The application's read deadline is shorter than this test: herald must have lifted it.
+  UserServer app{ioc, live, 0, std::chrono::milliseconds(50)};
+
+  test::WsClient c{ioc};
+  c.connect(app.ep, "/ws?topic=t");
+  REQUIRE(run_until(ioc, [&] { return c.open(); }));
+  c.send("hello");
+  REQUIRE(run_until(ioc, [&] { return c.count() == 1; }));
+  CHECK(c.frames()[0].data == "got hello");
+  REQUIRE(run_until(ioc, [&] { return c.pings() >= 3; }));  // several idle periods later
+  auto const e = hub.publish("t", R"({"still":"here"})");
+  REQUIRE(run_until(ioc, [&] { return c.saw_id(e); }));
+  CHECK(live.connections() == 1);
+  CHECK(app.handed_over == 1);
+}
+
+TEST_CASE("websocket: a client that never reads is closed with 1013 while others keep up", "[e2e][websocket][embed]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live{hub, "/ws", {.limits = {.queue_events = 64, .queue_bytes = 1 << 20}}};
+  // A small kernel send buffer makes a non-reading client fall behind quickly.
+  UserServer app{ioc, live, 4096};
+
+  test::WsClient fast{ioc};
+  test::WsClient slow{ioc};
+  slow.receive_buffer(4096);
+  fast.connect(app.ep, "/ws?topic=t");
+  slow.connect(app.ep, "/ws?topic=t", /*read=*/false);
+  REQUIRE(run_until(ioc, [&] { return fast.open() && slow.open() && live.connections() == 2; }));
+
+  // Publish (bounded) until the non-reading client is cut off; publish returns every time.
+  std::string const payload(1024, 'x');
+  std::vector<std::uint64_t> published;
+  for (int i = 0; i < 5000 && hub.stats().slow_consumer_disconnects == 0; ++i) {
+    published.push_back(hub.publish("t", payload, {.kind = herald::PayloadKind::text}));
+    test::drain(ioc);
+  }
+  REQUIRE(hub.stats().slow_consumer_disconnects == 1);
+  auto const sentinel = hub.publish("t", "sentinel");
+  published.push_back(sentinel);
+  REQUIRE(run_until(ioc, [&] { return fast.saw_id(sentinel); }));
+  CHECK(fast.ids() == published);
+  CHECK(fast.open());
+
+  // The slow client finally reads: what was in flight, then the close frame with 1013.
+  slow.start_reading();
+  REQUIRE(run_until(ioc, [&] { return slow.ended(); }));
+  CHECK(slow.close_code() == 1013);
+  CHECK(slow.close_reason() == "slow consumer");
+  CHECK(slow.count() < published.size());
+  REQUIRE(run_until(ioc, [&] { return live.connections() == 1; }));
+  CHECK(hub.stats().connections == 1);
+}
+
+TEST_CASE("websocket: Session::send past the queue bound closes as a slow consumer", "[e2e][websocket]") {
+  Fixture f{{.limits = {.queue_events = 8}}};
+  std::vector<herald::SendStatus> statuses;
+  f.live.on_message([&](herald::Session& s, herald::Message const&) {
+    for (int i = 0; i < 12; ++i) statuses.push_back(s.send("reply " + std::to_string(i)));
+  });
+  auto c = f.client("/live");
+  REQUIRE(run_until(f.ioc, [&] { return c->open(); }));
+  c->send("flood me");
+  REQUIRE(run_until(f.ioc, [&] { return c->ended(); }));
+  CHECK(c->close_code() == 1013);
+  REQUIRE(statuses.size() == 12);
+  CHECK(statuses[0] == herald::SendStatus::accepted);
+  CHECK(statuses[4] == herald::SendStatus::backpressure);
+  CHECK(statuses[8] == herald::SendStatus::dropped);
+  CHECK(statuses[11] == herald::SendStatus::dropped);
+  CHECK(f.hub.stats().slow_consumer_disconnects == 1);
+}
