@@ -71,7 +71,9 @@ class Endpoint {
   /** Answer `req` without taking the connection. `respond` runs on `ex` (a strand: the
       connection's), exactly once unless the returned Held is cancelled first. It may run before
       answer() returns (an immediate answer), and then nullptr is returned; otherwise the request
-      is held and the Held is how the caller cancels it when its client goes away. */
+      is held and the Held is how the caller cancels it when its client goes away. A held request
+      keeps itself alive until it is answered or cancelled, so the caller may (and should) keep
+      it as a weak_ptr: `respond` usually owns the caller, and a strong pointer back is a cycle. */
   virtual std::shared_ptr<Held> answer(Request&& req, net::any_io_executor const& ex, Respond respond) {
     (void)ex;
     respond(Response{http::status::not_found, req.version()});

@@ -386,7 +386,7 @@ class PollConnection : public std::enable_shared_from_this<PollConnection<Stream
         net::bind_executor(strand_, [self = this->shared_from_this()](boost::system::error_code ec, std::size_t) {
           if (self->answered_) return;
           if (ec) {
-            if (auto held = std::move(self->held_)) held->cancel();
+            if (auto held = std::exchange(self->held_, {}).lock()) held->cancel();
             close_stream(self->stream_);
             return;
           }
@@ -397,7 +397,7 @@ class PollConnection : public std::enable_shared_from_this<PollConnection<Stream
   std::shared_ptr<PollChannel> channel_;
   Stream stream_;
   net::any_io_executor strand_;
-  std::shared_ptr<Held> held_;
+  std::weak_ptr<Held> held_;  // weak: see HttpSession::held_
   Response res_;
   std::optional<http::response_serializer<http::string_body>> serializer_;
   std::array<char, 512> discard_{};

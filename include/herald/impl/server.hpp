@@ -223,7 +223,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void close() {
-    if (auto held = std::move(held_)) held->cancel();
+    if (auto held = std::exchange(held_, {}).lock()) held->cancel();
     stream_.expires_never();
     close_stream(stream_);
   }
@@ -263,7 +263,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         self->resume_ = false;
         return ec && ec != net::error::operation_aborted ? self->close() : self->read();
       }
-      if (!self->held_) return;  // the answer is being written; its completion carries on
+      if (self->answered_) return;  // the answer is being written; its completion carries on
       if (ec) return self->close();  // the client went away: close() cancels the held request
       self->watch();
     });
@@ -275,7 +275,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   std::optional<http::response_serializer<http::string_body>> serializer_;
-  std::shared_ptr<Held> held_;
+  // Weak: a held request keeps itself alive (its wait timer), and its respond keeps this session;
+  // a strong pointer back would be a cycle that outlives a destroyed io_context.
+  std::weak_ptr<Held> held_;
   bool reading_ = false;
   bool answered_ = false;
   bool watching_ = false;
