@@ -152,6 +152,14 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
         respond_(std::move(respond)),
         plan_(std::move(plan)) {}
 
+  // Only reached registered when the io_context was destroyed with the poll still held.
+  ~PollExchange() override {
+    if (!registered_) return;
+    hub().unsubscribe(this, plan_.topics);
+    channel_->remove(this);
+    hub().connection_closed();
+  }
+
   /** Register, subscribe and arm the wait. When the channel is full or stopping, answers 503 at
       once and returns false. On ex. */
   bool start() {
