@@ -1,6 +1,7 @@
 // bench/herald_server: herald under test. One Hub, one thread, every transport:
 //
-//   GET  /ws?topic=t          WebSocket (Channel<WebSocket>; the upgrade subscribes at once)
+//   GET  /ws                  WebSocket (Channel<WebSocket>): {"subscribe":"t"} subscribes; any
+//                             other text message is published on topic t (the WebSocket publisher)
 //   GET  /sse?topic=t         Server-Sent Events (Channel<Sse>)
 //   GET  /poll?topic=t&...    short and long polling (Channel<Polling>)
 //   POST /pub?topic=t         publishes the request body (a JSON payload) on topic t
@@ -34,6 +35,10 @@ int main(int argc, char** argv) {
   herald::Channel<herald::Polling> poll{hub, "/poll", options};
 
   herald::Server server{ioc.get_executor(), {.max_connections = 1'000'000, .backlog = 4096}};
+  // The WebSocket publisher: every application message is an event of topic t.
+  ws.on_message([&](herald::Session&, herald::Message const& m) {
+    hub.publish("t", m.data, {.kind = herald::PayloadKind::json});
+  });
   server.add(ws).add(sse).add(poll);
   server.handle("/pub", [&](herald::Request const& req) {
     namespace http = boost::beast::http;

@@ -83,7 +83,7 @@ struct Options {
   std::string pub_path = "/pub";
   std::uint64_t messages = 0;  // 0: until --duration
   double rate = 0;             // messages/s; 0: closed loop
-  std::size_t window = 64;     // closed loop: messages not yet received by everyone
+  std::size_t window = 64;     // messages published but not yet received by every subscriber
   std::size_t pipeline = 32;   // HTTP publish requests in flight
   std::size_t payload = 64;
   double duration = 5;         // publishing stops after this many seconds
@@ -879,9 +879,11 @@ class Publisher {
     if (o_.rate > 0) {
       auto const due = static_cast<std::uint64_t>(static_cast<double>(now - run_.pub_start) * 1e-9 * o_.rate) + 1;
       allowed = std::min(allowed, due);
-    } else {
-      allowed = std::min<std::uint64_t>(allowed, run_.floor + o_.window);
     }
+    // Never more than --window messages ahead of the slowest subscriber: closed loop at full
+    // speed, and in paced mode a bound on the backlog when the server cannot keep the rate
+    // (the achieved rate is reported as pub_rate).
+    allowed = std::min<std::uint64_t>(allowed, run_.floor + o_.window);
     while (run_.published < allowed && in_flight() < o_.pipeline * (o_.pub == PubMode::ws ? 1024 : 1)) {
       append_message(++run_.published);
     }
@@ -1117,16 +1119,14 @@ int main(int argc, char** argv) {
       server_cpu0 = read_cpu_s(o.rss_pid);
       self_cpu0 = self_cpu_s();
       run.expected_subs = ready_at_start;
-      if (o.rate <= 0) {
-        std::size_t ring = 1;
-        while (ring < o.window * 2 + 2) ring <<= 1;
-        run.ring.assign(ring, 0);
-      }
+      std::size_t ring = 1;
+      while (ring < o.window * 2 + 2) ring <<= 1;
+      run.ring.assign(ring, 0);
       pub.start();
       // Publish, then drain: stop when everyone has everything, or at the drain deadline.
       while (run.publishing) {
         ioc.run_one_for(std::chrono::milliseconds(10));
-        if (o.rate <= 0) pub.pump();
+        pub.pump();
       }
       auto const drain_until = steady::now() + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o.drain));
       auto const want = run.published * (run.ready - run.dropped);
@@ -1183,6 +1183,8 @@ int main(int argc, char** argv) {
   kv("connect_s", fmt(connect_s, 3));
   kv("published", std::to_string(run.published));
   kv("pub_errors", std::to_string(run.pub_errors));
+  double const pub_s = run.pub_end > run.pub_start ? static_cast<double>(run.pub_end - run.pub_start) * 1e-9 : 0;
+  kv("pub_rate", fmt(pub_s > 0 ? static_cast<double>(run.published) / pub_s : 0, 0));
   kv("deliveries", std::to_string(run.deliveries));
   kv("lost", std::to_string(lost));
   kv("gaps", std::to_string(gaps));

@@ -5,6 +5,7 @@
 //   GET  /sse?topic=t    SSE: `id: …\ndata: …\n\n` (after `retry: 3000\n\n`)
 //   GET  /poll[?wait=…]  polling: `{"events":[…],"cursor":…}` at once, or held until a publish
 //   POST /pub?topic=t    publishes the body to every subscriber (one topic: everyone)
+//   GET  /pub (upgrade)  a WebSocket publisher: each message it sends is published
 //   GET  /mark           allocs=<n> rss_kb=<kb> (and a callgrind dump point)
 //
 // What it does per event and nothing more: encode once per wire format into one shared,
@@ -125,15 +126,17 @@ class Registry {
 
 class WsSession final : public Subscriber, public std::enable_shared_from_this<WsSession> {
  public:
-  explicit WsSession(tcp::socket&& s) : ws_(std::move(s)) {}
+  WsSession(tcp::socket&& s, bool publisher) : ws_(std::move(s)), publisher_(publisher) {}
   ~WsSession() override { close(); }
 
   void start(http::request<http::string_body> req) {
     ws_.auto_fragment(false);
     ws_.async_accept(req, [self = shared_from_this()](error_code ec) {
       if (ec) return;
-      registry->add(self.get());
-      self->registered_ = true;
+      if (!self->publisher_) {
+        registry->add(self.get());
+        self->registered_ = true;
+      }
       self->read();
     });
   }
@@ -147,6 +150,8 @@ class WsSession final : public Subscriber, public std::enable_shared_from_this<W
   void read() {
     ws_.async_read(in_, [self = shared_from_this()](error_code ec, std::size_t) {
       if (ec) return self->close();
+      if (self->publisher_)
+        registry->publish("t", std::string_view(static_cast<char const*>(self->in_.cdata().data()), self->in_.size()));
       self->in_.consume(self->in_.size());
       self->read();
     });
@@ -173,6 +178,7 @@ class WsSession final : public Subscriber, public std::enable_shared_from_this<W
   websocket::stream<tcp::socket> ws_;
   beast::flat_buffer in_;
   Queue q_;
+  bool publisher_ = false;
   bool writing_ = false;
   bool registered_ = false;
 };
@@ -256,7 +262,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     auto const target = std::string_view(req_.target());
     auto const path = target.substr(0, target.find('?'));
     if (websocket::is_upgrade(req_)) {
-      std::make_shared<WsSession>(std::move(socket_))->start(std::move(req_));
+      std::make_shared<WsSession>(std::move(socket_), path == "/pub")->start(std::move(req_));
       return;
     }
     if (path == "/sse") {
