@@ -95,8 +95,12 @@ struct Admission {
     topics) and the registry of live connections used for limits and shutdown. */
 class ChannelCore {
  public:
+  /// Tag of the constructor that makes a core sharing another one's state.
+  struct share_t {};
+
   ChannelCore(Hub hub, std::string path, ChannelOptions options)
-      : hub_(std::move(hub)), path_(std::move(path)), options_(std::move(options)) {
+      : hub_(std::move(hub)), path_(std::move(path)), options_(std::move(options)),
+        shared_(std::make_shared<Shared>()) {
     if (path_.empty() || path_.front() != '/')
       throw std::invalid_argument("herald: channel path must start with '/'");
     for (auto const& t : options_.topics)
@@ -107,6 +111,15 @@ class ChannelCore {
     if (options_.limits.max_subscriptions == 0)
       throw std::invalid_argument("herald: Limits::max_subscriptions must be positive");
   }
+
+  /** A core for one member of a multi-transport channel (herald::Negotiated): the same hub,
+      path and options, and the *same* handlers, connection registry and stopping flag as
+      `other`, so limits, shutdown, abort and disconnect_all of `other` cover its connections. */
+  ChannelCore(ChannelCore const& other, share_t)
+      : hub_(other.hub_), path_(other.path_), options_(other.options_), shared_(other.shared_) {}
+
+  ChannelCore(ChannelCore const&) = delete;
+  ChannelCore& operator=(ChannelCore const&) = delete;
 
   Hub const& hub() const noexcept { return hub_; }
   Hub& hub() noexcept { return hub_; }
@@ -183,37 +196,39 @@ class ChannelCore {
   }
 
   // Handlers are set before the channel serves (documented on Channel), then only read.
-  void set_on_message(MessageHandler h) { on_message_ = std::move(h); }
-  void set_on_open(OpenHandler h) { on_open_ = std::move(h); }
-  void set_on_close(CloseHandler h) { on_close_ = std::move(h); }
-  bool has_message_handler() const noexcept { return static_cast<bool>(on_message_); }
+  void set_on_message(MessageHandler h) { shared_->on_message = std::move(h); }
+  void set_on_open(OpenHandler h) { shared_->on_open = std::move(h); }
+  void set_on_close(CloseHandler h) { shared_->on_close = std::move(h); }
+  bool has_message_handler() const noexcept { return static_cast<bool>(shared_->on_message); }
 
   /// Run the message handler; false if it threw (the caller closes the connection).
-  bool message(Session& s, Message const& m) const noexcept { return invoke(on_message_, s, m); }
-  bool opened(Session& s) const noexcept { return invoke(on_open_, s); }
-  bool closed(Session& s, boost::system::error_code ec) const noexcept { return invoke(on_close_, s, ec); }
+  bool message(Session& s, Message const& m) const noexcept { return invoke(shared_->on_message, s, m); }
+  bool opened(Session& s) const noexcept { return invoke(shared_->on_open, s); }
+  bool closed(Session& s, boost::system::error_code ec) const noexcept {
+    return invoke(shared_->on_close, s, ec);
+  }
 
   /// Register a live connection; false if the channel is full or stopping.
   bool add(SessionBase* s, std::weak_ptr<SessionBase> w) {
-    std::lock_guard lock{mutex_};
-    if (stopping_ || sessions_.size() >= options_.limits.max_connections) return false;
-    sessions_.emplace(s, std::move(w));
+    std::lock_guard lock{shared_->mutex};
+    if (shared_->stopping || shared_->sessions.size() >= options_.limits.max_connections) return false;
+    shared_->sessions.emplace(s, std::move(w));
     return true;
   }
 
   void remove(SessionBase* s) {
-    std::lock_guard lock{mutex_};
-    sessions_.erase(s);
+    std::lock_guard lock{shared_->mutex};
+    shared_->sessions.erase(s);
   }
 
   std::size_t active() const {
-    std::lock_guard lock{mutex_};
-    return sessions_.size();
+    std::lock_guard lock{shared_->mutex};
+    return shared_->sessions.size();
   }
 
   bool stopping() const {
-    std::lock_guard lock{mutex_};
-    return stopping_;
+    std::lock_guard lock{shared_->mutex};
+    return shared_->stopping;
   }
 
   /// Stop admitting and ask every connection to close gracefully.
@@ -234,10 +249,10 @@ class ChannelCore {
  private:
   std::vector<std::shared_ptr<SessionBase>> snapshot(bool stop) {
     std::vector<std::shared_ptr<SessionBase>> out;
-    std::lock_guard lock{mutex_};
-    if (stop) stopping_ = true;
-    out.reserve(sessions_.size());
-    for (auto& [raw, weak] : sessions_)
+    std::lock_guard lock{shared_->mutex};
+    if (stop) shared_->stopping = true;
+    out.reserve(shared_->sessions.size());
+    for (auto& [raw, weak] : shared_->sessions)
       if (auto s = weak.lock()) out.push_back(std::move(s));
     return out;
   }
@@ -253,15 +268,37 @@ class ChannelCore {
     }
   }
 
+  // What the cores of one multi-transport channel share (see the share_t constructor).
+  struct Shared {
+    MessageHandler on_message;
+    OpenHandler on_open;
+    CloseHandler on_close;
+    std::mutex mutex;
+    bool stopping = false;
+    std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions;
+  };
+
   Hub hub_;
   std::string path_;
-  MessageHandler on_message_;
-  OpenHandler on_open_;
-  CloseHandler on_close_;
   ChannelOptions options_;
-  mutable std::mutex mutex_;
-  bool stopping_ = false;
-  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
+  std::shared_ptr<Shared> shared_;
+};
+
+/// Per-channel state a transport may ask for with a nested `channel_state` type; none by default.
+struct NoChannelState {
+  template <class... Args>
+  explicit NoChannelState(Args const&...) noexcept {}
+};
+
+template <class T>
+struct channel_state_of {
+  using type = NoChannelState;
+};
+
+template <class T>
+  requires requires { typename T::channel_state; }
+struct channel_state_of<T> {
+  using type = typename T::channel_state;
 };
 
 /// A channel's state for transport T: the core plus T's options, shared with its connections.
@@ -271,11 +308,19 @@ class ChannelImpl final : public ChannelCore,
                           public std::enable_shared_from_this<ChannelImpl<T>> {
  public:
   ChannelImpl(Hub hub, std::string path, ChannelOptions options, typename T::options topts)
-      : ChannelCore(std::move(hub), std::move(path), std::move(options)), transport_(std::move(topts)) {
-    if constexpr (requires { T::validate(transport_); }) T::validate(transport_);
-  }
+      : ChannelCore(std::move(hub), std::move(path), std::move(options)),
+        transport_(validated(std::move(topts))),
+        state_(static_cast<ChannelCore const&>(*this), transport_) {}
+
+  /// A member channel of a multi-transport channel: shares `core`'s handlers and registry.
+  ChannelImpl(ChannelCore const& core, typename T::options topts)
+      : ChannelCore(core, share_t{}), transport_(validated(std::move(topts))),
+        state_(static_cast<ChannelCore const&>(*this), transport_) {}
 
   typename T::options const& transport_options() const noexcept { return transport_; }
+
+  /// The transport's per-channel state (T::channel_state), if it declares one.
+  typename channel_state_of<T>::type& channel_state() noexcept { return state_; }
 
   template <class Stream>
   void accept_stream(Stream&& stream, Request&& req) {
@@ -301,7 +346,13 @@ class ChannelImpl final : public ChannelCore,
   std::size_t active() const override { return ChannelCore::active(); }
 
  private:
+  static typename T::options validated(typename T::options o) {
+    if constexpr (requires { T::validate(o); }) T::validate(o);
+    return o;
+  }
+
   typename T::options transport_;
+  typename channel_state_of<T>::type state_;
 };
 
 }  // namespace herald::detail

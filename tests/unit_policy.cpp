@@ -1,0 +1,221 @@
+// The compile-time policy: select_t's whole decision table, each transport's capability traits,
+// and one generic function template instantiated for every transport and run over loopback.
+
+#include <herald/herald.hpp>
+#include <herald/transports/negotiated.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "http_client.hpp"
+#include "loopback.hpp"
+#include "sse_reader.hpp"
+#include "ws_client.hpp"
+
+namespace {
+
+using herald::Needs;
+using herald::Polling;
+using herald::select_t;
+using herald::Sse;
+using herald::WebSocket;
+using Negotiated = herald::Negotiated<WebSocket, Sse, Polling>;
+using json = nlohmann::json;
+
+// --- the decision table --------------------------------------------------------------------------
+// Columns: client_to_server, binary, infrequent, stateless -> transport. The six rows with
+// stateless and (client_to_server or binary) are contradictions: compile errors, checked by
+// tests/compile_fail/policy_stateless_duplex.cpp (and named in docs/negotiation.md).
+template <Needs N, class Expected>
+struct Row {
+  static constexpr bool holds = std::is_same_v<select_t<N>, Expected>;
+  static_assert(holds, "select_t disagrees with the decision table");
+};
+
+#define HERALD_POLICY_ROW(c2s, bin, inf, st, T)                                                   \
+  Row<Needs{.client_to_server = c2s, .binary = bin, .infrequent = inf, .stateless = st}, T>::holds
+
+constexpr bool table[] = {
+    HERALD_POLICY_ROW(false, false, false, false, Sse),        // one-way push
+    HERALD_POLICY_ROW(false, false, true, false, Polling),     // infrequent
+    HERALD_POLICY_ROW(false, false, false, true, Polling),     // no stateful infrastructure
+    HERALD_POLICY_ROW(false, false, true, true, Polling),      // both
+    HERALD_POLICY_ROW(true, false, false, false, WebSocket),   // client->server in real time
+    HERALD_POLICY_ROW(true, false, true, false, WebSocket),    // ... even if infrequent
+    HERALD_POLICY_ROW(false, true, false, false, WebSocket),   // binary payloads
+    HERALD_POLICY_ROW(false, true, true, false, WebSocket),    // ... even if infrequent
+    HERALD_POLICY_ROW(true, true, false, false, WebSocket),    // both
+    HERALD_POLICY_ROW(true, true, true, false, WebSocket),     // all but stateless
+};
+#undef HERALD_POLICY_ROW
+
+static_assert(std::is_same_v<select_t<Needs{}>, Sse>, "no needs: the least powerful push, SSE");
+
+// --- capability traits ---------------------------------------------------------------------------
+static_assert(herald::Transport<Sse> && herald::Transport<WebSocket> && herald::Transport<Polling>);
+static_assert(herald::Transport<Negotiated>);
+static_assert(herald::Transport<herald::Negotiated<Sse, Polling>>);
+
+static_assert(!Sse::capabilities.client_to_server && !Sse::capabilities.binary &&
+              Sse::capabilities.server_push && Sse::capabilities.resumable && !Sse::capabilities.plain_http);
+static_assert(WebSocket::capabilities.client_to_server && WebSocket::capabilities.binary &&
+              WebSocket::capabilities.server_push && WebSocket::capabilities.resumable &&
+              !WebSocket::capabilities.plain_http);
+static_assert(!Polling::capabilities.client_to_server && !Polling::capabilities.binary &&
+              !Polling::capabilities.server_push && Polling::capabilities.resumable &&
+              Polling::capabilities.plain_http);
+// Negotiated: messages by POST in degraded modes; binary only if every member carries it.
+static_assert(Negotiated::capabilities.client_to_server && !Negotiated::capabilities.binary &&
+              Negotiated::capabilities.server_push && Negotiated::capabilities.resumable &&
+              Negotiated::capabilities.plain_http);
+using PushOnly = herald::Negotiated<Sse>;
+static_assert(PushOnly::capabilities.client_to_server && PushOnly::capabilities.server_push &&
+              !PushOnly::capabilities.plain_http);
+static_assert(herald::Negotiated<WebSocket>::capabilities.binary);
+
+// The policy's choice always has what was asked for.
+template <Needs N>
+constexpr bool fits() {
+  using T = select_t<N>;
+  return (!N.client_to_server || T::capabilities.client_to_server) && (!N.binary || T::capabilities.binary) &&
+         (!N.stateless || T::capabilities.plain_http);
+}
+static_assert(fits<Needs{.client_to_server = true}>() && fits<Needs{.binary = true}>() &&
+              fits<Needs{.stateless = true}>() && fits<Needs{.infrequent = true}>());
+
+// --- generic application code ---------------------------------------------------------------------
+// One function template for every transport: the same publish and handler code; on_message only
+// where the transport carries client messages.
+struct AppLog {
+  int opened = 0;
+  int closed = 0;
+  std::vector<std::string> messages;
+};
+
+template <herald::Transport T>
+void wire_app(herald::Channel<T>& channel, AppLog& log) {
+  channel.on_open([&log](herald::Session&) { ++log.opened; });
+  channel.on_close([&log](herald::Session&, boost::system::error_code) { ++log.closed; });
+  if constexpr (T::capabilities.client_to_server) {
+    channel.on_message([&log, &channel](herald::Session& s, herald::Message const& m) {
+      log.messages.emplace_back(m.data);
+      s.send("echo:" + std::string(m.data));
+      channel.publish("news", R"({"from":"client"})");
+    });
+  }
+}
+
+template <herald::Transport T>
+herald::EventId announce(herald::Channel<T>& channel, int n) {
+  return channel.publish("news", R"({"n":)" + std::to_string(n) + "}");
+}
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using test::run_until;
+
+bool complete(test::RawClient const& c) {
+  if (!c.has_headers()) return c.closed();
+  auto const len = c.header("Content-Length");
+  return !len.empty() && c.body().size() >= std::stoul(len);
+}
+
+template <class T>
+struct App {
+  App() : hub(ioc.get_executor()), channel(hub, "/app", {.topics = {"news"}}), server(ioc.get_executor()) {
+    wire_app(channel, log);
+    server.add(channel);
+    ep = server.listen("127.0.0.1", 0);
+  }
+  net::io_context ioc;
+  herald::Hub hub;
+  herald::Channel<T> channel;
+  herald::Server server;
+  tcp::endpoint ep;
+  AppLog log;
+};
+
+}  // namespace
+
+TEST_CASE("select_t follows the whole decision table", "[unit][policy]") {
+  for (bool row : table) CHECK(row);
+  CHECK(std::is_same_v<select_t<Needs{.client_to_server = true}>, WebSocket>);
+  CHECK(std::is_same_v<select_t<Needs{.infrequent = true}>, Polling>);
+  CHECK(std::is_same_v<select_t<Needs{}>, Sse>);
+}
+
+TEST_CASE("capabilities are traits of each transport", "[unit][policy]") {
+  CHECK(WebSocket::capabilities.client_to_server);
+  CHECK_FALSE(Sse::capabilities.client_to_server);
+  CHECK_FALSE(Polling::capabilities.server_push);
+  CHECK(Negotiated::capabilities.client_to_server);
+  CHECK_FALSE(Negotiated::capabilities.binary);
+  CHECK(Negotiated::name == "negotiated");
+  CHECK(Negotiated::transport_list() == R"(["websocket","sse","polling"])");
+}
+
+TEST_CASE("generic code runs unchanged on Channel<Sse>", "[e2e][policy]") {
+  App<Sse> app;
+  test::RawClient c(app.ioc);
+  c.get(app.ep, "/app", "Accept: text/event-stream\r\n");
+  REQUIRE(run_until(app.ioc, [&] { return app.channel.connections() == 1; }));
+  auto const id = announce(app.channel, 1);
+  test::SseReader reader;
+  REQUIRE(run_until(app.ioc, [&] {
+    reader.feed_all(c.body());
+    return !reader.events().empty();
+  }));
+  CHECK(reader.events()[0].id == std::to_string(id));
+  CHECK(json::parse(reader.events()[0].data) == json{{"n", 1}});
+}
+
+TEST_CASE("generic code runs unchanged on Channel<Polling>", "[e2e][policy]") {
+  App<Polling> app;
+  auto const id = announce(app.channel, 2);
+  test::RawClient c(app.ioc);
+  c.get(app.ep, "/app?since=0");
+  REQUIRE(run_until(app.ioc, [&] { return complete(c); }));
+  auto const j = json::parse(c.body());
+  REQUIRE(j["events"].size() == 1);
+  CHECK(j["events"][0]["id"] == id);
+  CHECK(j["events"][0]["data"] == json{{"n", 2}});
+}
+
+TEST_CASE("generic code runs unchanged on Channel<WebSocket>", "[e2e][policy]") {
+  App<WebSocket> app;
+  test::WsClient ws(app.ioc);
+  ws.connect(app.ep, "/app?topic=news");
+  REQUIRE(run_until(app.ioc, [&] { return ws.count_with("subscribed") == 1 && app.log.opened == 1; }));
+  auto const id = announce(app.channel, 3);
+  REQUIRE(run_until(app.ioc, [&] { return ws.saw_id(id); }));
+  ws.send("hi");
+  REQUIRE(run_until(app.ioc, [&] { return app.log.messages.size() == 1 && ws.ids().size() == 2; }));
+  bool echoed = false;
+  for (auto const& f : ws.frames()) echoed = echoed || f.data == "echo:hi";
+  CHECK(echoed);
+  ws.close();
+  REQUIRE(run_until(app.ioc, [&] { return app.log.closed == 1; }));
+}
+
+TEST_CASE("generic code runs unchanged on Channel<Negotiated<WebSocket, Sse, Polling>>", "[e2e][policy]") {
+  App<Negotiated> app;
+  test::WsClient ws(app.ioc);
+  ws.connect(app.ep, "/app?topic=news");
+  REQUIRE(run_until(app.ioc, [&] { return ws.count_with("subscribed") == 1 && app.log.opened == 1; }));
+  auto const id = announce(app.channel, 4);
+  REQUIRE(run_until(app.ioc, [&] { return ws.saw_id(id); }));
+  // A degraded client's message: a POST to the same path, the same handler.
+  test::RawClient post(app.ioc);
+  post.request(app.ep, "POST /app HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(app.ep.port()) +
+                           "\r\nContent-Length: 2\r\n\r\nyo");
+  REQUIRE(run_until(app.ioc, [&] { return complete(post) && ws.ids().size() == 2; }));
+  CHECK(json::parse(post.body()) == json::array({"echo:yo"}));
+  CHECK(app.log.messages == std::vector<std::string>{"yo"});
+}
