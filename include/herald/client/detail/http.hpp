@@ -1,0 +1,90 @@
+#pragma once
+
+// HTTP helpers of the clients: query building, request headers, and what a status means.
+
+#include <herald/client/error.hpp>
+#include <herald/client/options.hpp>
+#include <herald/error.hpp>
+#include <herald/version.hpp>
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/status.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace herald::client::detail {
+
+namespace http = boost::beast::http;
+
+/// Percent-encode a query component: every byte but the RFC 3986 unreserved ones.
+inline void append_encoded(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (char ch : s) {
+    auto const c = static_cast<unsigned char>(ch);
+    bool const unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                            c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += ch;
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+}
+
+/// Append `key=value` to a request target, with '?' or '&' as needed.
+inline void append_query(std::string& target, std::string_view key, std::string_view value) {
+  target += target.find('?') == std::string::npos ? '?' : '&';
+  append_encoded(target, key);
+  target += '=';
+  append_encoded(target, value);
+}
+
+inline std::string user_agent() { return std::string("herald-client/") + HERALD_VERSION; }
+
+/// Host, User-Agent, then the application's headers (which may replace the defaults).
+template <class Fields>
+void set_common_headers(Fields& fields, Url const& url, Options const& options) {
+  fields.set(http::field::host, url.host_header());
+  fields.set(http::field::user_agent, user_agent());
+  for (auto const& [name, value] : options.headers) fields.set(name, value);
+}
+
+/// What an HTTP status means to a client: the error to report and whether to retry.
+struct StatusVerdict {
+  boost::system::error_code ec;
+  bool retry = false;
+};
+
+/** 429, 408 and 5xx are worth retrying (overload, restarts, proxies); any other refusal is
+    permanent (401, 403, 404, 400, ...): retrying would only repeat it. */
+inline StatusVerdict classify_status(unsigned status) {
+  switch (status) {
+    case 400: return {herald::error::bad_request, false};
+    case 401: return {herald::error::unauthorized, false};
+    case 403: return {herald::error::forbidden, false};
+    case 404: return {herald::error::not_found, false};
+    case 405: return {herald::error::method_not_allowed, false};
+    case 413: return {herald::error::message_too_big, false};
+    case 408:
+    case 429: return {error::unavailable, true};
+    default: break;
+  }
+  if (status >= 500 && status <= 599) return {error::unavailable, true};
+  return {error::unexpected_status, false};
+}
+
+/// Whether a Content-Type names `type` (ignoring parameters and case).
+inline bool content_type_is(std::string_view value, std::string_view type) {
+  auto const semi = value.find(';');
+  auto base = value.substr(0, semi);
+  while (!base.empty() && (base.back() == ' ' || base.back() == '\t')) base.remove_suffix(1);
+  while (!base.empty() && (base.front() == ' ' || base.front() == '\t')) base.remove_prefix(1);
+  return boost::beast::iequals(base, type);
+}
+
+}  // namespace herald::client::detail
