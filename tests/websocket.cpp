@@ -17,8 +17,10 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -931,4 +933,102 @@ TEST_CASE("websocket: Session::send past the queue bound closes as a slow consum
   CHECK(statuses[8] == herald::SendStatus::dropped);
   CHECK(statuses[11] == herald::SendStatus::dropped);
   CHECK(f.hub.stats().slow_consumer_disconnects == 1);
+}
+
+TEST_CASE("websocket: publish and Session::send from other threads while the server runs on two", "[e2e][websocket][threads]") {
+  // The server's io_context runs on two worker threads; the clients' on the test thread.
+  net::io_context server_ioc;
+  herald::Hub hub{server_ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live{hub, "/live"};
+  std::mutex mutex;
+  std::vector<herald::Session> sessions;
+  live.on_open([&](herald::Session& s) {
+    std::lock_guard lock{mutex};
+    sessions.push_back(s);
+  });
+  live.on_message([](herald::Session& s, herald::Message const& m) { s.send(std::string(m.data)); });
+  herald::Server server{server_ioc.get_executor()};
+  server.add(live);
+  auto const ep = server.listen("127.0.0.1", 0);
+  auto guard = net::make_work_guard(server_ioc);
+  std::vector<std::thread> workers;
+  // Joined on every exit, also when a REQUIRE throws.
+  struct Join {
+    net::io_context& ioc;
+    std::vector<std::thread>& threads;
+    ~Join() {
+      ioc.stop();
+      for (auto& t : threads)
+        if (t.joinable()) t.join();
+    }
+  } join{server_ioc, workers};
+  for (int i = 0; i < 2; ++i) workers.emplace_back([&] { server_ioc.run(); });
+
+  constexpr int clients = 8;
+  constexpr int events = 200;
+  constexpr int sends = 20;
+  net::io_context ioc;
+  std::vector<std::unique_ptr<test::WsClient>> cs;
+  for (int i = 0; i < clients; ++i) {
+    cs.push_back(std::make_unique<test::WsClient>(ioc));
+    cs.back()->connect(ep, "/live?topic=a&topic=b");
+  }
+  REQUIRE(run_until(ioc, [&] {
+    std::lock_guard lock{mutex};
+    return sessions.size() == clients;
+  }));
+
+  std::thread pa{[&] {
+    for (int i = 0; i < events; ++i) hub.publish("a", std::to_string(i));
+  }};
+  std::thread pb{[&] {
+    std::vector<herald::Session> copy;
+    {
+      std::lock_guard lock{mutex};
+      copy = sessions;
+    }
+    for (int i = 0; i < events; ++i) {
+      hub.publish("b", std::to_string(i));
+      if (i % (events / sends) == 0)
+        for (auto& s : copy) s.send("app " + std::to_string(i));
+    }
+  }};
+  // Meanwhile every client also talks to the server.
+  for (auto& c : cs) c->send("ping from client");
+  pa.join();
+  pb.join();
+  auto const sa = hub.publish("a", "sentinel");
+  auto const sb = hub.publish("b", "sentinel");
+  REQUIRE(run_until(ioc, [&] {
+    for (auto const& c : cs)
+      if (!c->saw_id(sa) || !c->saw_id(sb)) return false;
+    return true;
+  }, std::chrono::seconds(30)));
+  for (auto const& c : cs) {
+    std::vector<std::uint64_t> a, b;
+    int app = 0, echoed = 0;
+    for (auto const& f : c->frames()) {
+      if (f.data.starts_with("app ")) ++app;
+      else if (f.data == "ping from client") ++echoed;
+      else {
+        auto const j = json::parse(f.data);
+        (j["topic"] == "a" ? a : b).push_back(j["id"]);
+      }
+    }
+    CHECK(a.size() == events + 1);
+    CHECK(b.size() == events + 1);
+    CHECK(std::is_sorted(a.begin(), a.end()));
+    CHECK(std::is_sorted(b.begin(), b.end()));
+    CHECK(app == sends);
+    CHECK(echoed == 1);
+  }
+  std::atomic<bool> stopped{false};
+  server.async_stop(std::chrono::seconds(5), [&](boost::system::error_code) { stopped = true; });
+  REQUIRE(run_until(ioc, [&] {
+    for (auto const& c : cs)
+      if (!c->ended()) return false;
+    return stopped.load();
+  }));
+  for (auto const& c : cs) CHECK(c->close_code() == 1001);
+  CHECK(live.connections() == 0);
 }

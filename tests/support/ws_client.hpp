@@ -68,11 +68,12 @@ class WsClient {
     s->read_on_open = read;
     s->target = std::move(target);
     s->host = "127.0.0.1:" + std::to_string(ep.port());
-    s->ws.set_option(websocket::stream_base::decorator([s](websocket::request_type& req) {
-      for (auto const& [name, value] : s->headers) req.set(name, value);
+    // The stream owns these callbacks: they must not own the state back (a leak cycle).
+    s->ws.set_option(websocket::stream_base::decorator([headers = s->headers](websocket::request_type& req) {
+      for (auto const& [name, value] : headers) req.set(name, value);
     }));
-    s->ws.control_callback([s](websocket::frame_type kind, beast::string_view) {
-      if (kind == websocket::frame_type::ping) ++s->pings;
+    s->ws.control_callback([raw = s.get()](websocket::frame_type kind, beast::string_view) {
+      if (kind == websocket::frame_type::ping) ++raw->pings;
     });
     beast::get_lowest_layer(s->ws).async_connect(ep, [s](beast::error_code ec) {
       if (ec) return fail(s, ec);

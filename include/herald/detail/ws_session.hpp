@@ -448,8 +448,8 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
   void pump() {
     if (!opened_ || done_ || writing_ || close_started_) return;
     if (payload_next_) {
-      auto ev = std::exchange(payload_next_, nullptr);
-      auto const& data = ev->event().data;
+      in_flight_ = std::exchange(payload_next_, nullptr);
+      auto const& data = in_flight_->event().data;
       return write(net::const_buffer(data.data(), data.size()), true, true);
     }
     if (pop_out(current_)) return write(net::buffer(current_.data), current_.binary, false);
@@ -461,6 +461,7 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
           return write(net::buffer(head_), false, false);
         }
         auto const& bytes = ev->encoded(WireFormat::json, encode_json_envelope);
+        in_flight_ = std::move(ev);
         return write(net::buffer(bytes), false, true);
       }
     }
@@ -480,6 +481,7 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
 
   void on_write(boost::system::error_code ec) {
     writing_ = false;
+    in_flight_ = nullptr;
     if (done_) return;
     if (ec) {
       // A failing stream fails the pending read too, which ends the connection with its
@@ -659,6 +661,8 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
   std::vector<EventPtr> batch_;
   std::size_t pos_ = 0;
   EventPtr payload_next_;
+  // Owns the bytes of the event being written, whatever happens to the batch meanwhile.
+  EventPtr in_flight_;
   std::string head_;
   std::size_t delivered_ = 0;
   std::chrono::steady_clock::time_point write_started_{};
