@@ -127,9 +127,15 @@ bool complete(test::RawClient const& c) {
   return !len.empty() && c.body().size() >= std::stoul(len);
 }
 
+herald::ChannelOptions fixed_topics() {
+  herald::ChannelOptions o;
+  o.topics = {"news"};
+  return o;
+}
+
 template <class T>
 struct App {
-  App() : hub(ioc.get_executor()), channel(hub, "/app", {.topics = {"news"}}), server(ioc.get_executor()) {
+  App() : hub(ioc.get_executor()), channel(hub, "/app", fixed_topics()), server(ioc.get_executor()) {
     wire_app(channel, log);
     server.add(channel);
     ep = server.listen("127.0.0.1", 0);
