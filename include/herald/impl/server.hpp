@@ -224,7 +224,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void close() {
     if (auto held = std::exchange(held_, {}).lock()) held->cancel();
-    stream_.expires_never();
+    // No expires_never() here: Beast asserts when a read and a write are both pending (a held
+    // poll's answer being written while watch() reads). Closing the socket completes every
+    // pending operation, and each cancels its own timer.
     close_stream(stream_);
   }
 
