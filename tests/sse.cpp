@@ -414,3 +414,29 @@ TEST_CASE("sse: embedding hands a parsed request and its stream to the channel",
   for (auto id : published) expected.push_back(std::to_string(id));
   CHECK(fast.ids() == expected);
 }
+
+TEST_CASE("sse: on_open and on_close see every stream once, with a working Session", "[e2e][sse]") {
+  Fixture f;
+  int opened = 0;
+  int closed = 0;
+  std::vector<std::string> topics;
+  herald::Session kept;
+  f.feed.on_open([&](herald::Session& s) {
+    ++opened;
+    topics = s.subscriptions();
+    kept = s;
+  });
+  f.feed.on_close([&](herald::Session&, boost::system::error_code) { ++closed; });
+
+  test::RawClient c{f.ioc};
+  c.get(f.ep, "/api/feed?topic=t&topic=u", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return opened == 1 && c.has_headers(); }));
+  CHECK(topics == std::vector<std::string>{"t", "u"});
+  CHECK(kept.alive());
+  CHECK(kept.id() != 0);
+  CHECK(kept.send("not on SSE") == herald::SendStatus::dropped);
+  kept.close();  // the application ends the stream
+  REQUIRE(run_until(f.ioc, [&] { return closed == 1 && c.closed(); }));
+  CHECK(opened == 1);
+  CHECK(f.feed.connections() == 0);
+}

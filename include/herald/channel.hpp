@@ -88,14 +88,16 @@ class Channel {
                                 {.type = type, .kind = PayloadKind::binary});
   }
 
-  /// Called for every connection once it is admitted and subscribed. Set before serving.
+  /** Called for every connection once it is admitted and subscribed (SSE streams, WebSocket
+      connections; a poll is a request, not a connection, and calls neither). Set before
+      serving. If it throws, the connection is closed. */
   template <class F>
   Channel& on_open(F&& handler) {
     impl_->set_on_open(OpenHandler(std::forward<F>(handler)));
     return *this;
   }
 
-  /// Called once when a connection closes, with the reason. Set before serving.
+  /// Called once when a connection that on_open saw closes, with the reason. Set before serving.
   template <class F>
   Channel& on_close(F&& handler) {
     impl_->set_on_close(CloseHandler(std::forward<F>(handler)));

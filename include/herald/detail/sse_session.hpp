@@ -4,6 +4,7 @@
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/subscriber.hpp>
+#include <herald/session.hpp>
 #include <herald/transports/sse.hpp>
 
 #include <boost/asio/bind_executor.hpp>
@@ -23,7 +24,7 @@ namespace herald::detail {
     the Subscriber inbox and posts a wake-up. One write is in flight at a time, and it gathers
     everything queued since the last one. */
 template <class Stream>
-class SseSession final : public Subscriber, public SessionBase {
+class SseSession final : public Subscriber, public SessionBase, public Peer {
  public:
   SseSession(std::shared_ptr<ChannelImpl<Sse>> channel, Stream&& stream)
       : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
@@ -44,12 +45,26 @@ class SseSession final : public Subscriber, public SessionBase {
     net::post(strand_, [self = self()] { self->close(error::shutting_down); });
   }
 
+  // Peer (herald::Session): set once before the first handle exists, then only read.
+  std::uint64_t id() const noexcept override { return connection_id(); }
+  std::string const& principal() const noexcept override { return principal_; }
+  std::vector<std::string> subscriptions() const override { return topics_.topics; }
+
+  /// SSE carries only the hub's events: there is no per-client message to send.
+  SendStatus send(std::string, bool) override { return SendStatus::dropped; }
+
+  void close() override {
+    net::post(strand_, [self = self()] { self->close(boost::system::error_code{}); });
+  }
+
  private:
   std::shared_ptr<SseSession> self() {
     return std::static_pointer_cast<SseSession>(shared_from_this());
   }
 
   HubState& hub() const noexcept { return channel_->state(); }
+
+  Session session() { return Session{std::weak_ptr<Peer>(std::static_pointer_cast<Peer>(self()))}; }
 
   void on_ready() override {
     net::post(strand_, [self = self()] { self->pump(); });
@@ -113,11 +128,17 @@ class SseSession final : public Subscriber, public SessionBase {
     head_ += sse_retry(channel_->transport_options().retry);
 
     topics_ = std::move(admission.topics);
+    principal_ = std::move(admission.principal);
     auto const replay = hub().subscribe(shared_from_this(), topics_, since);
     if (replay.reset)
       hub().log(LogLevel::info, Sse::name, connection_id(), error::cursor_expired, "reset notice sent");
     hub().log(LogLevel::debug, Sse::name, connection_id(), {}, "stream opened");
     last_write_ = std::chrono::steady_clock::now();
+    announced_ = true;
+    if (auto session = this->session(); !channel_->opened(session)) {
+      hub().log(LogLevel::error, Sse::name, connection_id(), error::hook_failed, "on_open threw");
+      return close(error::hook_failed);
+    }
     pump();
     read();
     tick();
@@ -215,6 +236,11 @@ class SseSession final : public Subscriber, public SessionBase {
     bool const normal = !ec || ec == error::shutting_down || ec == net::error::eof ||
                         ec == net::error::operation_aborted || ec == net::error::connection_reset;
     hub().log(normal ? LogLevel::debug : LogLevel::info, Sse::name, connection_id(), ec, "stream closed");
+    if (announced_) {
+      auto session = this->session();
+      if (!channel_->closed(session, ec))
+        hub().log(LogLevel::error, Sse::name, connection_id(), error::hook_failed, "on_close threw");
+    }
   }
 
   static constexpr std::size_t max_unsolicited = 64 * 1024;
@@ -224,6 +250,7 @@ class SseSession final : public Subscriber, public SessionBase {
   net::any_io_executor strand_;
   net::steady_timer timer_;
   TopicSet topics_;
+  std::string principal_;
   std::string head_;
   std::string final_;
   std::string_view control_;
@@ -234,6 +261,7 @@ class SseSession final : public Subscriber, public SessionBase {
   std::size_t received_ = 0;
   std::array<char, 32> discard_{};
   bool opened_ = false;
+  bool announced_ = false;
   bool writing_ = false;
   bool stopping_ = false;
   bool final_sent_ = false;
