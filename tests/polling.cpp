@@ -235,7 +235,7 @@ TEST_CASE("poll_body splices each event's shared JSON envelope", "[unit][polling
   CHECK(poll_body({}, 5, false, false) == "{\"events\":[],\"cursor\":5}\n");
 }
 
-TEST_CASE("poll_etag names the answer; etag_matches follows If-None-Match rules", "[unit][polling]") {
+TEST_CASE("poll_etag names the answer and etag_matches follows If-None-Match rules", "[unit][polling]") {
   using namespace herald::detail;
   auto ev = [](EventId id) {
     herald::Event e;

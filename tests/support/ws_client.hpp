@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <memory>
@@ -137,16 +138,11 @@ class WsClient {
     return out;
   }
   /// Ids of every event envelope received (text frames with an "id"), in order.
-  std::vector<std::uint64_t> ids() const {
-    std::vector<std::uint64_t> out;
-    for (auto const& j : texts())
-      if (j.is_object() && j.contains("id")) out.push_back(j["id"].get<std::uint64_t>());
-    return out;
-  }
+  std::vector<std::uint64_t> const& ids() const { return s_->ids; }
   bool saw_id(std::uint64_t id) const {
-    for (auto const& j : texts())
-      if (j.is_object() && j.contains("id") && j["id"] == id) return true;
-    return false;
+    // Ids only grow on one connection's stream of one hub, but replays of several topics need
+    // not: search from the back, where a waited-for id usually is.
+    return std::find(s_->ids.rbegin(), s_->ids.rend(), id) != s_->ids.rend();
   }
   /// Whether a text frame with `key` (e.g. "subscribed", "error") has arrived, `n` times.
   std::size_t count_with(std::string_view key) const {
@@ -166,6 +162,7 @@ class WsClient {
     websocket::response_type response;
     beast::flat_buffer buffer;
     std::vector<WsFrame> frames;
+    std::vector<std::uint64_t> ids;  // parsed once per frame, so waits stay cheap
     std::deque<WsFrame> out;
     bool writing = false;
     bool read_on_open = true;
@@ -197,6 +194,10 @@ class WsClient {
         return;
       }
       s->frames.push_back({s->ws.got_binary(), beast::buffers_to_string(s->buffer.data())});
+      if (!s->frames.back().binary) {
+        auto const j = nlohmann::json::parse(s->frames.back().data, nullptr, false);
+        if (j.is_object() && j.contains("id") && j["id"].is_number_unsigned()) s->ids.push_back(j["id"].get<std::uint64_t>());
+      }
       s->buffer.consume(s->buffer.size());
       start_read(s);
     });

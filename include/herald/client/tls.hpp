@@ -70,8 +70,8 @@ class TlsByteStream final : public ByteStream {
       stream_.set_verify_mode(net::ssl::verify_none);
     }
     resolve_and_connect(resolver_, stream_.next_layer(), url,
-                        [this, h = std::move(handler)](boost::system::error_code ec) mutable {
-                          if (ec) return net::dispatch(net::append(std::move(h), ec));
+                        [this, h = std::move(handler)](boost::system::error_code err) mutable {
+                          if (err) return net::dispatch(net::append(std::move(h), err));
                           stream_.async_handshake(net::ssl::stream_base::client, std::move(h));
                         });
   }

@@ -40,12 +40,12 @@ void resolve_and_connect(tcp::resolver& resolver, tcp::socket& socket, Url const
       [&socket, next = std::move(next)](boost::system::error_code ec, tcp::resolver::results_type results) mutable {
         if (ec) return next(ec);
         net::async_connect(socket, results,
-                           [&socket, next = std::move(next)](boost::system::error_code ec, tcp::endpoint) mutable {
-                             if (!ec) {
+                           [&socket, next = std::move(next)](boost::system::error_code err, tcp::endpoint) mutable {
+                             if (!err) {
                                boost::system::error_code ignored;
                                socket.set_option(tcp::no_delay(true), ignored);
                              }
-                             next(ec);
+                             next(err);
                            });
       });
 }
