@@ -134,7 +134,7 @@ TEST_CASE("negotiated: one publish sequence reaches WebSocket, SSE and polling c
   test::RawClient first_poll(f.ioc);
   first_poll.get(f.ep, "/live?topic=orders");
   REQUIRE(run_until(f.ioc, [&] {
-    return f.opened == 2 && complete(first_poll);
+    return f.opened == 2 && ws.open() && sse.raw.has_headers() && complete(first_poll);
   }));
   CHECK(ws.status() == 101);
   CHECK(sse.raw.header("Content-Type") == "text/event-stream");
