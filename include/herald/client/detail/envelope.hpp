@@ -6,6 +6,7 @@
 // Untrusted input: parsed with exceptions off; nothing here throws on bad input.
 
 #include <herald/client/options.hpp>
+#include <herald/detail/http.hpp>
 #include <herald/event.hpp>
 
 #include <nlohmann/json.hpp>
@@ -142,18 +143,7 @@ inline std::optional<std::string> base64_decode(std::string_view in) {
 inline std::optional<EventId> json_id(nlohmann::json const& v) {
   if (v.is_number_unsigned()) return v.get<EventId>();
   if (v.is_number_integer() && v.get<std::int64_t>() >= 0) return static_cast<EventId>(v.get<std::int64_t>());
-  if (v.is_string()) {
-    auto const& s = v.get_ref<std::string const&>();
-    if (s.empty() || s.size() > 20) return std::nullopt;
-    EventId out = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9') return std::nullopt;
-      EventId const d = static_cast<EventId>(c - '0');
-      if (out > (UINT64_MAX - d) / 10) return std::nullopt;
-      out = out * 10 + d;
-    }
-    return out;
-  }
+  if (v.is_string()) return ::herald::detail::parse_event_id(v.get_ref<std::string const&>());
   return std::nullopt;
 }
 

@@ -4,6 +4,7 @@
 #include <herald/client/detail/envelope.hpp>
 #include <herald/client/detail/http.hpp>
 #include <herald/client/detail/sse_parser.hpp>
+#include <herald/detail/http.hpp>
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -123,20 +124,8 @@ class SseImpl final : public Core {
     return r == SseParser::Result::ok;
   }
 
-  static std::optional<EventId> numeric_id(std::string_view s) {
-    if (s.empty() || s.size() > 20) return std::nullopt;
-    EventId v = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9') return std::nullopt;
-      EventId const d = static_cast<EventId>(c - '0');
-      if (v > (UINT64_MAX - d) / 10) return std::nullopt;
-      v = v * 10 + d;
-    }
-    return v;
-  }
-
   bool dispatch(SseDispatch const& d) {
-    auto const id = d.has_id ? numeric_id(d.last_event_id) : std::nullopt;
+    auto const id = d.has_id ? ::herald::detail::parse_event_id(d.last_event_id) : std::nullopt;
     if (d.type == "reset") {
       if (auto r = parse_reset_data(parse_json(d.data))) {
         // The notice's id is where the stream stands after it (herald: the client's own
