@@ -3,6 +3,7 @@
 #include <herald/herald.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -36,6 +37,33 @@ std::size_t count(std::string const& s, std::string const& what) {
 }
 
 }  // namespace
+
+TEST_CASE("executors: a one-thread io_context needs no strand, any other gets a concrete one", "[unit][server]") {
+  using herald::detail::new_strand;
+  using herald::detail::serialized;
+  using herald::detail::single_threaded;
+  using io_strand = net::strand<net::io_context::executor_type>;
+
+  net::io_context one{1};
+  net::any_io_executor const ex1 = one.get_executor();
+  CHECK(single_threaded(ex1));
+  CHECK(new_strand(ex1) == ex1);
+  CHECK(serialized(ex1) == ex1);
+
+  net::io_context many;  // the default hint: any number of threads may run it
+  net::any_io_executor const exn = many.get_executor();
+  CHECK_FALSE(single_threaded(exn));
+  auto const s = new_strand(exn);
+  // Concrete inner executor: fits any_io_executor's small buffer, no allocation per operation.
+  REQUIRE(s.target<io_strand>() != nullptr);
+  CHECK(new_strand(exn) != s);      // each connection its own
+  CHECK(serialized(s) == s);        // a strand is kept, not wrapped in a second one
+
+  net::thread_pool pool{1};
+  CHECK_FALSE(single_threaded(pool.get_executor()));
+  CHECK(new_strand(pool.get_executor()).target<net::strand<net::thread_pool::executor_type>>() != nullptr);
+  pool.join();
+}
 
 TEST_CASE("server: routes by path, 404 for unknown paths, keep-alive for plain requests", "[e2e][server]") {
   net::io_context ioc;

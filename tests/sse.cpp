@@ -40,7 +40,8 @@ struct Fixture {
     ep = server.listen("127.0.0.1", 0);
   }
 
-  net::io_context ioc;
+  // One thread runs it (hint 1): sessions use the io_context itself, no strands.
+  net::io_context ioc{1};
   herald::Hub hub;
   herald::Channel<herald::Sse> feed;
   herald::Server server;

@@ -34,7 +34,7 @@ void refuse(herald::Session& s, std::string_view why) { s.send(json{{"error", wh
 
 int main(int argc, char** argv) {
   auto const cli = example::parse_cli(argc, argv);
-  net::io_context ioc;
+  net::io_context ioc{1};  // run by this thread alone: herald then needs no strands
 
   // The last 100 messages of each room are kept: a browser that joins with "since": 0 sees them,
   // and one that reconnects with the id of the last message it saw gets exactly what it missed.

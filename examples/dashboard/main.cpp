@@ -54,7 +54,7 @@ std::string json_string(std::string_view s) {
 
 int main(int argc, char** argv) {
   auto const cli = example::parse_cli(argc, argv);
-  net::io_context ioc;
+  net::io_context ioc{1};  // run by this thread alone: herald then needs no strands
 
   herald::Hub hub{ioc.get_executor()};
   Live::options topts;

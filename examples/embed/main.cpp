@@ -46,7 +46,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
 
 int main(int argc, char** argv) {
   auto const cli = example::parse_cli(argc, argv);
-  net::io_context ioc;
+  net::io_context ioc{1};  // run by this thread alone: herald then needs no strands
   herald::Hub hub{ioc.get_executor()};
   herald::Channel<herald::Sse> events{hub, "/events"};
 

@@ -22,7 +22,7 @@ namespace http = boost::beast::http;
 
 int main(int argc, char** argv) {
   auto const cli = example::parse_cli(argc, argv);
-  net::io_context ioc;
+  net::io_context ioc{1};  // run by this thread alone: herald then needs no strands
 
   herald::Hub hub{ioc.get_executor()};
   herald::Channel<herald::Sse> feed{hub, "/api/feed", {.topics = {"ticks"}}};

@@ -9,7 +9,7 @@
 
 int main(int argc, char** argv) {
   auto const cli = example::parse_cli(argc, argv);
-  boost::asio::io_context ioc;
+  boost::asio::io_context ioc{1};  // run by this thread alone: herald then needs no strands
   herald::Hub hub{ioc.get_executor()};
   herald::Channel<herald::Sse> feed{hub, "/api/feed"};
   herald::Server server{ioc.get_executor()};

@@ -48,7 +48,7 @@ http::response<http::string_body> json_answer(herald::Request const& req, http::
 
 int main(int argc, char** argv) {
   auto const cli = example::parse_cli(argc, argv);
-  net::io_context ioc;
+  net::io_context ioc{1};  // run by this thread alone: herald then needs no strands
 
   herald::Hub hub{ioc.get_executor()};
   herald::Channel<herald::Polling> status{hub, "/api/status", {.topics = {"services", "metrics"}}};

@@ -75,6 +75,7 @@ class WsClient {
     }));
     s->ws.control_callback([raw = s.get()](websocket::frame_type kind, beast::string_view) {
       if (kind == websocket::frame_type::ping) ++raw->pings;
+      if (kind == websocket::frame_type::pong) ++raw->pongs;
     });
     beast::get_lowest_layer(s->ws).async_connect(ep, [s](beast::error_code ec) {
       if (ec) return fail(s, ec);
@@ -103,6 +104,14 @@ class WsClient {
     s->ws.async_close(code, [s](beast::error_code) { s->closed_sent = true; });
   }
 
+  /// Send a ping (one at a time: wait for pings_sent() before the next); see pongs().
+  void ping() {
+    auto s = s_;
+    s->ws.async_ping({}, [s](beast::error_code ec) {
+      if (!ec) ++s->pings_sent;
+    });
+  }
+
   /// Drop the TCP connection without a close frame.
   void drop() {
     beast::error_code ignored;
@@ -121,6 +130,8 @@ class WsClient {
   std::uint16_t close_code() const { return s_->close_code; }
   std::string const& close_reason() const { return s_->close_reason; }
   int pings() const { return s_->pings; }
+  int pings_sent() const { return s_->pings_sent; }
+  int pongs() const { return s_->pongs; }
   websocket::stream<beast::tcp_stream>& stream() { return s_->ws; }
 
   std::vector<WsFrame> const& frames() const { return s_->frames; }
@@ -172,6 +183,8 @@ class WsClient {
     bool ended = false;
     bool closed_sent = false;
     int pings = 0;
+    int pings_sent = 0;
+    int pongs = 0;
     std::uint16_t close_code = 0;
     std::string close_reason;
     beast::error_code error;

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <herald/detail/buffer_view.hpp>
 #include <herald/detail/channel_core.hpp>
+#include <herald/detail/handler_memory.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/subscriber.hpp>
@@ -13,9 +15,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/field.hpp>
 
 #include <array>
+#include <type_traits>
 #include <vector>
 
 namespace herald::detail {
@@ -66,8 +70,25 @@ class SseSession final : public Subscriber, public SessionBase, public Peer {
 
   Session session() { return Session{std::weak_ptr<Peer>(std::static_pointer_cast<Peer>(self()))}; }
 
+  /// Drain the queue on the strand (handler memory from HandlerCache: this runs per write).
+  void post_pump() {
+    post_to(strand_, cached([self = self()] { self->pump(); }));
+  }
+
+  /** Events are queued (a wake-up, or a write of events just completed): drain now, or first
+      let the loop turn while more are on their way (Subscriber::linger), so that they go out
+      in one write. */
+  void drain_soon() {
+    if (linger()) return post_drain();
+    pump();
+  }
+
+  void post_drain() {
+    post_to(strand_, cached([self = self()] { self->drain_soon(); }));
+  }
+
   void on_ready() override {
-    net::post(strand_, [self = self()] { self->pump(); });
+    post_drain();
   }
 
   void on_overflow() override {
@@ -165,10 +186,10 @@ class SseSession final : public Subscriber, public SessionBase, public Peer {
     }
     writing_ = true;
     write_started_ = std::chrono::steady_clock::now();
-    net::async_write(stream_, buffers_,
-                     net::bind_executor(strand_, [self = self()](boost::system::error_code ec, std::size_t) {
+    net::async_write(stream_, BufferView(buffers_),
+                     cached(net::bind_executor(strand_, [self = self()](boost::system::error_code ec, std::size_t) {
                        self->on_write(ec);
-                     }));
+                     })));
   }
 
   void on_write(boost::system::error_code ec) {
@@ -179,7 +200,7 @@ class SseSession final : public Subscriber, public SessionBase, public Peer {
     if (!head_.empty()) std::string().swap(head_);
     control_ = {};
     last_write_ = std::chrono::steady_clock::now();
-    pump();
+    drain_soon();
   }
 
   // The client sends nothing after its request; reading is how a disconnect is noticed.
@@ -274,9 +295,18 @@ namespace herald {
 
 template <class Stream>
 void Sse::start(std::shared_ptr<detail::ChannelImpl<Sse>> channel, Stream&& stream, Request&& req) {
-  auto session = std::make_shared<detail::SseSession<std::decay_t<Stream>>>(std::move(channel),
-                                                                            std::move(stream));
-  session->start(std::move(req));
+  using S = std::decay_t<Stream>;
+  if constexpr (std::is_same_v<S, beast::tcp_stream>) {
+    // The session's own timer covers write timeouts and heartbeats, so a tcp_stream's timers
+    // and state would only cost memory on every idle connection (and its pending read is a
+    // larger operation): the plain socket it wraps is enough.
+    auto session = std::make_shared<detail::SseSession<net::ip::tcp::socket>>(std::move(channel),
+                                                                              stream.release_socket());
+    session->start(std::move(req));
+  } else {
+    auto session = std::make_shared<detail::SseSession<S>>(std::move(channel), std::move(stream));
+    session->start(std::move(req));
+  }
 }
 
 }  // namespace herald

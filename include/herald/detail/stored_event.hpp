@@ -13,7 +13,7 @@
 namespace herald::detail {
 
 /// Wire formats an event can be encoded into; each transport names the one it uses.
-enum class WireFormat : std::uint8_t { sse, json, count_ };
+enum class WireFormat : std::uint8_t { sse, json, ws_frame, count_ };
 
 /** An event as the hub keeps it: immutable once published, shared by history and queues.
 

@@ -1,11 +1,14 @@
 #pragma once
 
+#include <herald/detail/buffer_view.hpp>
 #include <herald/detail/channel_core.hpp>
+#include <herald/detail/handler_memory.hpp>
 #include <herald/detail/error_map.hpp>
 #include <herald/detail/json_format.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/subscriber.hpp>
 #include <herald/detail/topic.hpp>
+#include <herald/detail/ws_gate.hpp>
 #include <herald/detail/ws_protocol.hpp>
 #include <herald/session.hpp>
 #include <herald/transports/websocket.hpp>
@@ -40,13 +43,17 @@ namespace herald::detail {
 /** One WebSocket connection, on a `beast::websocket::stream<Stream>`.
 
     Everything runs on the connection's strand; the hub only queues into the Subscriber inbox
-    and posts a wake-up. One write is in flight at a time, one message per write (Beast writes
-    messages one by one). Two queues feed it:
+    and posts a wake-up. One write is in flight at a time. Two queues feed it:
       - `out_`: the connection's own messages (acks, errors, Session::send), which go first, so
         an ack precedes every event of its topic, and which Session::send may fill from any
         thread (hence its mutex). It is bounded by the channel's queue limits.
       - the inbox (events), drained in batches into `batch_`.
     A binary event is two frames, its head (text) and its payload (binary), written back to back.
+
+    Without permessage-deflate, text events skip Beast's writer: each is framed once per event
+    (WireFormat::ws_frame, shared by every subscriber) and everything queued goes out in one
+    gathered write through WsGate, where Beast would write one message per write. The
+    connection's own messages, binary events and control frames still go through Beast.
 
     Closing: the server closes with async_close (after flushing what the reason allows); a read
     error (peer close, protocol failure, timeout) ends the connection; either way finish() runs
@@ -102,7 +109,11 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
   }
 
  private:
-  using ws_stream = beast::websocket::stream<Stream>;
+  using ws_stream = beast::websocket::stream<WsGate<Stream>>;
+
+  // One gathered write carries at most this much.
+  static constexpr std::size_t max_gather = 64;
+  static constexpr std::size_t max_gather_bytes = 64 * 1024;
 
   struct Out {
     std::string data;
@@ -117,10 +128,27 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
 
   Session session() { return Session{std::weak_ptr<Peer>(std::static_pointer_cast<Peer>(self()))}; }
 
+  /// Drain the queue on the strand (handler memory from HandlerCache: this runs per write).
+  void post_pump() {
+    post_to(strand_, cached([self = self()] { self->pump(); }));
+  }
+
+  /** Events are queued (a wake-up, or a write of events just completed): drain now, or first
+      let the loop turn while more are on their way (Subscriber::linger), so that they go out
+      in one write. */
+  void drain_soon() {
+    if (linger()) return post_drain();
+    pump();
+  }
+
+  void post_drain() {
+    post_to(strand_, cached([self = self()] { self->drain_soon(); }));
+  }
+
   // Subscriber ------------------------------------------------------------------------------
 
   void on_ready() override {
-    net::post(strand_, [self = self()] { self->pump(); });
+    post_drain();
   }
 
   void on_overflow() override {
@@ -130,6 +158,7 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
   std::size_t wire_size(StoredEvent const& ev) const override {
     auto const& e = ev.event();
     if (e.kind == PayloadKind::binary) return e.data.size() + e.topic.size() + e.type.size() + 64;
+    if (raw_) return ev.encoded(WireFormat::ws_frame, encode_ws_frame).size();
     return ev.encoded(WireFormat::json, encode_json_envelope).size();
   }
 
@@ -166,7 +195,7 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
         res.result(http::status::upgrade_required);
         res.set(http::field::upgrade, "websocket");
       }
-      write_and_close(std::move(ws_.next_layer()), std::move(res));
+      write_and_close(std::move(ws_.next_layer().next_layer()), std::move(res));
       return;
     }
     added_ = true;
@@ -189,6 +218,10 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
     ws_.set_option(t);
     ws_.read_message_max(o.read_message_max);
     ws_.auto_fragment(false);  // one frame per message: one gathered write instead of many
+    raw_ = !o.deflate.enable;
+    ws_.next_layer().on_idle([w = std::weak_ptr<WsSession>(self())] {
+      if (auto s = w.lock()) s->post_pump();
+    });
     if (o.deflate.enable) {
       beast::websocket::permessage_deflate pmd;
       pmd.server_enable = true;
@@ -249,9 +282,9 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
   // Reading ---------------------------------------------------------------------------------
 
   void read() {
-    ws_.async_read(read_buf_, net::bind_executor(strand_, [self = self()](boost::system::error_code ec, std::size_t) {
+    ws_.async_read(read_buf_, cached(net::bind_executor(strand_, [self = self()](boost::system::error_code ec, std::size_t) {
                      self->on_read(ec);
-                   }));
+                   })));
   }
 
   void on_read(boost::system::error_code ec) {
@@ -414,7 +447,7 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
       net::post(strand_, [self = self()] { self->overflowed(); });
       return SendStatus::dropped;
     }
-    if (post) net::post(strand_, [self = self()] { self->pump(); });
+    if (post) post_pump();
     return half ? SendStatus::backpressure : SendStatus::accepted;
   }
 
@@ -435,14 +468,15 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
     return true;
   }
 
-  EventPtr next_event() {
+  /// The next queued event, still queued; nullptr when there is none.
+  StoredEvent const* peek_event() {
     if (pos_ == batch_.size()) {
       batch_.clear();
       pos_ = 0;
       flush_delivered();
       if (!take(batch_)) return nullptr;
     }
-    return batch_[pos_++];
+    return batch_[pos_].get();
   }
 
   void pump() {
@@ -454,7 +488,9 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
     }
     if (pop_out(current_)) return write(net::buffer(current_.data), current_.binary, false);
     if (!closing_ || flush_events_) {
-      if (auto ev = next_event()) {
+      if (auto const* next = peek_event()) {
+        if (raw_ && next->event().kind != PayloadKind::binary) return write_events();
+        auto ev = std::move(batch_[pos_++]);
         if (ev->event().kind == PayloadKind::binary) {
           head_ = ws::encode_binary_head(ev->event());
           payload_next_ = std::move(ev);
@@ -468,20 +504,48 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
     if (closing_) start_close();
   }
 
+  /** Every queued text event up to the next binary one (and the gather bounds), framed,
+      in one write. */
+  void write_events() {
+    auto& gate = ws_.next_layer();
+    if (!gate.raw_ready()) return gate.wait_idle();  // a pong or ping is being written
+    if (!ws_.is_open()) return;  // Beast is answering a close frame: nothing may follow it
+    std::size_t bytes = 0;
+    while (raw_batch_.size() < max_gather && bytes < max_gather_bytes) {
+      auto const* ev = peek_event();
+      if (!ev || ev->event().kind == PayloadKind::binary) break;
+      auto const& frame = ev->encoded(WireFormat::ws_frame, encode_ws_frame);
+      buffers_.push_back(net::buffer(frame));
+      bytes += frame.size();
+      raw_batch_.push_back(std::move(batch_[pos_++]));
+    }
+    writing_ = true;
+    write_events_ = raw_batch_.size();
+    write_started_ = std::chrono::steady_clock::now();
+    gate.async_write_raw(BufferView(buffers_),
+                         cached(net::bind_executor(strand_, [self = self()](boost::system::error_code ec, std::size_t) {
+                           self->on_write(ec);
+                         })));
+  }
+
+  static std::string encode_ws_frame(Event const& ev) { return ws_text_frame(encode_json_envelope(ev)); }
+
   void write(net::const_buffer bytes, bool binary, bool event) {
     BOOST_ASSERT(!writing_);  // Beast allows one write in flight
     writing_ = true;
-    write_is_event_ = event;
+    write_events_ = event ? 1 : 0;
     write_started_ = std::chrono::steady_clock::now();
     ws_.binary(binary);
-    ws_.async_write(bytes, net::bind_executor(strand_, [self = self()](boost::system::error_code ec, std::size_t) {
+    ws_.async_write(bytes, cached(net::bind_executor(strand_, [self = self()](boost::system::error_code ec, std::size_t) {
                       self->on_write(ec);
-                    }));
+                    })));
   }
 
   void on_write(boost::system::error_code ec) {
     writing_ = false;
     in_flight_ = nullptr;
+    raw_batch_.clear();
+    buffers_.clear();
     if (done_) return;
     if (ec) {
       // A failing stream fails the pending read too, which ends the connection with its
@@ -489,8 +553,9 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
       if (ec == net::error::operation_aborted || ec == beast::websocket::error::closed) return;
       return finish(closing_ ? close_ec_ : ec, /*cut_socket=*/true);
     }
-    if (write_is_event_) ++delivered_;
+    delivered_ += write_events_;
     if (!current_.data.empty()) current_ = {};
+    if (write_events_ != 0) return drain_soon();
     pump();
   }
 
@@ -583,7 +648,7 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
     timer_.cancel();
     batch_.clear();
     payload_next_ = nullptr;
-    if (cut_socket) close_stream(ws_.next_layer());
+    if (cut_socket) close_stream(ws_.next_layer().next_layer());
     if (opened_) {
       unsubscribe_all();
       flush_delivered();
@@ -663,6 +728,9 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
   EventPtr payload_next_;
   // Owns the bytes of the event being written, whatever happens to the batch meanwhile.
   EventPtr in_flight_;
+  // A gathered write's events (which own its bytes) and buffers.
+  std::vector<EventPtr> raw_batch_;
+  std::vector<net::const_buffer> buffers_;
   std::string head_;
   std::size_t delivered_ = 0;
   std::chrono::steady_clock::time_point write_started_{};
@@ -673,7 +741,8 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
   bool opened_ = false;
   bool announced_ = false;
   bool writing_ = false;
-  bool write_is_event_ = false;
+  std::size_t write_events_ = 0;  // events the write in flight delivers
+  bool raw_ = false;             // text events are framed by herald and gathered
   bool closing_ = false;
   bool flush_events_ = false;
   bool close_started_ = false;

@@ -33,7 +33,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   using Route = std::variant<std::shared_ptr<Endpoint>, Handler>;
 
   ServerState(net::any_io_executor ex, ServerOptions options)
-      : ex_(std::move(ex)), options_(std::move(options)), acceptor_(net::make_strand(ex_)) {}
+      : ex_(std::move(ex)), options_(std::move(options)), acceptor_(new_strand(ex_)) {}
 
   net::any_io_executor const& executor() const noexcept { return ex_; }
   ServerOptions const& options() const noexcept { return options_; }
@@ -289,7 +289,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
 inline void ServerState::accept() {
   acceptor_.async_accept(
-      net::make_strand(ex_), [self = shared_from_this()](boost::system::error_code ec, net::ip::tcp::socket socket) {
+      new_strand(ex_), [self = shared_from_this()](boost::system::error_code ec, net::ip::tcp::socket socket) {
         if (!self->acceptor_.is_open()) return;
         if (ec) {
           // Out of descriptors or similar: back off instead of spinning on the error.

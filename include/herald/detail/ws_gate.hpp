@@ -1,0 +1,216 @@
+#pragma once
+
+#include <herald/config.hpp>
+
+#include <boost/asio/associator.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/role.hpp>
+#include <boost/beast/websocket/teardown.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace herald::detail {
+
+/** The frame header of an unmasked, final, single-frame server message (RFC 6455 §5.2):
+    what Beast writes ahead of a message when permessage-deflate is off and auto_fragment is. */
+inline std::string ws_frame_header(bool binary, std::size_t size) {
+  std::string h;
+  h += static_cast<char>(binary ? 0x82 : 0x81);
+  if (size < 126) {
+    h += static_cast<char>(size);
+  } else if (size <= 0xffff) {
+    h += static_cast<char>(126);
+    h += static_cast<char>((size >> 8) & 0xff);
+    h += static_cast<char>(size & 0xff);
+  } else {
+    h += static_cast<char>(127);
+    for (int shift = 56; shift >= 0; shift -= 8) h += static_cast<char>((std::uint64_t{size} >> shift) & 0xff);
+  }
+  return h;
+}
+
+/** A whole text message framed for the wire: header and payload in one string. */
+inline std::string ws_text_frame(std::string_view text) {
+  std::string out = ws_frame_header(false, text.size());
+  out += text;
+  return out;
+}
+
+template <class Next>
+class WsGate;
+
+/** Beast's completion handler for a write on a WsGate, which tells the gate when that write
+    is over. It keeps the handler's executor, allocator and cancellation slot (associator). */
+template <class Next, class Handler>
+struct GateTracked {
+  WsGate<Next>* gate;
+  Handler handler;
+
+  void operator()(boost::system::error_code ec, std::size_t n) {
+    gate->beast_write_done();
+    std::move(handler)(ec, n);
+  }
+};
+
+/// The completion of a raw write: releases a parked Beast write, then the session's handler.
+template <class Next, class Handler>
+struct GateRawDone {
+  WsGate<Next>* gate;
+  Handler handler;
+
+  void operator()(boost::system::error_code ec, std::size_t n) {
+    gate->raw_write_done();
+    std::move(handler)(ec, n);
+  }
+};
+
+/** The next layer of herald's `websocket::stream`: everything passes through, and the session
+    may also write *raw*, pre-framed messages straight to the next layer, several in one
+    gathered write (Beast writes one message per write, so one syscall per event).
+
+    Beast still writes on its own: pongs and close replies from inside a read, keepalive pings
+    from its timer. The gate keeps those from interleaving with a raw write: a Beast write that
+    starts during a raw write is parked until the raw write is over, and a raw write is only
+    started when no Beast write is in progress (Beast finishes a frame with one write
+    operation, and issues a partial write's continuation from inside its completion, so "no
+    write_some outstanding" is always a frame boundary). Everything runs on the session's
+    strand, like Beast's own operations. */
+template <class Next>
+class WsGate {
+ public:
+  using executor_type = typename Next::executor_type;
+  using next_layer_type = Next;
+
+  template <class... Args>
+  explicit WsGate(Args&&... args) : next_(std::forward<Args>(args)...) {}
+
+  executor_type get_executor() noexcept { return next_.get_executor(); }
+  Next& next_layer() noexcept { return next_; }
+  Next const& next_layer() const noexcept { return next_; }
+
+  template <class Buffers, class Token>
+  auto async_read_some(Buffers const& buffers, Token&& token) {
+    return next_.async_read_some(buffers, std::forward<Token>(token));
+  }
+
+  template <class Buffers, class Token>
+  auto async_write_some(Buffers const& buffers, Token&& token) {
+    return net::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, Buffers const& b) {
+          using H = decltype(handler);
+          if (!raw_writing_) return start_beast(b, std::move(handler));
+          struct Parked final : ParkedWrite {
+            WsGate* gate;
+            Buffers buffers;
+            H h;
+            Parked(WsGate* g, Buffers const& bs, H&& hh) : gate(g), buffers(bs), h(std::move(hh)) {}
+            void start() override { gate->start_beast(buffers, std::move(h)); }
+          };
+          parked_ = std::make_unique<Parked>(this, b, std::move(handler));
+        },
+        token, buffers);
+  }
+
+  /// Whether a raw write may start now; if not, `on_idle` runs once Beast's write is over.
+  bool raw_ready() const noexcept { return beast_writing_ == 0 && !raw_writing_; }
+
+  /** What to call (on the strand, as a posted handler should be) when a Beast write ends
+      while the session waits to write raw; set once, before the first write. */
+  void on_idle(std::function<void()> f) { on_idle_ = std::move(f); }
+
+  /// Ask for on_idle after the Beast write in progress.
+  void wait_idle() noexcept { idle_wanted_ = true; }
+
+  /** Write whole frames (a buffer sequence that stays valid until the handler runs) to the
+      next layer. Only when raw_ready(). */
+  template <class Buffers, class Handler>
+  void async_write_raw(Buffers const& buffers, Handler&& handler) {
+    raw_writing_ = true;
+    net::async_write(next_, buffers,
+                     GateRawDone<Next, std::decay_t<Handler>>{this, std::forward<Handler>(handler)});
+  }
+
+ private:
+  template <class, class>
+  friend struct GateTracked;
+  template <class, class>
+  friend struct GateRawDone;
+
+  struct ParkedWrite {
+    virtual ~ParkedWrite() = default;
+    virtual void start() = 0;
+  };
+
+  template <class Buffers, class Handler>
+  void start_beast(Buffers const& buffers, Handler&& handler) {
+    ++beast_writing_;
+    next_.async_write_some(buffers, GateTracked<Next, std::decay_t<Handler>>{this, std::forward<Handler>(handler)});
+  }
+
+  void raw_write_done() {
+    raw_writing_ = false;
+    // Beast's parked write goes first: the session's handler may free the gate.
+    if (auto p = std::move(parked_)) p->start();
+  }
+
+  void beast_write_done() {
+    --beast_writing_;
+    // Beast's handler may issue the frame's next write, or free the gate: decide before it.
+    if (std::exchange(idle_wanted_, false) && on_idle_) on_idle_();
+  }
+
+  Next next_;
+  std::unique_ptr<ParkedWrite> parked_;
+  std::function<void()> on_idle_;
+  int beast_writing_ = 0;
+  bool raw_writing_ = false;
+  bool idle_wanted_ = false;
+};
+
+// Beast tears down the layer below a websocket::stream with (async_)teardown, found by ADL.
+template <class Next>
+void teardown(beast::role_type role, WsGate<Next>& gate, boost::system::error_code& ec) {
+  using beast::websocket::teardown;
+  teardown(role, gate.next_layer(), ec);
+}
+
+template <class Next, class TeardownHandler>
+void async_teardown(beast::role_type role, WsGate<Next>& gate, TeardownHandler&& handler) {
+  using beast::websocket::async_teardown;
+  async_teardown(role, gate.next_layer(), std::forward<TeardownHandler>(handler));
+}
+
+}  // namespace herald::detail
+
+namespace boost::asio {
+
+// The gate's wrappers complete on the wrapped handler's executor, allocator and slot.
+template <template <class, class> class Associator, class Next, class Handler, class Default>
+struct associator<Associator, herald::detail::GateTracked<Next, Handler>, Default> : Associator<Handler, Default> {
+  static auto get(herald::detail::GateTracked<Next, Handler> const& h) noexcept {
+    return Associator<Handler, Default>::get(h.handler);
+  }
+  static auto get(herald::detail::GateTracked<Next, Handler> const& h, Default const& d) noexcept {
+    return Associator<Handler, Default>::get(h.handler, d);
+  }
+};
+
+template <template <class, class> class Associator, class Next, class Handler, class Default>
+struct associator<Associator, herald::detail::GateRawDone<Next, Handler>, Default> : Associator<Handler, Default> {
+  static auto get(herald::detail::GateRawDone<Next, Handler> const& h) noexcept {
+    return Associator<Handler, Default>::get(h.handler);
+  }
+  static auto get(herald::detail::GateRawDone<Next, Handler> const& h, Default const& d) noexcept {
+    return Associator<Handler, Default>::get(h.handler, d);
+  }
+};
+
+}  // namespace boost::asio
