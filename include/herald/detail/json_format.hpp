@@ -1,6 +1,7 @@
 #pragma once
 
 #include <herald/detail/base64.hpp>
+#include <herald/detail/decimal.hpp>
 #include <herald/detail/http.hpp>
 #include <herald/detail/topic.hpp>
 #include <herald/event.hpp>
@@ -34,15 +35,13 @@ inline std::string utf8_lossy(std::string_view s) {
   return out;
 }
 
-/** One event as a JSON envelope: {"id":…,"topic":"…","event":"…","data":…}, the shape of
+/** Append one event as a JSON envelope: {"id":…,"topic":"…","event":"…","data":…}, the shape of
     WebSocket text frames and of polling batches. A JSON payload is spliced in as-is (it was
     validated at publish), text becomes a JSON string, binary a base64 string with
     "encoding":"base64". "event" is omitted for plain messages. */
-inline std::string encode_json_envelope(Event const& ev) {
-  std::string out;
-  out.reserve(ev.data.size() + ev.topic.size() + ev.type.size() + 48);
+inline void append_json_envelope(std::string& out, Event const& ev) {
   out += R"({"id":)";
-  out += std::to_string(ev.id);
+  append_decimal(out, ev.id);
   out += R"(,"topic":")";
   append_json_escaped(out, ev.topic);
   out += '"';
@@ -69,6 +68,17 @@ inline std::string encode_json_envelope(Event const& ev) {
       out += '"';
   }
   out += '}';
+}
+
+/// What the envelope of `ev` takes, when nothing in it needs escaping.
+inline std::size_t json_envelope_size_hint(Event const& ev) noexcept {
+  return ev.data.size() + ev.topic.size() + ev.type.size() + 64;
+}
+
+inline std::string encode_json_envelope(Event const& ev) {
+  std::string out;
+  out.reserve(json_envelope_size_hint(ev));
+  append_json_envelope(out, ev);
   return out;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <herald/detail/base64.hpp>
+#include <herald/detail/decimal.hpp>
 #include <herald/event.hpp>
 
 #include <chrono>
@@ -42,7 +43,7 @@ inline std::string encode_sse(Event const& ev) {
   std::string out;
   out.reserve(ev.data.size() + ev.type.size() + 48);
   out += "id: ";
-  out += std::to_string(ev.id);
+  append_decimal(out, ev.id);
   out += '\n';
   if (!ev.type.empty()) append_sse_field(out, "event", ev.type);
   if (ev.kind == PayloadKind::binary) append_sse_data(out, base64_encode(ev.data));

@@ -25,9 +25,7 @@ class StoredEvent {
   StoredEvent(Event ev, std::chrono::steady_clock::time_point at) : event_(std::move(ev)), at_(at) {}
   StoredEvent(StoredEvent const&) = delete;
   StoredEvent& operator=(StoredEvent const&) = delete;
-  ~StoredEvent() {
-    for (auto& slot : encoded_) delete slot.load(std::memory_order_relaxed);
-  }
+  ~StoredEvent() = default;
 
   Event const& event() const noexcept { return event_; }
   EventId id() const noexcept { return event_.id; }
@@ -36,22 +34,25 @@ class StoredEvent {
   /// The bytes of this event in `format`, encoded by `encode(event)` on first use.
   template <class Encode>
   std::string const& encoded(WireFormat format, Encode&& encode) const {
-    auto& slot = encoded_[static_cast<std::size_t>(format)];
-    if (auto const* bytes = slot.load(std::memory_order_acquire)) return *bytes;
+    auto const i = static_cast<std::size_t>(format);
+    if (ready_[i].load(std::memory_order_acquire)) return bytes_[i];
     // Only a miss takes the lock, so each format is encoded exactly once per event.
     std::lock_guard lock{encode_mutex_};
-    if (auto const* bytes = slot.load(std::memory_order_relaxed)) return *bytes;
-    auto fresh = std::make_unique<std::string const>(encode(event_));
-    slot.store(fresh.get(), std::memory_order_release);
-    return *fresh.release();
+    if (!ready_[i].load(std::memory_order_relaxed)) {
+      bytes_[i] = encode(event_);
+      ready_[i].store(true, std::memory_order_release);
+    }
+    return bytes_[i];
   }
 
  private:
   friend class HubState;
+  static constexpr std::size_t formats = static_cast<std::size_t>(WireFormat::count_);
   Event event_;
   std::chrono::steady_clock::time_point at_;
-  mutable std::array<std::atomic<std::string const*>, static_cast<std::size_t>(WireFormat::count_)>
-      encoded_{};
+  // In place rather than behind pointers: one allocation per encoding, not two.
+  mutable std::array<std::string, formats> bytes_{};
+  mutable std::array<std::atomic<bool>, formats> ready_{};
   mutable std::mutex encode_mutex_;
 };
 

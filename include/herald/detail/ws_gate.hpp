@@ -37,10 +37,16 @@ inline std::string ws_frame_header(bool binary, std::size_t size) {
   return h;
 }
 
-/** A whole text message framed for the wire: header and payload in one string. */
-inline std::string ws_text_frame(std::string_view text) {
-  std::string out = ws_frame_header(false, text.size());
-  out += text;
+/** A whole text message framed for the wire, header and payload in one string (and one
+    allocation, given a good `size_hint`): `append(out)` writes the payload. */
+template <class Append>
+std::string ws_text_frame(std::size_t size_hint, Append&& append) {
+  constexpr std::size_t room = 10;  // the longest header
+  std::string out;
+  out.reserve(room + size_hint);
+  out.resize(room);
+  std::forward<Append>(append)(out);
+  out.replace(0, room, ws_frame_header(false, out.size() - room));  // in place: it only shrinks
   return out;
 }
 

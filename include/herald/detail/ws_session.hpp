@@ -528,7 +528,9 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
                          })));
   }
 
-  static std::string encode_ws_frame(Event const& ev) { return ws_text_frame(encode_json_envelope(ev)); }
+  static std::string encode_ws_frame(Event const& ev) {
+    return ws_text_frame(json_envelope_size_hint(ev), [&](std::string& out) { append_json_envelope(out, ev); });
+  }
 
   void write(net::const_buffer bytes, bool binary, bool event) {
     BOOST_ASSERT(!writing_);  // Beast allows one write in flight
