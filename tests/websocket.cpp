@@ -1037,9 +1037,15 @@ TEST_CASE("websocket: publish and Session::send from other threads while the ser
   pb.join();
   auto const sa = hub.publish("a", "sentinel");
   auto const sb = hub.publish("b", "sentinel");
+  // The clients' own messages leave only once this thread runs their loop again, so the echo
+  // may come after the sentinels.
+  auto echoed_once = [](test::WsClient const& c) {
+    return std::count_if(c.frames().begin(), c.frames().end(),
+                         [](test::WsFrame const& f) { return f.data == "ping from client"; }) == 1;
+  };
   REQUIRE(run_until(ioc, [&] {
     for (auto const& c : cs)
-      if (!c->saw_id(sa) || !c->saw_id(sb)) return false;
+      if (!c->saw_id(sa) || !c->saw_id(sb) || !echoed_once(*c)) return false;
     return true;
   }, std::chrono::seconds(30)));
   for (auto const& c : cs) {
