@@ -52,27 +52,17 @@ std::string ws_text_frame(std::size_t size_hint, Append&& append) {
 template <class Next>
 class WsGate;
 
-/** Beast's completion handler for a write on a WsGate, which tells the gate when that write
-    is over. It keeps the handler's executor, allocator and cancellation slot (associator). */
-template <class Next, class Handler>
-struct GateTracked {
+/** The completion of a write on a WsGate (Beast's, or a raw one): tells the gate the write is
+    over, then runs the handler. It keeps the handler's executor, allocator and cancellation
+    slot (associator, below). */
+template <class Next, class Handler, bool Raw>
+struct GateDone {
   WsGate<Next>* gate;
   Handler handler;
 
   void operator()(boost::system::error_code ec, std::size_t n) {
-    gate->beast_write_done();
-    std::move(handler)(ec, n);
-  }
-};
-
-/// The completion of a raw write: releases a parked Beast write, then the session's handler.
-template <class Next, class Handler>
-struct GateRawDone {
-  WsGate<Next>* gate;
-  Handler handler;
-
-  void operator()(boost::system::error_code ec, std::size_t n) {
-    gate->raw_write_done();
+    if constexpr (Raw) gate->raw_write_done();
+    else gate->beast_write_done();
     std::move(handler)(ec, n);
   }
 };
@@ -140,14 +130,12 @@ class WsGate {
   void async_write_raw(Buffers const& buffers, Handler&& handler) {
     raw_writing_ = true;
     net::async_write(next_, buffers,
-                     GateRawDone<Next, std::decay_t<Handler>>{this, std::forward<Handler>(handler)});
+                     GateDone<Next, std::decay_t<Handler>, true>{this, std::forward<Handler>(handler)});
   }
 
  private:
-  template <class, class>
-  friend struct GateTracked;
-  template <class, class>
-  friend struct GateRawDone;
+  template <class, class, bool>
+  friend struct GateDone;
 
   struct ParkedWrite {
     virtual ~ParkedWrite() = default;
@@ -157,7 +145,7 @@ class WsGate {
   template <class Buffers, class Handler>
   void start_beast(Buffers const& buffers, Handler&& handler) {
     ++beast_writing_;
-    next_.async_write_some(buffers, GateTracked<Next, std::decay_t<Handler>>{this, std::forward<Handler>(handler)});
+    next_.async_write_some(buffers, GateDone<Next, std::decay_t<Handler>, false>{this, std::forward<Handler>(handler)});
   }
 
   void raw_write_done() {
@@ -197,23 +185,13 @@ void async_teardown(beast::role_type role, WsGate<Next>& gate, TeardownHandler&&
 
 namespace boost::asio {
 
-// The gate's wrappers complete on the wrapped handler's executor, allocator and slot.
-template <template <class, class> class Associator, class Next, class Handler, class Default>
-struct associator<Associator, herald::detail::GateTracked<Next, Handler>, Default> : Associator<Handler, Default> {
-  static auto get(herald::detail::GateTracked<Next, Handler> const& h) noexcept {
+// The gate's completions run on the wrapped handler's executor, allocator and slot.
+template <template <class, class> class Associator, class Next, class Handler, bool Raw, class Default>
+struct associator<Associator, herald::detail::GateDone<Next, Handler, Raw>, Default> : Associator<Handler, Default> {
+  static auto get(herald::detail::GateDone<Next, Handler, Raw> const& h) noexcept {
     return Associator<Handler, Default>::get(h.handler);
   }
-  static auto get(herald::detail::GateTracked<Next, Handler> const& h, Default const& d) noexcept {
-    return Associator<Handler, Default>::get(h.handler, d);
-  }
-};
-
-template <template <class, class> class Associator, class Next, class Handler, class Default>
-struct associator<Associator, herald::detail::GateRawDone<Next, Handler>, Default> : Associator<Handler, Default> {
-  static auto get(herald::detail::GateRawDone<Next, Handler> const& h) noexcept {
-    return Associator<Handler, Default>::get(h.handler);
-  }
-  static auto get(herald::detail::GateRawDone<Next, Handler> const& h, Default const& d) noexcept {
+  static auto get(herald::detail::GateDone<Next, Handler, Raw> const& h, Default const& d) noexcept {
     return Associator<Handler, Default>::get(h.handler, d);
   }
 };
