@@ -48,6 +48,8 @@ class TestSubscriber final : public herald::detail::Subscriber {
 
   std::atomic<int> ready{0};
   std::atomic<int> overflows{0};
+  std::atomic<int> replayed{0};
+  boost::system::error_code replay_error;
 
   /// take() until it reports nothing left (which re-arms the wake-up), as a connection does.
   std::vector<EventPtr> drain() {
@@ -63,6 +65,10 @@ class TestSubscriber final : public herald::detail::Subscriber {
  protected:
   void on_ready() override { ready.fetch_add(1, std::memory_order_relaxed); }
   void on_overflow() override { overflows.fetch_add(1, std::memory_order_relaxed); }
+  void on_replayed(boost::system::error_code ec) override {
+    replay_error = ec;
+    replayed.fetch_add(1, std::memory_order_relaxed);
+  }
   std::size_t wire_size(herald::detail::StoredEvent const& ev) const override {
     return ev.encoded(herald::detail::WireFormat::sse, herald::detail::encode_sse).size();
   }

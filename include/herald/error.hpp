@@ -47,6 +47,10 @@ enum class error {
   shutting_down,
   /// A user hook threw; the connection was refused or closed (HTTP 500).
   hook_failed,
+  /** The hub's backplane (e.g. Redis) could not be reached in time: a publish that completes
+      with it was not published; a connection closed with it should resume later (HTTP 503,
+      WebSocket 1013). */
+  backplane_unavailable,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.

@@ -4,7 +4,10 @@
 #include <herald/event.hpp>
 #include <herald/log.hpp>
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -18,6 +21,8 @@
 
 namespace herald {
 
+class Backplane;
+
 namespace detail {
 class HubState;
 }
@@ -30,7 +35,8 @@ struct HubOptions {
   std::chrono::steady_clock::duration history_age = std::chrono::minutes(10);
   /// File that keeps ids increasing across restarts. Empty: ids start from the wall clock (µs).
   std::string id_file;
-  /// Lowest first id; 0 lets id_file or the clock decide.
+  /// Lowest first id; 0 lets id_file or the clock decide (with a backplane: the lowest id
+  /// this node asks the backplane for).
   EventId first_id = 0;
   /// Ids reserved per write of id_file.
   std::uint64_t id_block = 4096;
@@ -39,6 +45,10 @@ struct HubOptions {
   /// Log hook (none by default) and the lowest level it receives.
   LogHook log;
   LogLevel log_level = LogLevel::info;
+  /** Share this hub with other processes through a backplane (herald::redis::Backplane):
+      ids, history and fan-out then span every node. Null (the default): this process is the
+      whole hub. One backplane object serves one Hub; id_file must be empty with it. */
+  std::shared_ptr<Backplane> backplane;
 };
 
 /// Per-publish choices.
@@ -59,11 +69,13 @@ struct HubStats {
   std::uint64_t deliveries = 0;
   /// Connections closed because they fell behind their queue bound.
   std::uint64_t slow_consumer_disconnects = 0;
-  /// Reset notices sent (expired cursors and OverflowPolicy::reset).
+  /// Reset notices sent (expired cursors, OverflowPolicy::reset, backplane discontinuities).
   std::uint64_t resets = 0;
+  /// Times the backplane's stream broke and live connections were sent a reset notice.
+  std::uint64_t discontinuities = 0;
   /// Topics the hub tracks now.
   std::size_t topics = 0;
-  /// The last id handed out.
+  /// The last id handed out (with a backplane: the last id this node has taken in).
   EventId last_id = 0;
 };
 
@@ -88,12 +100,36 @@ class Hub {
   /** Publish `data` on `topic`; returns the event's id.
 
       Never blocks on a subscriber: each connection's bounded queue takes the event or applies
-      its overflow policy. Throws std::invalid_argument for an invalid topic name, and
-      std::system_error if the id file cannot be written.
+      its overflow policy. Throws std::invalid_argument for an invalid topic name or event
+      type, and std::system_error if the id file cannot be written.
+
+      With a backplane the id is assigned remotely: publish() starts async_publish, returns 0
+      at once and never blocks; a publish that fails is logged (LogLevel::warning) and counted
+      by the backplane. Use async_publish to learn the id or the error.
   */
   EventId publish(std::string_view topic, std::string_view data, PublishOptions options = {});
 
-  /// Events of `topic` still in history with id above `since`, oldest first.
+  /** Publish, and complete with the event's id once it is stored: at once without a
+      backplane; after the backplane's round trip with one.
+
+      Completion signature: void(boost::system::error_code, EventId). Errors:
+      error::bad_topic (invalid topic name), error::bad_request (invalid event type),
+      error::backplane_unavailable (the backplane could not be reached in time: the event was
+      not published), net::error::operation_aborted (the backplane was stopped). The handler
+      never runs inside this call. Works with every completion token (callbacks,
+      net::use_future, net::use_awaitable, net::deferred).
+      Thread safety: may be called from any thread.
+  */
+  template <class Token>
+  auto async_publish(std::string_view topic, std::string_view data, PublishOptions options, Token&& token);
+
+  /// async_publish with default PublishOptions.
+  template <class Token>
+  auto async_publish(std::string_view topic, std::string_view data, Token&& token) {
+    return async_publish(topic, data, PublishOptions{}, std::forward<Token>(token));
+  }
+
+  /// Events of `topic` still in this process's history with id above `since`, oldest first.
   std::vector<Event> history(std::string_view topic, EventId since = 0) const;
 
   HubStats stats() const;
@@ -104,8 +140,25 @@ class Hub {
   std::shared_ptr<detail::HubState> const& state() const noexcept { return state_; }
 
  private:
+  using publish_handler = net::any_completion_handler<void(boost::system::error_code, EventId)>;
+  static void start_publish(std::shared_ptr<detail::HubState> const& state, Event&& event, publish_handler handler);
+
   std::shared_ptr<detail::HubState> state_;
 };
+
+template <class Token>
+auto Hub::async_publish(std::string_view topic, std::string_view data, PublishOptions options, Token&& token) {
+  Event event;
+  event.topic = topic;
+  event.type = options.type;
+  event.data = data;
+  event.kind = options.kind;
+  return net::async_initiate<Token, void(boost::system::error_code, EventId)>(
+      [](auto handler, std::shared_ptr<detail::HubState> const& state, Event ev) {
+        start_publish(state, std::move(ev), publish_handler(std::move(handler)));
+      },
+      token, state_, std::move(event));
+}
 
 }  // namespace herald
 

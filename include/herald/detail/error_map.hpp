@@ -24,7 +24,8 @@ inline http::status to_http_status(boost::system::error_code ec) noexcept {
     case error::bad_control_message: return http::status::bad_request;
     case error::message_too_big: return http::status::payload_too_large;
     case error::too_many_connections:
-    case error::shutting_down: return http::status::service_unavailable;
+    case error::shutting_down:
+    case error::backplane_unavailable: return http::status::service_unavailable;
     default: return http::status::internal_server_error;
   }
 }
@@ -51,7 +52,8 @@ inline std::uint16_t to_close_code(boost::system::error_code ec) noexcept {
     case error::bad_control_message: return 1008;
     case error::message_too_big: return 1009;
     case error::too_many_connections:
-    case error::slow_consumer: return 1013;
+    case error::slow_consumer:
+    case error::backplane_unavailable: return 1013;
     default: return 1011;
   }
 }

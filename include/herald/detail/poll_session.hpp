@@ -138,19 +138,23 @@ inline Response poll_preflight(PollChannel const& ch, Request const& req, std::s
   return res;  // 204: no Content-Length
 }
 
-/** A held long poll. It is a Subscriber registered with the poll's cursor, so the hub replays
+/** A held poll. It is a Subscriber registered with the poll's cursor, so the hub replays
     anything published since the client's cursor and then queues live events; the first wake-up
-    answers with what is queued. Everything runs on the connection's strand `ex`; the hub only
-    queues and posts. It counts as one of the channel's connections while held. */
+    answers with what is queued. A long poll waits for that up to its wait. A short poll is
+    held only while its replay is read from the hub's backplane, and is answered when that
+    read completes. Everything runs on the connection's strand `ex`; the hub only queues and
+    posts. It counts as one of the channel's connections while held. */
 class PollExchange final : public Subscriber, public SessionBase, public Held {
  public:
-  PollExchange(std::shared_ptr<PollChannel> channel, net::any_io_executor ex, Respond respond, PollPlan plan)
+  PollExchange(std::shared_ptr<PollChannel> channel, net::any_io_executor ex, Respond respond, PollPlan plan,
+               bool short_poll)
       : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
         channel_(std::move(channel)),
         ex_(std::move(ex)),
         timer_(ex_),
         respond_(std::move(respond)),
-        plan_(std::move(plan)) {}
+        plan_(std::move(plan)),
+        short_(short_poll) {}
 
   // Only reached registered when the io_context was destroyed with the poll still held.
   ~PollExchange() override {
@@ -175,8 +179,14 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
     registered_ = true;
     hub().connection_opened();
     // Anything above the cursor published since the caller's read is replayed into the inbox
-    // under the hub's lock, so there is no gap between that read and this registration.
-    hub().subscribe(shared_from_this(), plan_.topics, plan_.since);
+    // under the hub's lock, so there is no gap between that read and this registration. A
+    // replay from the backplane is one answer: at most limit + 1 events (so `more` is exact).
+    deferred_ = hub().subscribe(shared_from_this(), plan_.topics, plan_.since, plan_.limit + 1).deferred;
+    if (short_) {
+      // Served from memory after all (the node caught up meanwhile): answer now.
+      if (!deferred_) net::post(ex_, [self = self()] { self->expire(true); });
+      return true;
+    }
     timer_.expires_after(plan_.wait);
     timer_.async_wait([self = self()](boost::system::error_code ec) {
       if (!ec) self->expire(true);
@@ -220,6 +230,19 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
 
   std::size_t wire_size(StoredEvent const& ev) const override { return json_envelope(ev).size(); }
 
+  void on_replayed(boost::system::error_code ec) override {
+    net::post(ex_, [self = self(), ec] {
+      if (self->done_) return;
+      if (ec) {
+        auto const& p = self->plan_;
+        return self->deliver(poll_error(*self->channel_, ec, "history unavailable; poll again", p.version,
+                                        p.keep_alive, p.origin),
+                             0);
+      }
+      if (self->short_) self->expire(true);
+    });
+  }
+
   void wake() {
     if (done_) return;
     batch_.clear();
@@ -236,11 +259,15 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
   }
 
   void answer_batch(bool keep_alive) {
-    // A reset notice means the hub could not replay from the cursor: let read() say what is left.
-    for (auto const& ev : batch_)
-      if (ev->event().event_kind == EventKind::reset) return from_history(keep_alive);
-    auto const r = shape(batch_, false, 0, plan_.since, plan_.limit);
-    deliver(poll_response(*channel_, plan_, r, false), r.events.size());
+    auto const notice = [](EventPtr const& ev) { return ev->event().event_kind == EventKind::reset; };
+    bool const reset = std::any_of(batch_.begin(), batch_.end(), notice);
+    // A reset notice means the hub could not replay from the cursor: let read() say what is
+    // left (which also recovers from an OverflowPolicy::reset), unless the replay came from the
+    // backplane, which already said it: the answer is the batch, flagged.
+    if (reset && !deferred_) return from_history(keep_alive);
+    if (reset) std::erase_if(batch_, notice);
+    auto const r = shape(batch_, reset, hub().last(), plan_.since, plan_.limit);
+    deliver(poll_response(*channel_, plan_, r, short_), r.events.size());
   }
 
   void from_history(bool keep_alive) {
@@ -248,7 +275,7 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
     auto b = hub().read(plan_.topics, plan_.since, plan_.limit + 1);
     batch_ = std::move(b.events);
     auto const r = shape(batch_, b.reset, b.cursor, plan_.since, plan_.limit);
-    deliver(poll_response(*channel_, plan_, r, false), r.events.size());
+    deliver(poll_response(*channel_, plan_, r, short_), r.events.size());
   }
 
   void deliver(Response&& res, std::size_t events) {
@@ -276,6 +303,8 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
   Respond respond_;
   PollPlan plan_;
   std::vector<EventPtr> batch_;
+  bool const short_;
+  bool deferred_ = false;
   bool registered_ = false;
   bool done_ = false;
 };
@@ -325,22 +354,26 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
   auto& hub = ch->state();
   if (!params.since) {
     // No cursor: start from now. A short poll learns the cursor; a long poll waits for news.
-    plan.since = hub.stats().last_id;
+    plan.since = hub.last();
     if (!hold) {
       respond(poll_response(*ch, plan, PollResult{{}, plan.since, false, false}, true));
       return nullptr;
     }
   } else {
     plan.since = *params.since;
-    auto b = hub.read(plan.topics, plan.since, plan.limit + 1);
-    if (!b.events.empty() || b.reset || !hold) {
-      auto const r = shape(b.events, b.reset, b.cursor, plan.since, plan.limit);
-      if (!r.events.empty()) hub.delivered(r.events.size());
-      respond(poll_response(*ch, plan, r, !hold));
-      return nullptr;
+    // A cursor this node's memory cannot serve (with a backplane) is answered from the
+    // backplane's history, by a held exchange, short poll or long.
+    if (hub.covers(plan.topics, plan.since)) {
+      auto b = hub.read(plan.topics, plan.since, plan.limit + 1);
+      if (!b.events.empty() || b.reset || !hold) {
+        auto const r = shape(b.events, b.reset, b.cursor, plan.since, plan.limit);
+        if (!r.events.empty()) hub.delivered(r.events.size());
+        respond(poll_response(*ch, plan, r, !hold));
+        return nullptr;
+      }
     }
   }
-  auto held = std::make_shared<PollExchange>(std::move(ch), ex, std::move(respond), std::move(plan));
+  auto held = std::make_shared<PollExchange>(std::move(ch), ex, std::move(respond), std::move(plan), !hold);
   if (!held->start()) return nullptr;
   return held;
 }

@@ -103,6 +103,11 @@ class SseSession final : public Subscriber, public SessionBase, public Peer {
     return ev.encoded(WireFormat::sse, encode_sse).size();
   }
 
+  // The stream ends; EventSource comes back after `retry` and resumes from its Last-Event-ID.
+  void on_replayed(boost::system::error_code ec) override {
+    if (ec) net::post(strand_, [self = self(), ec] { self->close(ec); });
+  }
+
   void run(Request const& req) {
     Admission admission;
     std::string detail;

@@ -3,6 +3,8 @@
 #include <herald/detail/stored_event.hpp>
 #include <herald/event.hpp>
 
+#include <boost/system/error_code.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -155,12 +157,19 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   }
 
  protected:
+  friend class HubState;  // on_replayed
   /// The inbox became non-empty: schedule a drain on the connection's strand. Must not block.
   virtual void on_ready() = 0;
   /// The bound was exceeded under OverflowPolicy::disconnect: schedule a close. Must not block.
   virtual void on_overflow() = 0;
   /// Bytes `ev` occupies on this connection's wire (encoding it if needed).
   virtual std::size_t wire_size(StoredEvent const& ev) const = 0;
+  /** A replay the hub had to read from its backplane (HubState::Replay::deferred) is queued,
+      and live events of those topics follow it (`ec` clear); or it could not be read
+      (error::backplane_unavailable), nothing of those topics will arrive, and the connection
+      should close so that its client resumes later. Called without the hub's lock. Must not
+      block. */
+  virtual void on_replayed(boost::system::error_code ec) = 0;
 
  private:
   QueueLimits const limits_;

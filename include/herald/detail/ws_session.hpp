@@ -155,6 +155,15 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
     net::post(strand_, [self = self()] { self->overflowed(); });
   }
 
+  // Closed with 1013 after what is queued: the client comes back and resumes every topic.
+  void on_replayed(boost::system::error_code ec) override {
+    if (!ec) return;
+    net::post(strand_, [self = self(), ec] {
+      self->unsubscribe_all();
+      self->request_close(ec, /*flush_events=*/true, /*flush_out=*/true);
+    });
+  }
+
   std::size_t wire_size(StoredEvent const& ev) const override {
     auto const& e = ev.event();
     if (e.kind == PayloadKind::binary) return e.data.size() + e.topic.size() + e.type.size() + 64;
@@ -359,7 +368,7 @@ class WsSession final : public Subscriber, public SessionBase, public Peer {
       detail = "topic not offered on this channel";
     } else if (subscribed_to(topic)) {
       // Idempotent: no second registration, no replay; the cursor is where the stream is now.
-      return reply(ws::subscribed(topic, hub().stats().last_id));
+      return reply(ws::subscribed(topic, hub().last()));
     } else if (topics_.size() >= co.limits.max_subscriptions) {
       ec = error::too_many_subscriptions;
       detail = "at most " + std::to_string(co.limits.max_subscriptions) + " topics per connection";

@@ -32,6 +32,7 @@ class ErrorCategory final : public boost::system::error_category {
       case error::write_timeout: return "write timeout";
       case error::shutting_down: return "shutting down";
       case error::hook_failed: return "hook failed";
+      case error::backplane_unavailable: return "backplane unavailable";
     }
     return "herald error";
   }
@@ -49,6 +50,7 @@ class ErrorCategory final : public boost::system::error_category {
       case error::idle_timeout:
       case error::write_timeout:
       case error::shutting_down:
+      case error::backplane_unavailable:
         return condition::overloaded;
       case error::bad_request:
       case error::bad_topic:

@@ -1,15 +1,21 @@
 #pragma once
 
+#include <herald/backplane.hpp>
+#include <herald/detail/history_store.hpp>
 #include <herald/detail/id_store.hpp>
 #include <herald/detail/stored_event.hpp>
 #include <herald/detail/subscriber.hpp>
 #include <herald/detail/topic.hpp>
+#include <herald/detail/topic_index.hpp>
+#include <herald/error.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/post.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
-#include <deque>
 #include <mutex>
 #include <stdexcept>
 #include <unordered_map>
@@ -17,26 +23,28 @@
 namespace herald {
 namespace detail {
 
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
+/** The shared state behind a Hub: an id source (IdStore, or the backplane), a history store
+    and the local topic index, put together under one mutex.
 
-/// What a subscription asks for: named topics, or every topic of the hub.
-struct TopicSet {
-  std::vector<std::string> topics;
-  bool all = false;
-};
+    The mutex orders everything: events are numbered (without a backplane) and queued to
+    subscribers under it, so every connection sees its topics in id order and a resume
+    (replay + registration) is atomic with respect to publishing. Nothing under the lock
+    blocks: queues are bounded and wake-ups are posts.
 
-/** The shared state behind a Hub. One mutex orders everything: ids are handed out and events
-    are queued to subscribers under it, so every connection sees its topics in id order and a
-    resume (replay + registration) is atomic with respect to publishing. Nothing under the lock
-    blocks: queues are bounded and wake-ups are posts. */
-class HubState {
+    With a backplane, events enter only through ingress() (BackplaneSink), already numbered
+    and in id order, from every node; the history store is then this node's memory of the
+    shared history, complete above `coverage_`. A cursor it cannot serve is read from the
+    backplane: the subscriber is registered at once but held (TopicIndex::held), the read is
+    queued as its replay when it completes, and the live events are released after what the
+    replay carried — still no gap and no duplicate. */
+class HubState final : public BackplaneSink, public std::enable_shared_from_this<HubState> {
  public:
   struct Replay {
     /// The cursor could not be served without a gap; a reset notice was queued first.
     bool reset = false;
+    /** The replay is read from the backplane: it is queued later, and the subscriber's
+        on_replayed() says when (or that it failed). */
+    bool deferred = false;
     /// Ids up to here may be missing for the requested topics.
     EventId floor = 0;
     std::size_t replayed = 0;
@@ -56,147 +64,167 @@ class HubState {
   HubState(net::any_io_executor ex, HubOptions options)
       : ex_(std::move(ex)),
         options_(std::move(options)),
-        ids_(options_.id_file, options_.first_id, options_.id_block) {
+        ids_(options_.backplane ? std::string() : options_.id_file, options_.first_id, options_.id_block),
+        history_(options_.history_events, options_.history_age),
+        backplane_(options_.backplane) {
     if (options_.history_age < std::chrono::steady_clock::duration::zero())
       throw std::invalid_argument("herald: HubOptions::history_age must not be negative");
+    if (backplane_ && !options_.id_file.empty())
+      throw std::invalid_argument("herald: HubOptions::id_file and backplane exclude each other");
+    // Before the backplane says where its stream starts, nothing is known to be in memory.
+    if (backplane_) coverage_ = TopicIndex::held;
+    else last_ = ids_.last();
+  }
+
+  ~HubState() override {
+    if (backplane_) backplane_->stop();
+  }
+
+  HubState(HubState const&) = delete;
+  HubState& operator=(HubState const&) = delete;
+
+  /// Connect the backplane, once the state is owned by a shared_ptr.
+  void start() {
+    if (backplane_)
+      backplane_->start(std::weak_ptr<BackplaneSink>(shared_from_this()), options_.history_events,
+                        options_.history_age);
   }
 
   net::any_io_executor const& executor() const noexcept { return ex_; }
+  bool has_backplane() const noexcept { return backplane_ != nullptr; }
 
   std::chrono::steady_clock::time_point now() const {
     return options_.clock ? options_.clock() : std::chrono::steady_clock::now();
   }
 
+  /// Why `topic` and `type` cannot be published, or empty.
+  static std::string_view invalid_publish(std::string_view topic, std::string_view type) {
+    if (!valid_topic(topic)) return "invalid topic name for publish";
+    for (unsigned char c : type)
+      if (c < 0x20 || c == 0x7f) return "event type must not contain control characters";
+    if (!valid_utf8(type)) return "event type must be UTF-8";
+    return {};
+  }
+
   EventId publish(std::string_view topic, std::string_view data, PublishOptions const& po) {
-    if (!valid_topic(topic))
-      throw std::invalid_argument("herald: invalid topic name for publish");
-    for (unsigned char c : po.type)
-      if (c < 0x20 || c == 0x7f)
-        throw std::invalid_argument("herald: event type must not contain control characters");
-    if (!valid_utf8(po.type)) throw std::invalid_argument("herald: event type must be UTF-8");
+    if (auto problem = invalid_publish(topic, po.type); !problem.empty())
+      throw std::invalid_argument("herald: " + std::string(problem));
     Event ev;
     ev.topic = topic;
     ev.type = po.type;
     ev.data = data;
     ev.kind = po.kind;
-    if (ev.kind == PayloadKind::automatic)
-      ev.kind = nlohmann::json::accept(data) ? PayloadKind::json : PayloadKind::text;
-    auto const at = now();
-    auto stored = std::make_shared<StoredEvent>(std::move(ev), at);
+    if (!backplane_) return publish_here(std::move(ev));
+    forward(std::move(ev), Backplane::publish_handler(
+                               [w = weak_from_this()](boost::system::error_code ec, EventId) {
+                                 if (auto self = w.lock(); self && ec)
+                                   self->log(LogLevel::warning, "hub", 0, ec, "publish failed");
+                               }));
+    return 0;
+  }
 
-    std::lock_guard lock{mutex_};
-    stored->event_.id = ids_.next();
-    EventPtr const ptr = stored;
-    auto it = topics_.find(topic);
-    if (it == topics_.end()) it = topics_.emplace(std::string(topic), Topic{}).first;
-    Topic& t = it->second;
-    evict(t, at);
-    if (options_.history_events > 0) {
-      if (t.history.size() >= options_.history_events) {
-        t.evicted_up_to = t.history.front()->id();
-        t.history.pop_front();
-      }
-      t.history.push_back(ptr);
-    } else {
-      t.evicted_up_to = ptr->id();
+  void async_publish(Event&& ev, Backplane::publish_handler handler) {
+    if (auto problem = invalid_publish(ev.topic, ev.type); !problem.empty()) {
+      auto const ec = valid_topic(ev.topic) ? error::bad_request : error::bad_topic;
+      return net::post(ex_, net::append(std::move(handler), make_error_code(ec), EventId{0}));
     }
-    fan_out(t.subscribers, ptr);
-    fan_out(all_, ptr);
-    published_.fetch_add(1, std::memory_order_relaxed);
-    return ptr->id();
+    if (!backplane_) {
+      EventId const id = publish_here(std::move(ev));
+      return net::post(ex_, net::append(std::move(handler), boost::system::error_code{}, id));
+    }
+    forward(std::move(ev), std::move(handler));
   }
 
   /** Register `sub` for `set` and, when `since` is given, queue every retained event above it
       first, all under the lock, so the seam between replay and live has no gap and no
-      duplicate. A cursor that cannot be served queues a reset notice before the replay. */
-  Replay subscribe(SubscriberPtr const& sub, TopicSet const& set, std::optional<EventId> since) {
-    std::lock_guard lock{mutex_};
+      duplicate. A cursor that cannot be served queues a reset notice before the replay. With a
+      backplane, a cursor this node's memory cannot serve is read from the backplane's history
+      (at most `limit` events per topic; 0: all, which every subscription that stays open must
+      ask for) and the replay is deferred. */
+  Replay subscribe(SubscriberPtr const& sub, TopicSet const& set, std::optional<EventId> since,
+                   std::size_t limit = 0) {
+    std::unique_lock lock{mutex_};
     Replay r;
-    r.last = ids_.last();
+    r.last = last_;
     if (since) {
       auto const at = now();
-      r.floor = ids_.floor();
-      for_each_topic(set, [&](Topic& t) {
-        evict(t, at);
-        r.floor = std::max(r.floor, t.evicted_up_to);
-      });
-      EventId const last = ids_.last();
-      bool const future = *since > last;  // a cursor from another timeline
-      auto events = collect(set, future ? 0 : *since, 0);
+      if (backplane_ && !covers(set, *since, at)) {
+        index_.add(sub, set, TopicIndex::held);
+        std::uint64_t const ticket = ++tickets_;
+        pending_.push_back(Pending{ticket, sub.get(), set});
+        lock.unlock();
+        r.deferred = true;
+        read_backplane(sub, set, *since, limit, ticket);
+        return r;
+      }
+      r.floor = std::max(floor(), history_.floor(set, at));
+      bool const future = *since > last_;  // a cursor from another timeline
+      auto events = history_.collect(set, future ? 0 : *since, 0);
       if (*since < r.floor || future) {
         r.reset = true;
         // The notice's id is the client's position after it: its own cursor when history ran
         // out (a client that drops right after the notice is told again rather than skipping
         // ahead), and just below what follows when the cursor came from another timeline, so
         // ids keep increasing on the wire.
-        EventId const id = !future ? *since : events.empty() ? last : events.front()->id() - 1;
-        auto notice = make_reset_notice(set.topics.size() == 1 ? set.topics.front() : std::string(),
-                                        id, std::min(r.floor, last), "cursor_expired");
-        sub->offer(notice, true);
+        EventId const id = !future ? *since : events.empty() ? last_ : events.front()->id() - 1;
+        sub->offer(make_reset_notice(set.topics.size() == 1 ? set.topics.front() : std::string(), id,
+                                     std::min(r.floor, last_), "cursor_expired"),
+                   true);
         resets_.fetch_add(1, std::memory_order_relaxed);
       }
       for (auto const& ev : events) sub->offer(ev, true);
       r.replayed = events.size();
     }
-    Entry entry{sub.get(), sub};
-    if (set.all) {
-      all_.push_back(std::move(entry));
-    } else {
-      for (auto const& name : set.topics) {
-        auto it = topics_.find(name);
-        if (it == topics_.end()) it = topics_.emplace(name, Topic{}).first;
-        it->second.subscribers.push_back(entry);
-      }
-    }
+    index_.add(sub, set, 0);
     return r;
   }
 
   void unsubscribe(Subscriber const* sub, TopicSet const& set) {
     std::lock_guard lock{mutex_};
-    if (set.all) remove(all_, sub);
-    for (auto const& name : set.topics) {
-      auto it = topics_.find(name);
-      if (it == topics_.end()) continue;
-      remove(it->second.subscribers, sub);
-      // Topics that never held an event are forgotten when their last subscriber leaves, so
-      // clients cannot grow the map; topics with history keep their eviction mark.
-      if (it->second.subscribers.empty() && it->second.history.empty() &&
-          it->second.evicted_up_to == 0)
-        topics_.erase(it);
-    }
+    index_.remove(sub, set);
+    // A replay still being read for these topics is dropped when it arrives.
+    std::erase_if(pending_, [&](Pending const& p) {
+      return p.sub == sub &&
+             (set.all || p.set.all ||
+              std::any_of(set.topics.begin(), set.topics.end(), [&](auto const& t) { return p.set.contains(t); }));
+    });
   }
 
-  /// Retained events of `set` above `since`, at most `limit` (0: all), without subscribing.
+  /** Retained events of `set` above `since`, at most `limit` (0: all), without subscribing.
+      Only this process's memory: with a backplane, check covers() first. */
   Batch read(TopicSet const& set, EventId since, std::size_t limit) {
     std::lock_guard lock{mutex_};
     Batch b;
     auto const at = now();
-    b.floor = ids_.floor();
-    for_each_topic(set, [&](Topic& t) {
-      evict(t, at);
-      b.floor = std::max(b.floor, t.evicted_up_to);
-    });
-    EventId const last = ids_.last();
+    b.floor = std::max(floor(), history_.floor(set, at));
     EventId from = since;
-    if (since < b.floor || since > last) {
+    if (since < b.floor || since > last_) {
       b.reset = true;
-      from = since > last ? 0 : since;
+      from = since > last_ ? 0 : since;
     }
-    b.events = collect(set, from, limit);
-    // Without a limit the client has seen everything up to `last`; with one, up to the batch.
-    b.cursor = (limit != 0 && b.events.size() == limit) ? b.events.back()->id() : last;
+    b.events = history_.collect(set, from, limit);
+    // Without a limit the client has seen everything up to `last_`; with one, up to the batch.
+    b.cursor = (limit != 0 && b.events.size() == limit) ? b.events.back()->id() : last_;
     return b;
   }
 
-  std::vector<Event> history(std::string_view topic, EventId since) {
-    std::vector<Event> out;
+  /// Whether read() can serve `since` for `set` from this process's memory (always, without
+  /// a backplane: it then decides about resets itself).
+  bool covers(TopicSet const& set, EventId since) {
+    if (!backplane_) return true;
     std::lock_guard lock{mutex_};
-    auto it = topics_.find(topic);
-    if (it == topics_.end()) return out;
-    evict(it->second, now());
-    for (auto const& ev : it->second.history)
-      if (ev->id() > since) out.push_back(ev->event());
-    return out;
+    return covers(set, since, now());
+  }
+
+  std::vector<Event> history(std::string_view topic, EventId since) {
+    std::lock_guard lock{mutex_};
+    return history_.events(topic, since, now());
+  }
+
+  /// The last id handed out (with a backplane: taken in).
+  EventId last() const {
+    std::lock_guard lock{mutex_};
+    return last_;
   }
 
   HubStats stats() const {
@@ -207,9 +235,10 @@ class HubState {
     s.deliveries = deliveries_.load(std::memory_order_relaxed);
     s.slow_consumer_disconnects = slow_.load(std::memory_order_relaxed);
     s.resets = resets_.load(std::memory_order_relaxed);
+    s.discontinuities = discontinuities_.load(std::memory_order_relaxed);
     std::lock_guard lock{mutex_};
-    s.topics = topics_.size();
-    s.last_id = ids_.last();
+    s.topics = history_.topics() + index_.topics([&](std::string_view t) { return history_.contains(t); });
+    s.last_id = last_;
     return s;
   }
 
@@ -234,77 +263,180 @@ class HubState {
     }
   }
 
- private:
-  struct Entry {
-    Subscriber* raw;
-    std::weak_ptr<Subscriber> weak;
-  };
+  // BackplaneSink ----------------------------------------------------------------------------
 
-  struct Topic {
-    std::deque<EventPtr> history;
-    /// Highest id dropped from history (by count or age): cursors below it cannot be served.
-    EventId evicted_up_to = 0;
-    std::vector<Entry> subscribers;
-  };
-
-  void evict(Topic& t, std::chrono::steady_clock::time_point at) {
-    if (options_.history_age == std::chrono::steady_clock::duration::zero()) return;
-    while (!t.history.empty() && at - t.history.front()->published_at() > options_.history_age) {
-      t.evicted_up_to = t.history.front()->id();
-      t.history.pop_front();
-    }
+  void ingress(std::vector<Event>&& events) override {
+    auto const at = now();
+    std::vector<std::shared_ptr<StoredEvent>> stored;
+    stored.reserve(events.size());
+    for (auto& ev : events) stored.push_back(std::make_shared<StoredEvent>(std::move(ev), at));
+    std::lock_guard lock{mutex_};
+    for (auto const& ev : stored)
+      if (ev->id() > last_) take(ev, at);
   }
 
-  template <class F>
-  void for_each_topic(TopicSet const& set, F&& f) {
-    if (set.all) {
-      for (auto& [name, t] : topics_) f(t);
+  void discontinuity(EventId position, bool initial) override {
+    std::lock_guard lock{mutex_};
+    coverage_ = initial ? position : std::max(coverage_, position);
+    last_ = std::max(last_, position);
+    if (initial) return;
+    discontinuities_.fetch_add(1, std::memory_order_relaxed);
+    notify_gap();
+  }
+
+ private:
+  struct Pending {
+    std::uint64_t ticket;
+    Subscriber const* sub;
+    TopicSet set;
+  };
+
+  /// Every id at or below this one may be missing from this process's memory.
+  EventId floor() const noexcept { return backplane_ ? coverage_ : ids_.floor(); }
+
+  bool covers(TopicSet const& set, EventId since, std::chrono::steady_clock::time_point at) {
+    return since <= last_ && since >= coverage_ && since >= history_.floor(set, at);
+  }
+
+  EventId publish_here(Event&& ev) {
+    if (ev.kind == PayloadKind::automatic)
+      ev.kind = nlohmann::json::accept(ev.data) ? PayloadKind::json : PayloadKind::text;
+    auto const at = now();
+    auto stored = std::make_shared<StoredEvent>(std::move(ev), at);
+    std::lock_guard lock{mutex_};
+    stored->event_.id = ids_.next();
+    take(stored, at);
+    return stored->id();
+  }
+
+  /// Retain and fan out an event that has its id (above last_). Under the lock.
+  void take(EventPtr const& ev, std::chrono::steady_clock::time_point at) {
+    last_ = ev->id();
+    history_.append(ev, at);
+    if (auto const n = index_.fan_out(ev)) resets_.fetch_add(n, std::memory_order_relaxed);
+    published_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void forward(Event&& ev, Backplane::publish_handler handler) {
+    if (ev.kind == PayloadKind::automatic)
+      ev.kind = nlohmann::json::accept(ev.data) ? PayloadKind::json : PayloadKind::text;
+    EventId known = 0;
+    {
+      std::lock_guard lock{mutex_};
+      known = last_;
+    }
+    if (options_.first_id > known + 1) known = options_.first_id - 1;
+    backplane_->async_publish(std::move(ev), known, std::move(handler));
+  }
+
+  void read_backplane(SubscriberPtr const& sub, TopicSet const& set, EventId since, std::size_t limit,
+                      std::uint64_t ticket) {
+    backplane_->async_history(
+        set.all ? std::vector<std::string>{} : set.topics, since, limit,
+        Backplane::history_handler([w = weak_from_this(), sub = std::weak_ptr<Subscriber>(sub), set, since,
+                                    ticket](boost::system::error_code ec, BackplaneHistory h) mutable {
+          auto self = w.lock();
+          auto s = sub.lock();
+          if (self && s) self->replayed(s, set, since, ticket, ec, std::move(h));
+        }));
+  }
+
+  /** A deferred replay arrived: queue it (after a reset notice when the backplane could not
+      serve the cursor either), add what this node took in meanwhile, and release the live
+      events that follow. */
+  void replayed(SubscriberPtr const& sub, TopicSet const& set, EventId since, std::uint64_t ticket,
+                boost::system::error_code ec, BackplaneHistory&& h) {
+    std::unique_lock lock{mutex_};
+    auto it = std::find_if(pending_.begin(), pending_.end(), [&](Pending const& p) { return p.ticket == ticket; });
+    if (it == pending_.end()) return;  // unsubscribed meanwhile
+    pending_.erase(it);
+    // Read before this node knew where its stream starts: what follows the read may never
+    // reach this node, so the client must come back.
+    if (!ec && coverage_ == TopicIndex::held) ec = error::backplane_unavailable;
+    if (ec) {
+      lock.unlock();
+      log(LogLevel::warning, "hub", sub->connection_id(), ec, "history unavailable");
+      sub->on_replayed(ec);
       return;
     }
-    for (auto const& name : set.topics)
-      if (auto it = topics_.find(name); it != topics_.end()) f(it->second);
+    auto const at = now();
+    bool const future = since > h.last;
+    std::vector<EventPtr> replay;
+    replay.reserve(h.events.size());
+    for (auto& e : h.events) {
+      if (e.id > h.complete_to) break;
+      if (!future && e.id <= since) continue;
+      if (auto mine = history_.find(e.topic, e.id)) replay.push_back(std::move(mine));
+      else replay.push_back(std::make_shared<StoredEvent const>(std::move(e), at));
+    }
+    bool const cut = h.complete_to < h.last;
+    EventId after = h.complete_to;
+    EventId gap = h.floor;
+    if (!cut && last_ > h.complete_to) {
+      // What this node took in while the read was under way comes from its own memory.
+      if (EventId const mine = std::max(coverage_, history_.floor(set, at)); mine > h.complete_to)
+        gap = std::max(gap, mine);
+      auto mine = history_.collect(set, h.complete_to, 0);
+      replay.insert(replay.end(), mine.begin(), mine.end());
+      after = last_;
+    }
+    if (future || since < gap) {
+      EventId const id = !future ? since : replay.empty() ? after : replay.front()->id() - 1;
+      sub->offer(make_reset_notice(set.topics.size() == 1 ? set.topics.front() : std::string(), id,
+                                   std::min(gap, std::max(h.last, last_)), "cursor_expired"),
+                 true);
+      resets_.fetch_add(1, std::memory_order_relaxed);
+    }
+    for (auto const& ev : replay) sub->offer(ev, true);
+    // A read cut by its limit is a one-shot answer (a poll): nothing live may follow it.
+    index_.release(sub.get(), set, cut ? TopicIndex::held : after);
+    lock.unlock();
+    sub->on_replayed({});
   }
 
-  std::vector<EventPtr> collect(TopicSet const& set, EventId since, std::size_t limit) {
-    std::vector<EventPtr> out;
-    std::size_t sources = 0;
-    for_each_topic(set, [&](Topic& t) {
-      auto first = std::upper_bound(t.history.begin(), t.history.end(), since,
-                                    [](EventId id, EventPtr const& ev) { return id < ev->id(); });
-      if (first != t.history.end()) ++sources;
-      out.insert(out.end(), first, t.history.end());
+  /** Tell every live subscription that events up to last_ may be missing: one notice for the
+      whole connection, or, on a connection with a replay still being read (which must not be
+      overtaken by a notice), one per topic that is live. Under the lock. */
+  void notify_gap() {
+    struct Target {
+      SubscriberPtr sub;
+      std::vector<std::string_view> live;
+      bool held = false;
+    };
+    std::unordered_map<Subscriber const*, Target> targets;
+    index_.for_each([&](SubscriberPtr const& s, std::string_view topic, bool held) {
+      auto& t = targets[s.get()];
+      t.sub = s;
+      if (held) t.held = true;
+      else t.live.push_back(topic);
     });
-    if (sources > 1)
-      std::sort(out.begin(), out.end(), [](EventPtr const& a, EventPtr const& b) { return a->id() < b->id(); });
-    if (limit != 0 && out.size() > limit) out.resize(limit);
-    return out;
-  }
-
-  void fan_out(std::vector<Entry>& subs, EventPtr const& ev) {
-    bool dead = false;
-    for (auto const& e : subs) {
-      if (auto s = e.weak.lock()) {
-        if (s->offer(ev) == Offer::reset) resets_.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        dead = true;
+    EventPtr const whole = make_reset_notice(std::string(), last_, last_, "backplane_gap");
+    for (auto& [raw, t] : targets) {
+      if (!t.held) {
+        t.sub->offer(whole, true);
+        resets_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      for (auto topic : t.live) {
+        t.sub->offer(make_reset_notice(std::string(topic), last_, last_, "backplane_gap"), true);
+        resets_.fetch_add(1, std::memory_order_relaxed);
       }
     }
-    if (dead) std::erase_if(subs, [](Entry const& e) { return e.weak.expired(); });
-  }
-
-  static void remove(std::vector<Entry>& subs, Subscriber const* sub) {
-    auto it = std::find_if(subs.begin(), subs.end(), [&](Entry const& e) { return e.raw == sub; });
-    if (it == subs.end()) return;
-    *it = std::move(subs.back());
-    subs.pop_back();
   }
 
   net::any_io_executor ex_;
   HubOptions const options_;
   mutable std::mutex mutex_;
   IdStore ids_;
-  std::unordered_map<std::string, Topic, StringHash, std::equal_to<>> topics_;
-  std::vector<Entry> all_;
+  HistoryStore history_;
+  TopicIndex index_;
+  std::shared_ptr<Backplane> const backplane_;
+  /// The last id handed out or taken in.
+  EventId last_ = 0;
+  /// With a backplane: this process's memory holds every event above this id (up to last_).
+  EventId coverage_ = 0;
+  std::vector<Pending> pending_;
+  std::uint64_t tickets_ = 0;
   std::atomic<std::uint64_t> next_connection_{0};
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<std::uint64_t> connections_total_{0};
@@ -312,12 +444,20 @@ class HubState {
   std::atomic<std::uint64_t> deliveries_{0};
   std::atomic<std::uint64_t> slow_{0};
   std::atomic<std::uint64_t> resets_{0};
+  std::atomic<std::uint64_t> discontinuities_{0};
 };
 
 }  // namespace detail
 
 inline Hub::Hub(executor_type ex, HubOptions options)
-    : state_(std::make_shared<detail::HubState>(std::move(ex), std::move(options))) {}
+    : state_(std::make_shared<detail::HubState>(std::move(ex), std::move(options))) {
+  state_->start();
+}
+
+inline void Hub::start_publish(std::shared_ptr<detail::HubState> const& state, Event&& event,
+                               publish_handler handler) {
+  state->async_publish(std::move(event), std::move(handler));
+}
 
 inline EventId Hub::publish(std::string_view topic, std::string_view data, PublishOptions options) {
   return state_->publish(topic, data, options);
