@@ -40,6 +40,8 @@
 #include <vector>
 
 #include "chaos_proxy.hpp"
+#include "client_record.hpp"
+#include "fleet.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
 #include "tls_cert.hpp"
@@ -52,47 +54,18 @@ namespace http = boost::beast::http;
 namespace hc = herald::client;
 using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
+using test::Record;
+using test::Fleet;
+using test::Published;
+using test::all_topics;
+using test::by_topic;
+using test::caught_up;
+using test::chaos_seed;
+using test::check_exact;
+using test::quick_backoff;
 using test::run_until;
 
 // --- helpers ---------------------------------------------------------------------------------
-
-/// Collects what a client reports.
-struct Record {
-  std::vector<herald::Event> events;
-  std::vector<hc::Reset> resets;
-  std::vector<std::pair<hc::State, boost::system::error_code>> states;
-  std::vector<std::string> messages;
-  /// Index into `events` at which each reset arrived.
-  std::vector<std::size_t> reset_at;
-
-  template <class Client>
-  void attach(Client& c) {
-    c.on_event([this](herald::Event const& e) { events.push_back(e); });
-    c.on_reset([this](hc::Reset const& r) {
-      resets.push_back(r);
-      reset_at.push_back(events.size());
-    });
-    c.on_state([this](hc::State s, boost::system::error_code ec) { states.emplace_back(s, ec); });
-  }
-
-  bool saw(herald::EventId id) const {
-    for (auto const& e : events)
-      if (e.id == id) return true;
-    return false;
-  }
-  std::vector<herald::EventId> ids() const {
-    std::vector<herald::EventId> out;
-    for (auto const& e : events) out.push_back(e.id);
-    return out;
-  }
-  std::size_t count(hc::State s) const {
-    std::size_t n = 0;
-    for (auto const& [state, ec] : states) n += state == s;
-    return n;
-  }
-  bool closed() const { return !states.empty() && states.back().first == hc::State::closed; }
-  bool open() const { return !states.empty() && states.back().first == hc::State::open; }
-};
 
 /// A hub with one channel per transport behind a herald::Server on 127.0.0.1:0.
 struct World {
@@ -120,12 +93,6 @@ struct World {
   herald::Server server;
   tcp::endpoint ep;
 };
-
-/// Fast reconnects for tests (the defaults are seconds).
-hc::BackoffOptions quick_backoff(std::uint64_t seed = 1) {
-  auto rng = std::make_shared<std::mt19937_64>(seed);
-  return {.base = 2ms, .cap = 20ms, .reset_after = 50ms, .random = [rng] { return (*rng)(); }};
-}
 
 }  // namespace
 
@@ -1083,21 +1050,6 @@ TEST_CASE("server: destroying a Server while a long-poll answer is being written
 
 namespace {
 
-std::uint64_t chaos_seed() {
-  if (char const* env = std::getenv("HERALD_CHAOS_SEED")) return std::strtoull(env, nullptr, 10);
-  return std::random_device{}();
-}
-
-std::vector<std::string> const all_topics{"a", "b", "c"};
-
-/// What the publisher published, per topic, and what each id was.
-struct Published {
-  std::map<std::string, std::vector<herald::EventId>> ids;
-  std::unordered_map<herald::EventId, std::string> topic_of;
-  std::unordered_map<herald::EventId, std::string> data_of;
-  std::size_t count = 0;
-};
-
 /// Publishes numbered events on random topics with random padding (so cuts land everywhere).
 class Publisher {
  public:
@@ -1107,9 +1059,7 @@ class Publisher {
     auto const& topic = all_topics[rng_() % all_topics.size()];
     std::string data = R"({"seq":)" + std::to_string(out_.count++) + R"(,"pad":")" + std::string(rng_() % 300, 'x') + "\"}";
     auto const id = hub.publish(topic, data);
-    out_.ids[topic].push_back(id);
-    out_.topic_of[id] = topic;
-    out_.data_of[id] = std::move(data);
+    out_.add(id, topic, std::move(data));
     return id;
   }
 
@@ -1134,137 +1084,6 @@ class Publisher {
   Published& out_;
   std::vector<std::shared_ptr<std::function<void()>>> steps_;
 };
-
-/// Clients of every transport, each following a set of topics, recording what they get.
-struct Fleet {
-  struct Member {
-    std::string transport;
-    std::vector<std::string> topics;  // what it follows (empty in the request: every topic)
-    Record rec;
-    std::function<void(std::function<void(boost::system::error_code)>)> stop;
-    std::function<hc::ClientStats()> stats;
-    std::shared_ptr<void> client;
-    /// Events per topic (since the first reset, if any), kept as they arrive so that the
-    /// completion check stays cheap.
-    std::map<std::string, std::size_t> counts;
-  };
-
-  /// The publisher's record that tells which topic an id belongs to (SSE streams do not say).
-  Published const* published = nullptr;
-
-  template <class Client>
-  void add(net::io_context& ioc, std::string const& transport, std::string const& url, std::vector<std::string> topics,
-           hc::Options o) {
-    auto& m = members.emplace_back();
-    m.transport = transport;
-    m.topics = topics.empty() ? all_topics : topics;
-    o.topics = std::move(topics);
-    auto c = std::make_shared<Client>(ioc.get_executor(), url, std::move(o));
-    m.rec.attach(*c);
-    c->on_event([this, &m](herald::Event const& e) {
-      m.rec.events.push_back(e);
-      auto it = published->topic_of.find(e.id);
-      ++m.counts[it == published->topic_of.end() ? "?" : it->second];
-    });
-    c->on_reset([&m](hc::Reset const& r) {
-      if (m.rec.resets.empty()) m.counts.clear();
-      m.rec.resets.push_back(r);
-      m.rec.reset_at.push_back(m.rec.events.size());
-    });
-    m.stop = [c](std::function<void(boost::system::error_code)> h) { c->async_stop(std::move(h)); };
-    m.stats = [c] { return c->stats(); };
-    m.client = c;
-  }
-
-  /// Three clients per transport: one topic, two topics, every topic.
-  void add_every_kind(net::io_context& ioc, std::uint16_t port, hc::Options const& base, std::size_t copies) {
-    auto url = [&](char const* scheme, char const* path) {
-      return std::string(scheme) + "://127.0.0.1:" + std::to_string(port) + path;
-    };
-    for (std::size_t i = 0; i < copies; ++i) {
-      add<hc::SseClient>(ioc, "sse", url("http", "/sse"), {"a"}, base);
-      add<hc::SseClient>(ioc, "sse", url("http", "/sse"), {"a", "b"}, base);
-      add<hc::SseClient>(ioc, "sse", url("http", "/sse"), {}, base);
-      add<hc::WebSocketClient>(ioc, "websocket", url("ws", "/ws"), {"b"}, base);
-      add<hc::WebSocketClient>(ioc, "websocket", url("ws", "/ws"), {"b", "c"}, base);
-      add<hc::WebSocketClient>(ioc, "websocket", url("ws", "/ws"), {"a", "b", "c"}, base);
-      add<hc::PollingClient>(ioc, "polling", url("http", "/poll"), {"c"}, base);
-      add<hc::PollingClient>(ioc, "polling", url("http", "/poll"), {"a", "c"}, base);
-      add<hc::PollingClient>(ioc, "polling", url("http", "/poll"), {}, base);
-    }
-  }
-
-  void start() {
-    for (auto& m : members) {
-      if (m.transport == "sse") std::static_pointer_cast<hc::SseClient>(m.client)->start();
-      else if (m.transport == "websocket") std::static_pointer_cast<hc::WebSocketClient>(m.client)->start();
-      else std::static_pointer_cast<hc::PollingClient>(m.client)->start();
-    }
-  }
-
-  bool stop(net::io_context& ioc) {
-    std::size_t stopped = 0;
-    for (auto& m : members) m.stop([&](boost::system::error_code) { ++stopped; });
-    return run_until(ioc, [&] { return stopped == members.size(); }, 20s);
-  }
-
-  std::uint64_t reconnects() const {
-    std::uint64_t n = 0;
-    for (auto const& m : members) n += m.stats().reconnects;
-    return n;
-  }
-  std::uint64_t duplicates() const {
-    std::uint64_t n = 0;
-    for (auto const& m : members) n += m.stats().duplicates;
-    return n;
-  }
-
-  std::deque<Member> members;
-};
-
-/// The ids a client saw per topic, in arrival order, from events [from, to) of its record.
-std::map<std::string, std::vector<herald::EventId>> by_topic(Record const& r, Published const& p, std::size_t from = 0,
-                                                             std::size_t to = SIZE_MAX) {
-  std::map<std::string, std::vector<herald::EventId>> out;
-  for (std::size_t i = from; i < std::min(to, r.events.size()); ++i) {
-    auto const& e = r.events[i];
-    auto it = p.topic_of.find(e.id);
-    out[it == p.topic_of.end() ? "?" + e.topic : it->second].push_back(e.id);
-  }
-  return out;
-}
-
-/// Whether a client has (at least) as many events of each followed topic as were published
-/// (counted since its first reset, if it had one).
-bool caught_up(Fleet::Member const& m, Published const& p) {
-  for (auto const& t : m.topics) {
-    auto const want = p.ids.count(t) ? p.ids.at(t).size() : 0;
-    auto const it = m.counts.find(t);
-    if ((it == m.counts.end() ? 0 : it->second) < want) return false;
-  }
-  return true;
-}
-
-/// Exactly the published sequence of each followed topic, with the published payloads.
-void check_exact(Fleet::Member const& m, Published const& p, std::size_t from = 0) {
-  INFO(m.transport << " client following " << m.topics.size() << " topic(s)");
-  auto const got = by_topic(m.rec, p, from);
-  std::size_t expected_total = 0;
-  for (auto const& t : m.topics) {
-    INFO("topic " << t);
-    auto const want = p.ids.count(t) ? p.ids.at(t) : std::vector<herald::EventId>{};
-    auto const it = got.find(t);
-    CHECK((it == got.end() ? std::vector<herald::EventId>{} : it->second) == want);
-    expected_total += want.size();
-  }
-  CHECK(m.rec.events.size() - from == expected_total);  // nothing of other topics, nothing unknown
-  std::size_t bad_payloads = 0;
-  for (std::size_t i = from; i < m.rec.events.size(); ++i) {
-    auto it = p.data_of.find(m.rec.events[i].id);
-    if (it == p.data_of.end() || it->second != m.rec.events[i].data) ++bad_payloads;
-  }
-  CHECK(bad_payloads == 0);
-}
 
 herald::HubOptions big_history(std::string id_file = {}) {
   return {.history_events = 100'000, .id_file = std::move(id_file), .first_id = 1};
