@@ -7,6 +7,7 @@
 #include <herald/detail/base64.hpp>
 #include <herald/detail/error_map.hpp>
 #include <herald/detail/http.hpp>
+#include <herald/detail/redis_url.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/topic.hpp>
@@ -833,4 +834,60 @@ TEST_CASE("append_json_escaped produces a JSON string equal to the input", "[uni
   round_trip("</script>");
   round_trip("h\xC3\xA9llo \xE6\xBC\xA2\xE5\xAD\x97 \xF0\x9F\x98\x80 \xE2\x80\xA8");
   round_trip("line\nbreak\r\ttab\b\f");
+}
+
+// --- redis:// URLs (herald::redis) -------------------------------------------------------------
+
+TEST_CASE("redis_url: host, port, password, user and database", "[unit][format]") {
+  using herald::detail::parse_redis_url;
+  std::string problem;
+  auto ep = parse_redis_url("redis://127.0.0.1:6390", problem);
+  REQUIRE(ep);
+  CHECK(ep->host == "127.0.0.1");
+  CHECK(ep->port == 6390);
+  CHECK(ep->password.empty());
+  CHECK(ep->db == 0);
+
+  ep = parse_redis_url("redis://", problem);
+  REQUIRE(ep);
+  CHECK(ep->host == "127.0.0.1");
+  CHECK(ep->port == 6379);
+
+  ep = parse_redis_url("redis://:s%40cret@cache.local/3", problem);
+  REQUIRE(ep);
+  CHECK(ep->host == "cache.local");
+  CHECK(ep->port == 6379);
+  CHECK(ep->user.empty());
+  CHECK(ep->password == "s@cret");
+  CHECK(ep->db == 3);
+
+  ep = parse_redis_url("redis://alice:pw@[::1]:7000/15", problem);
+  REQUIRE(ep);
+  CHECK(ep->host == "::1");
+  CHECK(ep->port == 7000);
+  CHECK(ep->user == "alice");
+  CHECK(ep->password == "pw");
+  CHECK(ep->db == 15);
+
+  ep = parse_redis_url("redis://justpassword@h", problem);  // as redis-cli reads it
+  REQUIRE(ep);
+  CHECK(ep->user.empty());
+  CHECK(ep->password == "justpassword");
+
+  ep = parse_redis_url("unix:///run/redis/redis.sock?db=2", problem);
+  REQUIRE(ep);
+  CHECK(ep->socket == "/run/redis/redis.sock");
+  CHECK(ep->db == 2);
+}
+
+TEST_CASE("redis_url: what cannot be used is refused with a reason", "[unit][format]") {
+  using herald::detail::parse_redis_url;
+  for (char const* bad : {"http://h:6379", "rediss://h", "redis://h:0", "redis://h:65536", "redis://h:x",
+                          "redis://h/db", "redis://h/1?timeout=3", "redis://[::1", "redis://[::1]x",
+                          "redis://:%zz@h", "unix://relative.sock", "unix:///s?x=1", ""}) {
+    INFO(bad);
+    std::string problem;
+    CHECK_FALSE(parse_redis_url(bad, problem));
+    CHECK_FALSE(problem.empty());
+  }
 }

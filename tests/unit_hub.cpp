@@ -7,7 +7,9 @@
 #include <herald/detail/subscriber.hpp>
 #include <herald/hub.hpp>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -1060,4 +1062,287 @@ TEST_CASE("HubState: concurrent publishers and one draining subscriber", "[unit]
   CHECK(batches >= 1);
   CHECK(hub.stats().events_published == all.size());
   CHECK(hub.stats().last_id == all.back());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backplane seam: a hub whose ids, history and fan-out come from a Backplane. The one here
+// is the test's own, in memory: it records what the hub asks and the test answers by hand, so
+// every interleaving of live events and history reads can be set up exactly. (The real one,
+// herald::redis, is tested against redis-server in tests/redis.cpp.)
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+class ManualBackplane final : public herald::Backplane {
+ public:
+  struct Read {
+    std::vector<std::string> topics;
+    EventId since = 0;
+    std::size_t limit = 0;
+    history_handler handler;
+  };
+  struct Publish {
+    herald::Event event;
+    EventId known = 0;
+    publish_handler handler;
+  };
+
+  std::weak_ptr<herald::BackplaneSink> sink;
+  std::vector<Read> reads;
+  std::vector<Publish> publishes;
+  bool stopped = false;
+
+  void start(std::weak_ptr<herald::BackplaneSink> s, std::size_t, std::chrono::steady_clock::duration) override {
+    sink = std::move(s);
+  }
+  void stop() override { stopped = true; }
+  void async_publish(herald::Event event, EventId known, publish_handler handler) override {
+    publishes.push_back({std::move(event), known, std::move(handler)});
+  }
+  void async_history(std::vector<std::string> topics, EventId since, std::size_t limit,
+                     history_handler handler) override {
+    reads.push_back({std::move(topics), since, limit, std::move(handler)});
+  }
+
+  void feed(std::initializer_list<std::pair<EventId, char const*>> events) {
+    std::vector<herald::Event> batch;
+    for (auto const& [id, topic] : events) batch.push_back(event(id, topic));
+    sink.lock()->ingress(std::move(batch));
+  }
+
+  static herald::Event event(EventId id, char const* topic) {
+    herald::Event e;
+    e.id = id;
+    e.topic = topic;
+    e.data = "e" + std::to_string(id);
+    return e;
+  }
+
+  /// Answer the oldest read.
+  void answer(std::vector<herald::Event> events, EventId last, EventId floor = 0, EventId complete_to = 0,
+              boost::system::error_code ec = {}) {
+    REQUIRE(!reads.empty());
+    auto r = std::move(reads.front());
+    reads.erase(reads.begin());
+    herald::BackplaneHistory h;
+    h.events = std::move(events);
+    h.last = last;
+    h.floor = floor;
+    h.complete_to = complete_to ? complete_to : last;
+    std::move(r.handler)(ec, std::move(h));
+  }
+};
+
+struct BackplaneHub {
+  boost::asio::io_context ioc;
+  std::shared_ptr<ManualBackplane> bp = std::make_shared<ManualBackplane>();
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 100, .backplane = bp}};
+  herald::detail::HubState& state = *hub.state();
+
+  explicit BackplaneHub(EventId start = 100) { bp->sink.lock()->discontinuity(start, true); }
+};
+
+}  // namespace
+
+TEST_CASE("backplane: events enter only through the ingress, in order, each once", "[unit][hub]") {
+  BackplaneHub h;
+  auto sub = make_sub();
+  h.state.subscribe(sub, topics({"a"}), std::nullopt);
+  h.bp->feed({{101, "a"}, {102, "b"}, {103, "a"}});
+  h.bp->feed({{103, "a"}, {90, "a"}, {104, "a"}});  // already taken, or from the past: ignored
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{101, 103, 104});
+  CHECK(h.hub.stats().last_id == 104);
+  CHECK(ids_of(h.hub.history("a")) == std::vector<EventId>{101, 103, 104});
+
+  // publish() hands the event to the backplane and returns 0: the id is the backplane's.
+  CHECK(h.hub.publish("a", R"({"x":1})") == 0);
+  REQUIRE(h.bp->publishes.size() == 1);
+  CHECK(h.bp->publishes[0].known == 104);  // ids must go above what this node has seen
+  CHECK(h.bp->publishes[0].event.kind == herald::PayloadKind::json);
+  CHECK(h.hub.stats().last_id == 104);  // nothing is taken in before the backplane sends it
+}
+
+TEST_CASE("backplane: async_publish completes with the backplane's id, and bad input without it", "[unit][hub]") {
+  BackplaneHub h;
+  std::vector<std::pair<boost::system::error_code, EventId>> done;
+  auto record = [&](boost::system::error_code ec, EventId id) { done.emplace_back(ec, id); };
+  h.hub.async_publish("a", "x", record);
+  h.hub.async_publish("", "x", record);
+  h.hub.async_publish("a", "x", herald::PublishOptions{.type = "bad\ntype"}, record);
+  CHECK(done.empty());  // never inside the call
+  REQUIRE(h.bp->publishes.size() == 1);
+  h.ioc.run();
+  REQUIRE(done.size() == 2);
+  CHECK(done[0] == std::pair{boost::system::error_code(herald::error::bad_topic), EventId{0}});
+  CHECK(done[1] == std::pair{boost::system::error_code(herald::error::bad_request), EventId{0}});
+  std::move(h.bp->publishes[0].handler)(boost::system::error_code{}, EventId{555});
+  REQUIRE(done.size() == 3);
+  CHECK(done[2] == std::pair{boost::system::error_code{}, EventId{555}});
+}
+
+TEST_CASE("backplane: a cursor below this node's memory is read from the backplane, then joined to what came meanwhile",
+          "[unit][hub]") {
+  BackplaneHub h;  // this node's memory starts after 100
+  h.bp->feed({{101, "a"}, {102, "a"}, {103, "b"}});
+  auto sub = make_sub();
+  auto const r = h.state.subscribe(sub, topics({"a"}), EventId{50});
+  CHECK(r.deferred);
+  REQUIRE(h.bp->reads.size() == 1);
+  CHECK(h.bp->reads[0].topics == std::vector<std::string>{"a"});
+  CHECK(h.bp->reads[0].since == 50);
+
+  h.bp->feed({{104, "a"}});  // live while the read is under way: held back
+  CHECK(sub->drain().empty());
+  CHECK(sub->ready == 0);
+
+  // The backplane answers as of its id 102; 104 came to this node afterwards.
+  h.bp->answer({ManualBackplane::event(60, "a"), ManualBackplane::event(90, "a"), ManualBackplane::event(101, "a"),
+                ManualBackplane::event(102, "a")},
+               102);
+  CHECK(sub->replayed == 1);
+  CHECK_FALSE(sub->replay_error);
+  auto const got = sub->drain();
+  CHECK(ids_of(got) == std::vector<EventId>{60, 90, 101, 102, 104});
+  // What this node keeps itself is shared, not copied from the backplane's answer.
+  CHECK(got[2] == h.state.read(topics({"a"}), 100, 0).events.at(0));
+
+  h.bp->feed({{105, "a"}});
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{105});
+}
+
+TEST_CASE("backplane: a node behind the client's cursor skips what the replay carried", "[unit][hub]") {
+  BackplaneHub h;
+  h.bp->feed({{101, "a"}});
+  auto sub = make_sub();
+  // The client saw 110 on a node further ahead than this one.
+  CHECK(h.state.subscribe(sub, topics({"a"}), EventId{110}).deferred);
+  h.bp->answer({ManualBackplane::event(111, "a"), ManualBackplane::event(112, "a")}, 112);
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{111, 112});
+  h.bp->feed({{105, "a"}, {110, "a"}, {111, "a"}, {112, "a"}, {113, "a"}});
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{113});
+  CHECK(sub->drain().empty());
+}
+
+TEST_CASE("backplane: a cursor the backplane cannot serve either gets the reset notice first", "[unit][hub]") {
+  BackplaneHub h;
+  auto sub = make_sub();
+  CHECK(h.state.subscribe(sub, topics({"a"}), EventId{10}).deferred);
+  h.bp->answer({ManualBackplane::event(70, "a")}, 100, /*floor=*/50);
+  auto const got = sub->drain();
+  REQUIRE(got.size() == 2);
+  CHECK(got[0]->event().event_kind == herald::EventKind::reset);
+  CHECK(got[0]->id() == 10);  // the client's own cursor: told again if it drops now
+  CHECK(nlohmann::json::parse(got[0]->event().data)["cursor"] == 50);
+  CHECK(got[1]->id() == 70);
+  CHECK(h.hub.stats().resets == 1);
+
+  // From another timeline (above everything the backplane has handed out): reset, then all.
+  auto other = make_sub();
+  CHECK(h.state.subscribe(other, topics({"a"}), EventId{5000}).deferred);
+  h.bp->answer({ManualBackplane::event(70, "a")}, 100, 50);
+  auto const got2 = other->drain();
+  REQUIRE(got2.size() == 2);
+  CHECK(got2[0]->event().event_kind == herald::EventKind::reset);
+  CHECK(got2[0]->id() == 69);  // just below what follows, so ids keep increasing on the wire
+  CHECK(got2[1]->id() == 70);
+}
+
+TEST_CASE("backplane: a failed read tells the subscriber and delivers nothing of its topics", "[unit][hub]") {
+  BackplaneHub h;
+  auto sub = make_sub();
+  CHECK(h.state.subscribe(sub, topics({"a"}), EventId{10}).deferred);
+  h.bp->answer({}, 0, 0, 0, herald::error::backplane_unavailable);
+  CHECK(sub->replayed == 1);
+  CHECK(sub->replay_error == herald::error::backplane_unavailable);
+  h.bp->feed({{101, "a"}});
+  CHECK(sub->drain().empty());
+
+  // Read before this node knew where its stream starts: refused the same way.
+  boost::asio::io_context ioc;
+  auto bp = std::make_shared<ManualBackplane>();
+  Hub early{ioc.get_executor(), HubOptions{.backplane = bp}};
+  auto s2 = make_sub();
+  CHECK(early.state()->subscribe(s2, topics({"a"}), EventId{10}).deferred);
+  bp->answer({}, 100);
+  CHECK(s2->replay_error == herald::error::backplane_unavailable);
+}
+
+TEST_CASE("backplane: a subscription that ends before its read arrives is left alone", "[unit][hub]") {
+  BackplaneHub h;
+  auto sub = make_sub();
+  CHECK(h.state.subscribe(sub, topics({"a", "b"}), EventId{10}).deferred);
+  h.state.unsubscribe(sub.get(), topics({"a", "b"}));
+  h.bp->answer({ManualBackplane::event(70, "a")}, 100);
+  CHECK(sub->replayed == 0);
+  CHECK(sub->drain().empty());
+}
+
+TEST_CASE("backplane: a read cut by its limit answers a poll and lets nothing live follow", "[unit][hub]") {
+  BackplaneHub h;
+  h.bp->feed({{101, "a"}});
+  auto sub = make_sub();
+  CHECK(h.state.subscribe(sub, topics({"a"}), EventId{10}, 2).deferred);
+  CHECK(h.bp->reads.at(0).limit == 2);
+  h.bp->answer({ManualBackplane::event(20, "a"), ManualBackplane::event(30, "a")}, 101, 0, /*complete_to=*/30);
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{20, 30});
+  h.bp->feed({{102, "a"}});
+  CHECK(sub->drain().empty());
+}
+
+TEST_CASE("backplane: a broken stream sends every live connection a reset notice, never overtaking a replay",
+          "[unit][hub]") {
+  BackplaneHub h;
+  h.bp->feed({{101, "a"}});
+  auto live = make_sub();
+  h.state.subscribe(live, topics({"a", "b"}), std::nullopt);
+  auto resuming = make_sub();
+  h.state.subscribe(resuming, topics({"b"}), std::nullopt);
+  CHECK(h.state.subscribe(resuming, topics({"a"}), EventId{10}).deferred);  // a replay under way on "a"
+
+  h.bp->sink.lock()->discontinuity(150, false);
+  CHECK(h.hub.stats().discontinuities == 1);
+  auto const got = live->drain();
+  REQUIRE(got.size() == 1);  // one notice for the whole connection
+  CHECK(got[0]->event().event_kind == herald::EventKind::reset);
+  CHECK(got[0]->event().topic.empty());
+  CHECK(got[0]->id() == 150);
+  auto const per_topic = resuming->drain();
+  REQUIRE(per_topic.size() == 1);  // only its live topic: the replay of "a" must come first
+  CHECK(per_topic[0]->event().topic == "b");
+  CHECK(h.hub.stats().last_id == 150);
+  // Cursors below the break are served from the backplane from now on.
+  CHECK_FALSE(h.state.covers(topics({"a"}), 120));
+  CHECK(h.state.covers(topics({"a"}), 150));
+}
+
+TEST_CASE("Hub::async_publish without a backplane completes with the id, never inside the call", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 7}};
+  std::optional<std::pair<boost::system::error_code, EventId>> done;
+  hub.async_publish("a", "x", [&](boost::system::error_code ec, EventId id) { done.emplace(ec, id); });
+  CHECK_FALSE(done);
+  CHECK(hub.stats().last_id == 7);  // stored at once; only the completion is posted
+  ioc.run();
+  REQUIRE(done);
+  CHECK(*done == std::pair{boost::system::error_code{}, EventId{7}});
+}
+
+TEST_CASE("Hub::async_publish works with use_future from another thread", "[unit][hub][threads]") {
+  boost::asio::io_context ioc;
+  auto guard = boost::asio::make_work_guard(ioc);
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  std::thread runner{[&] { ioc.run(); }};
+  auto f1 = hub.async_publish("a", "x", boost::asio::use_future);
+  auto f2 = hub.async_publish("", "x", herald::PublishOptions{}, boost::asio::use_future);
+  EventId const id = f1.get();
+  bool threw = false;
+  try {
+    f2.get();
+  } catch (boost::system::system_error const& e) {
+    threw = e.code() == herald::error::bad_topic;
+  }
+  guard.reset();
+  runner.join();
+  CHECK(id == 1);
+  CHECK(threw);
 }
