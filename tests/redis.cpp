@@ -196,6 +196,9 @@ TEST_CASE("redis: ids come from Redis, exact above 2^53, increasing over every n
   Node b{ioc, fast(r.url())};
   REQUIRE(all_connected(ioc, a, b));
 
+  // first_id raises only what its own node asks for; once an id is above 2^53, all that follow are.
+  CHECK(publish(ioc, a, "t", "first") == above);
+  CHECK(r.command({"HGET", "{herald}:meta", "floor"}) == std::to_string(above - 1));
   std::vector<std::shared_ptr<Published>> all;
   for (int i = 0; i < 20; ++i) all.push_back(start_publish(i % 2 ? b : a, "t", std::to_string(i)));
   REQUIRE(run_until(ioc, [&] { return std::all_of(all.begin(), all.end(), [](auto& p) { return p->done; }); }));
@@ -206,7 +209,7 @@ TEST_CASE("redis: ids come from Redis, exact above 2^53, increasing over every n
   }
   std::set<herald::EventId> const distinct(ids.begin(), ids.end());
   CHECK(distinct.size() == ids.size());
-  CHECK(*distinct.begin() >= above);
+  CHECK(*distinct.begin() > above);
   // Redis holds the last id as the exact decimal, not a rounded double.
   CHECK(r.command({"HGET", "{herald}:meta", "last"}) == std::to_string(*distinct.rbegin()));
   // Each node's own publishes complete in order on its one connection: increasing.
@@ -217,7 +220,9 @@ TEST_CASE("redis: ids come from Redis, exact above 2^53, increasing over every n
   auto const history = b.hub.history("t");
   std::vector<herald::EventId> seen;
   for (auto const& e : history) seen.push_back(e.id);
-  CHECK(seen == std::vector<herald::EventId>(distinct.begin(), distinct.end()));
+  std::vector<herald::EventId> want{above};
+  want.insert(want.end(), distinct.begin(), distinct.end());
+  CHECK(seen == want);
 
   SECTION("the decimal carry past 19 nines") {
     Node c{ioc, fast(r.url(), "carry"), {.first_id = 9'999'999'999'999'999'999ull}};
@@ -609,4 +614,84 @@ TEST_CASE("redis chaos: clients hop between nodes through cutting proxies while 
               static_cast<unsigned long long>(seed), published.count, fleet.members.size(), restarts, failed, cuts,
               static_cast<unsigned long long>(fleet.reconnects()), static_cast<unsigned long long>(fleet.duplicates()),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+TEST_CASE("redis: a failover that lost the newest writes: nodes that saw them raise the floor and tell their clients",
+          "[redis]") {
+  test::RedisServer r;
+  net::io_context ioc;
+  Node a{ioc, fast(r.url())};
+  REQUIRE(all_connected(ioc, a));
+  hc::SseClient sse{ioc.get_executor(), Wire<hc::SseClient>::url(a.port()), client_options<hc::SseClient>({"x"}, 0)};
+  Record rec;
+  rec.attach(sse);
+  sse.start();
+  REQUIRE(run_until(ioc, [&] { return following(sse, rec); }));
+  auto const e1 = publish(ioc, a, "x", "one");
+  auto const e2 = publish(ioc, a, "x", "two");
+  REQUIRE(run_until(ioc, [&] { return rec.saw(e2); }));
+
+  // What a promoted replica that never got e2 looks like: the log, the history and `last` end at e1.
+  auto const sid = std::to_string(e2) + "-0";
+  CHECK(r.command({"XDEL", "{herald}:log", sid}) == "1");
+  CHECK(r.command({"XDEL", "{herald}:h:x", sid}) == "1");
+  CHECK(r.command({"HSET", "{herald}:meta", "last", std::to_string(e1)}) == "0");
+
+  auto const e3 = publish(ioc, a, "x", "three");
+  CHECK(e3 > e2);  // `known`: above what the node saw, though Redis forgot it
+  REQUIRE(run_until(ioc, [&] { return rec.saw(e3); }));
+  CHECK(rec.ids() == std::vector<herald::EventId>{e1, e2, e3});
+  REQUIRE(rec.resets.size() == 1);
+  CHECK(rec.reset_at == std::vector<std::size_t>{2});
+  REQUIRE(run_until(ioc, [&] { return r.command({"HGET", "{herald}:meta", "floor"}) == std::to_string(e2); }));
+
+  // A client that had seen only e1, resuming on a node that never saw e2, is told.
+  Node b{ioc, fast(r.url())};
+  REQUIRE(all_connected(ioc, b));
+  hc::WebSocketClient ws{ioc.get_executor(), Wire<hc::WebSocketClient>::url(b.port()),
+                         client_options<hc::WebSocketClient>({"x"}, e1)};
+  Record rw;
+  rw.attach(ws);
+  ws.start();
+  REQUIRE(run_until(ioc, [&] { return rw.saw(e3); }));
+  CHECK(rw.ids() == std::vector<herald::EventId>{e3});
+  CHECK(rw.resets.size() == 1);
+}
+
+TEST_CASE("redis: a cursor older than the node's memory while Redis is paused: the client is turned away, then served",
+          "[redis]") {
+  test::RedisServer r;
+  net::io_context ioc;
+  Node a{ioc, fast(r.url())};
+  REQUIRE(all_connected(ioc, a));
+  auto const e1 = publish(ioc, a, "x", "one");
+  Node late{ioc, fast(r.url())};  // its memory starts after e1
+  REQUIRE(all_connected(ioc, late));
+
+  r.pause();
+  REQUIRE(run_until(ioc, [&] { return !late.connected(); }));
+  hc::SseClient sse{ioc.get_executor(), Wire<hc::SseClient>::url(late.port()),
+                    client_options<hc::SseClient>({"x"}, e1 - 1)};
+  hc::PollingClient poll{ioc.get_executor(), Wire<hc::PollingClient>::url(late.port()),
+                         client_options<hc::PollingClient>({"x"}, e1 - 1)};
+  Record rs, rp;
+  rs.attach(sse);
+  rp.attach(poll);
+  sse.start();
+  poll.start();
+  // Both are refused in a way that makes them come back (the SSE stream ends, the poll gets 503).
+  REQUIRE(run_until(ioc, [&] { return sse.stats().reconnects >= 2 && poll.stats().reconnects >= 2; }));
+  CHECK(rs.events.empty());
+  CHECK(rp.events.empty());
+  CHECK_FALSE(rs.closed());
+  CHECK_FALSE(rp.closed());
+
+  r.resume();
+  REQUIRE(all_connected(ioc, a, late));
+  auto const e2 = publish(ioc, a, "x", "two");
+  REQUIRE(run_until(ioc, [&] { return rs.saw(e2) && rp.saw(e2); }));
+  CHECK(rs.ids() == std::vector<herald::EventId>{e1, e2});
+  CHECK(rp.ids() == std::vector<herald::EventId>{e1, e2});
+  CHECK(rs.resets.empty());
+  CHECK(rp.resets.empty());
 }

@@ -35,6 +35,10 @@ struct Options {
   /** Bound of every command. A publish that gets no reply in time fails with
       error::backplane_unavailable, and Redis refuses it if it arrives later. */
   std::chrono::milliseconds command_timeout{1000};
+  /** Publishes in flight at once on the command connection (pipelined); more wait their turn.
+      A publish that cannot be stored within command_timeout of its call — Redis unreachable,
+      or too busy to get to it in time — fails and is not published. */
+  std::size_t pipeline = 512;
   /// Reconnection delays: full jitter over an exponential bound from `initial` up to `max`.
   std::chrono::milliseconds backoff_initial{50};
   std::chrono::milliseconds backoff_max{2000};

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <deque>
 #include <mutex>
 #include <stdexcept>
 
@@ -107,6 +108,7 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
       if (self->stopped_) return;
       self->stopped_ = true;
       self->ready_ = false;
+      self->fail_queued();
       self->connected_.store(false);
       if (self->cmd_) self->cmd_->close();
       if (self->tail_) self->tail_->close();
@@ -177,6 +179,7 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
   void cmd_state(bool up) {
     if (!up) {
       ready_ = false;
+      fail_queued();
       update_connected();
       note_error(cmd_->last_error().empty() ? "connection to Redis lost" : cmd_->last_error());
       log(LogLevel::warning, error::backplane_unavailable, "command connection lost");
@@ -214,19 +217,59 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
     });
   }
 
+  /** A publish waits here until fewer than Options::pipeline are in flight. Its time budget
+      (command_timeout from the call) counts from the call: what waited too long fails without
+      being sent, and what is sent carries the rest of its budget as a deadline in Redis time,
+      so Redis refuses it if it gets there late. Three quarters of the budget: the rest is for
+      the reply's way back and the error of the clock offset. */
+  struct Queued {
+    Event event;
+    EventId known = 0;
+    Backplane::publish_handler handler;
+    std::chrono::steady_clock::time_point expires;
+  };
+
   void publish_now(Event&& ev, EventId known, Backplane::publish_handler h) {
     if (!ready_) {
       ++publish_failures_;
       return complete(h, failure(), EventId{0});
     }
-    long long const deadline = system_micros() + clock_offset_ + options_.command_timeout.count() * 1000 / 2;
-    auto args = std::make_shared<std::vector<std::string>>(std::vector<std::string>{
-        "EVALSHA", publish_sha_, "4", keys_.meta, keys_.log, keys_.history(ev.topic), keys_.floors,
-        ev.topic, std::move(ev.type), std::string(1, static_cast<char>('0' + static_cast<int>(ev.kind))),
-        std::move(ev.data), std::to_string(history_events_), micros(history_age_),
-        std::to_string(options_.log_events), micros(options_.log_age), std::to_string(known),
-        std::to_string(deadline)});
-    send_publish(std::move(args), std::move(h));
+    queue_.push_back(Queued{std::move(ev), known, std::move(h),
+                            std::chrono::steady_clock::now() + options_.command_timeout * 3 / 4});
+    pump();
+  }
+
+  void pump() {
+    while (ready_ && inflight_ < options_.pipeline && !queue_.empty()) {
+      auto q = std::move(queue_.front());
+      queue_.pop_front();
+      auto const left = q.expires - std::chrono::steady_clock::now();
+      if (left <= std::chrono::steady_clock::duration::zero()) {
+        ++publish_failures_;
+        complete(q.handler, failure(), EventId{0});
+        continue;
+      }
+      long long const deadline =
+          system_micros() + clock_offset_ + std::chrono::duration_cast<std::chrono::microseconds>(left).count();
+      auto& ev = q.event;
+      auto args = std::make_shared<std::vector<std::string>>(std::vector<std::string>{
+          "EVALSHA", publish_sha_, "4", keys_.meta, keys_.log, keys_.history(ev.topic), keys_.floors, ev.topic,
+          std::move(ev.type), std::string(1, static_cast<char>('0' + static_cast<int>(ev.kind))), std::move(ev.data),
+          std::to_string(history_events_), micros(history_age_), std::to_string(options_.log_events),
+          micros(options_.log_age), std::to_string(q.known), std::to_string(deadline)});
+      ++inflight_;
+      send_publish(std::move(args), std::move(q.handler));
+    }
+  }
+
+  /// Everything still waiting fails (the connection went down, or stop()).
+  void fail_queued() {
+    while (!queue_.empty()) {
+      auto q = std::move(queue_.front());
+      queue_.pop_front();
+      ++publish_failures_;
+      complete(q.handler, failure(), EventId{0});
+    }
   }
 
   void send_publish(std::shared_ptr<std::vector<std::string>> args, Backplane::publish_handler h) {
@@ -240,16 +283,19 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
         (*args)[1] = self->publish_script_;
         return self->send_publish(std::move(args), std::move(h));
       }
+      --self->inflight_;
       if (v.type == RedisValue::Type::string)
         if (auto id = parse_id(v.str)) {
           ++self->published_;
-          return self->complete(h, boost::system::error_code{}, *id);
+          self->complete(h, boost::system::error_code{}, *id);
+          return self->pump();
         }
       ++self->publish_failures_;
       if (v.type == RedisValue::Type::error) self->note_error("publish: " + v.str);
       self->log(LogLevel::warning, error::backplane_unavailable,
                 v.type == RedisValue::Type::none ? std::string_view("publish got no reply in time") : std::string_view(v.str));
       self->complete(h, self->failure(), EventId{0});
+      self->pump();
     });
   }
 
@@ -427,6 +473,8 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
   std::chrono::steady_clock::duration history_age_{};
   std::shared_ptr<RedisConnection> cmd_;
   std::shared_ptr<RedisConnection> tail_;
+  std::deque<Queued> queue_;
+  std::size_t inflight_ = 0;
   long long clock_offset_ = 0;
   EventId applied_ = 0;
   bool ready_ = false;
@@ -457,6 +505,7 @@ inline herald::detail::RedisEndpoint checked(Options const& o) {
     throw std::invalid_argument("herald: redis::Options::backoff_initial must be positive and at most backoff_max");
   if (o.log_events == 0) throw std::invalid_argument("herald: redis::Options::log_events must be positive");
   if (o.log_age.count() < 0) throw std::invalid_argument("herald: redis::Options::log_age must not be negative");
+  if (o.pipeline == 0) throw std::invalid_argument("herald: redis::Options::pipeline must be positive");
   if (o.block.count() <= 0 || o.read_batch == 0)
     throw std::invalid_argument("herald: redis::Options::block and read_batch must be positive");
   return std::move(*ep);
