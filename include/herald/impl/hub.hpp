@@ -162,15 +162,7 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
       auto events = history_.collect(set, future ? 0 : *since, 0);
       if (*since < r.floor || future) {
         r.reset = true;
-        // The notice's id is the client's position after it: its own cursor when history ran
-        // out (a client that drops right after the notice is told again rather than skipping
-        // ahead), and just below what follows when the cursor came from another timeline, so
-        // ids keep increasing on the wire.
-        EventId const id = !future ? *since : events.empty() ? last_ : events.front()->id() - 1;
-        sub->offer(make_reset_notice(set.topics.size() == 1 ? set.topics.front() : std::string(), id,
-                                     std::min(r.floor, last_), "cursor_expired"),
-                   true);
-        resets_.fetch_add(1, std::memory_order_relaxed);
+        expired(*sub, set, future ? std::nullopt : since, events, last_, std::min(r.floor, last_));
       }
       for (auto const& ev : events) sub->offer(ev, true);
       r.replayed = events.size();
@@ -380,18 +372,28 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
       replay.insert(replay.end(), mine.begin(), mine.end());
       after = last_;
     }
-    if (future || since < gap) {
-      EventId const id = !future ? since : replay.empty() ? after : replay.front()->id() - 1;
-      sub->offer(make_reset_notice(set.topics.size() == 1 ? set.topics.front() : std::string(), id,
-                                   std::min(gap, std::max(h.last, last_)), "cursor_expired"),
-                 true);
-      resets_.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (future || since < gap)
+      expired(*sub, set, future ? std::nullopt : std::optional(since), replay, after,
+              std::min(gap, std::max(h.last, last_)));
     for (auto const& ev : replay) sub->offer(ev, true);
     // A read cut by its limit is a one-shot answer (a poll): nothing live may follow it.
     index_.release(sub.get(), set, cut ? TopicIndex::held : after);
     lock.unlock();
     sub->on_replayed({});
+  }
+
+  /** Queue the reset notice for a cursor that cannot be served: events up to `cursor` may be
+      missing. Its id is the client's position after it: its own cursor (`since`) when history
+      ran out, so a client that drops right after the notice is told again rather than skipping
+      ahead; and, for a cursor from another timeline (no `since`), just below the first event
+      of `replay` (or `last` without one), so ids keep increasing on the wire. */
+  void expired(Subscriber& sub, TopicSet const& set, std::optional<EventId> since,
+               std::vector<EventPtr> const& replay, EventId last, EventId cursor) {
+    EventId const id = since ? *since : replay.empty() ? last : replay.front()->id() - 1;
+    sub.offer(make_reset_notice(set.topics.size() == 1 ? set.topics.front() : std::string(), id, cursor,
+                                "cursor_expired"),
+              true);
+    resets_.fetch_add(1, std::memory_order_relaxed);
   }
 
   /** Tell every live subscription that events up to last_ may be missing: one notice for the
