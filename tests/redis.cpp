@@ -695,3 +695,29 @@ TEST_CASE("redis: a cursor older than the node's memory while Redis is paused: t
   CHECK(rs.resets.empty());
   CHECK(rp.resets.empty());
 }
+
+TEST_CASE("redis: the URL's password and database are used, and a wrong password is reported", "[redis]") {
+  test::RedisServer r{{.password = "s3cr et"}};
+  net::io_context ioc;
+  auto const base = "redis://:s3cr%20et@127.0.0.1:" + std::to_string(r.port());
+  Node a{ioc, fast(base + "/3")};
+  REQUIRE(all_connected(ioc, a));
+  auto const id = publish(ioc, a, "x", "in db 3");
+  CHECK(r.command({"EXISTS", "{herald}:meta"}) == "0");  // not in database 0
+  CHECK(r.command({"EVAL", "redis.call('SELECT', 3) return redis.call('HGET', KEYS[1], 'last')", "1",
+                   "{herald}:meta"}) == std::to_string(id));
+
+  auto wrong = std::make_shared<herald::redis::Backplane>(
+      ioc.get_executor(), fast("redis://:nope@127.0.0.1:" + std::to_string(r.port())));
+  herald::Hub hub{ioc.get_executor(), {.backplane = wrong}};
+  REQUIRE(run_until(ioc, [&] { return !wrong->stats().last_error.empty(); }));
+  CHECK_FALSE(wrong->stats().connected);
+  CHECK(wrong->stats().last_error.find("WRONGPASS") != std::string::npos);
+  auto p = std::make_shared<Published>();
+  hub.async_publish("x", "y", [p](boost::system::error_code ec, herald::EventId) {
+    p->ec = ec;
+    p->done = true;
+  });
+  REQUIRE(run_until(ioc, [&] { return p->done; }));
+  CHECK(p->ec == herald::error::backplane_unavailable);
+}

@@ -72,7 +72,7 @@ struct Stats {
   std::uint64_t history_reads = 0;
   /// The id up to which this node has read the log.
   EventId position = 0;
-  /// Why the last connection attempt failed, or empty.
+  /// Why the connection is down (e.g. Redis' answer to AUTH); empty while connected.
   std::string last_error;
 };
 

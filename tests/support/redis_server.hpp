@@ -46,6 +46,8 @@ inline int free_port() {
 struct RedisServerOptions {
   /// Append-only file, so a restart keeps the data (a restart without it loses everything).
   bool persist = false;
+  /// requirepass: clients must AUTH (command() does).
+  std::string password;
 };
 
 class RedisServer {
@@ -109,6 +111,8 @@ class RedisServer {
       throw std::runtime_error("RedisServer::command: cannot connect");
     }
     redisSetTimeout(c, tv);
+    if (!options_.password.empty())
+      if (auto* r = static_cast<redisReply*>(redisCommand(c, "AUTH %s", options_.password.c_str()))) freeReplyObject(r);
     std::vector<char const*> argv;
     std::vector<size_t> lens;
     for (auto const& a : args) {
@@ -143,6 +147,10 @@ class RedisServer {
                                   "--logfile", "",
                                   "--daemonize", "no",
                                   "--protected-mode", "no"};
+    if (!options_.password.empty()) {
+      args.push_back("--requirepass");
+      args.push_back(options_.password);
+    }
     pid_t const pid = ::fork();
     if (pid < 0) return false;
     if (pid == 0) {

@@ -87,8 +87,10 @@ struct RedisConnectionOptions {
     Contract:
       - Everything runs on `ex`, which must serialize (a strand, or a one-thread io_context);
         every member is called on it.
-      - on_state(true) runs once the connection has logged in (AUTH, SELECT) and takes
-        commands; on_state(false) once it is gone. Both run on `ex`, never inside a call.
+      - on_state(true, {}) runs once the connection has logged in (AUTH, SELECT) and takes
+        commands; on_state(false, why) once it is gone, and after every attempt that failed
+        (`why`: Redis' answer, e.g. to AUTH, or what timed out). Both run on `ex`, never inside
+        a call.
       - command() completes exactly once, posted to `ex`: with the reply, or with a value of
         type `none` when there was none (not connected, lost, timed out, closed).
 */
@@ -97,7 +99,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   using Done = std::function<void(RedisValue)>;
 
   RedisConnection(net::any_io_executor ex, RedisEndpoint endpoint, RedisConnectionOptions options,
-                  std::function<void(bool)> on_state)
+                  std::function<void(bool, std::string const&)> on_state)
       : ex_(std::move(ex)),
         endpoint_(std::move(endpoint)),
         options_(options),
@@ -134,8 +136,6 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   /// Connections made after the first.
   std::uint64_t reconnects() const noexcept { return reconnects_; }
 
-  /// Why the last attempt to log in failed (e.g. Redis' answer to AUTH), or empty.
-  std::string const& last_error() const noexcept { return last_error_; }
 
   /** Send `args` as one command. `timeout` (zero: the command timeout) bounds the wait for its
       reply; a blocking read passes its blocking time plus the command timeout. */
@@ -231,7 +231,11 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
       std::vector<std::string> auth{"AUTH"};
       if (!endpoint_.user.empty()) auth.push_back(endpoint_.user);
       auth.push_back(endpoint_.password);
-      send(auth, [](RedisValue) {}, options_.connect_timeout);
+      send(auth,
+           [w = weak_from_this()](RedisValue v) {
+             if (auto self = w.lock(); self && v.type == RedisValue::Type::error) self->last_error_ = v.str;
+           },
+           options_.connect_timeout);
     }
     if (endpoint_.db != 0) send({"SELECT", std::to_string(endpoint_.db)}, [](RedisValue) {}, options_.connect_timeout);
     // Pipelined after AUTH and SELECT: a failed login makes PING fail too (NOAUTH), and a
@@ -241,7 +245,8 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
            auto self = w.lock();
            if (!self || !self->ac_ || self->closed_) return;
            if (v.type == RedisValue::Type::status && v.str == "PONG") return self->ready();
-           self->last_error_ = v.type == RedisValue::Type::error ? v.str : "no answer to PING";
+           if (self->last_error_.empty())
+             self->last_error_ = v.type == RedisValue::Type::error ? v.str : "no answer to PING";
            self->drop();
          },
          options_.connect_timeout);
@@ -254,7 +259,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
     attempt_ = 0;
     if (connected_once_) ++reconnects_;
     connected_once_ = true;
-    if (on_state_) on_state_(true);
+    if (on_state_) on_state_(true, last_error_);
   }
 
   /// hiredis freed the context (error, EOF, redisAsyncFree): watch nothing more, reconnect.
@@ -272,7 +277,11 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
     auto self = weak_from_this().lock();
     if (!self) return;  // being destroyed
     net::post(ex_, [self, was_up] {
-      if (was_up && self->on_state_) self->on_state_(false);
+      if (self->on_state_)
+        self->on_state_(false, !self->last_error_.empty() ? self->last_error_
+                               : was_up                   ? std::string("connection lost")
+                                                          : std::string("cannot connect"));
+      self->last_error_.clear();
       self->retry_later();
     });
   }
@@ -360,7 +369,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   net::any_io_executor ex_;
   RedisEndpoint const endpoint_;
   RedisConnectionOptions const options_;
-  std::function<void(bool)> on_state_;
+  std::function<void(bool, std::string const&)> on_state_;
   std::string last_error_;
   redisAsyncContext* ac_ = nullptr;
   std::optional<net::posix::stream_descriptor> sd_;

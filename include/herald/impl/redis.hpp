@@ -92,12 +92,14 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
       herald::detail::RedisConnectionOptions co{self->options_.connect_timeout, self->options_.command_timeout,
                                                 self->options_.backoff_initial, self->options_.backoff_max};
       std::weak_ptr<BackplaneImpl> w = self;
-      self->cmd_ = std::make_shared<RedisConnection>(self->strand_, self->endpoint_, co, [w](bool up) {
-        if (auto s = w.lock()) s->cmd_state(up);
-      });
-      self->tail_ = std::make_shared<RedisConnection>(self->strand_, self->endpoint_, co, [w](bool up) {
-        if (auto s = w.lock()) s->tail_state(up);
-      });
+      self->cmd_ = std::make_shared<RedisConnection>(self->strand_, self->endpoint_, co,
+                                                     [w](bool up, std::string const& why) {
+                                                       if (auto s = w.lock()) s->cmd_state(up, why);
+                                                     });
+      self->tail_ = std::make_shared<RedisConnection>(self->strand_, self->endpoint_, co,
+                                                      [w](bool up, std::string const& why) {
+                                                        if (auto s = w.lock()) s->tail_state(up, why);
+                                                      });
       self->cmd_->start();
       self->tail_->start();
     });
@@ -176,13 +178,15 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
 
   // The command connection -------------------------------------------------------------------
 
-  void cmd_state(bool up) {
+  void cmd_state(bool up, std::string const& why) {
     if (!up) {
-      ready_ = false;
+      bool const was = std::exchange(ready_, false);
       fail_queued();
       update_connected();
-      note_error(cmd_->last_error().empty() ? "connection to Redis lost" : cmd_->last_error());
-      log(LogLevel::warning, error::backplane_unavailable, "command connection lost");
+      note_error(why);
+      // Once per outage and per reason, not once per reconnection attempt.
+      if (was || why != logged_) log(LogLevel::warning, error::backplane_unavailable, "command connection: " + why);
+      logged_ = why;
       return;
     }
     // Scripts first, then the clock: publishes wait for both (until then they fail at once).
@@ -212,6 +216,8 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
       long long const redis_now = std::stoll(v.elements[0].str) * 1000000 + std::stoll(v.elements[1].str);
       self->clock_offset_ = redis_now - (sent + back) / 2;
       self->ready_ = !self->stopped_;
+      self->logged_.clear();
+      self->note_error({});
       self->update_connected();
       self->log(LogLevel::info, {}, "command connection up");
     });
@@ -366,10 +372,10 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
 
   // The log tail -----------------------------------------------------------------------------
 
-  void tail_state(bool up) {
+  void tail_state(bool up, std::string const& why) {
     update_connected();
     if (!up) {
-      log(LogLevel::warning, error::backplane_unavailable, "log tail connection lost");
+      note_error(why);
       return;
     }
     if (started_) return read();
@@ -489,6 +495,7 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
   std::atomic<std::uint64_t> discontinuities_{0};
   std::atomic<std::uint64_t> history_reads_{0};
   std::atomic<EventId> position_{0};
+  std::string logged_;
   mutable std::mutex error_mutex_;
   std::string last_error_;
 };
