@@ -125,7 +125,11 @@ class SseImpl final : public Core {
   }
 
   bool dispatch(SseDispatch const& d) {
-    auto const id = d.has_id ? ::herald::detail::parse_event_id(d.last_event_id) : std::nullopt;
+    // Plain scalars, not the optional itself: GCC 12 at -O3 reports the optional's payload as
+    // maybe-uninitialized across the branches below.
+    auto const parsed = d.has_id ? ::herald::detail::parse_event_id(d.last_event_id) : std::nullopt;
+    bool const numeric = parsed.has_value();
+    EventId const id = numeric ? *parsed : 0;
     if (d.type == "reset") {
       if (auto r = parse_reset_data(parse_json(d.data))) {
         // The notice's id is where the stream stands after it (herald: the client's own
@@ -133,20 +137,20 @@ class SseImpl final : public Core {
         r->topic = topic_;
         if (d.has_id) {
           resume_id_ = std::string(d.last_event_id);
-          if (id) set_last({}, *id);
+          if (numeric) set_last({}, id);
         }
         return notify_reset(*r);
       }
     }
     Event ev;
-    ev.id = id.value_or(0);
+    ev.id = id;
     ev.topic = topic_;
     ev.type = std::string(d.type);
     ev.data = std::string(d.data);
     ev.kind = PayloadKind::text;
     if (d.has_id) {
       auto const prev = last({});
-      if (!id || !prev || *id > *prev) resume_id_ = std::string(d.last_event_id);
+      if (!numeric || !prev || id > *prev) resume_id_ = std::string(d.last_event_id);
     }
     return deliver(ev, {});
   }
