@@ -13,6 +13,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +32,7 @@
 #include "client_record.hpp"
 #include "fleet.hpp"
 #include "hop_connector.hpp"
+#include "http_client.hpp"
 #include "loopback.hpp"
 #include "redis_server.hpp"
 
@@ -720,4 +722,32 @@ TEST_CASE("redis: the URL's password and database are used, and a wrong password
   });
   REQUIRE(run_until(ioc, [&] { return p->done; }));
   CHECK(p->ec == herald::error::backplane_unavailable);
+}
+
+TEST_CASE("redis: a short poll whose replay comes from Redis is answered, on the wire", "[redis]") {
+  test::RedisServer r;
+  net::io_context ioc;
+  Node a{ioc, fast(r.url())};
+  REQUIRE(all_connected(ioc, a));
+  auto const e1 = publish(ioc, a, "x", R"({"n":1})");
+  auto const e2 = publish(ioc, a, "x", R"({"n":2})");
+  Node late{ioc, fast(r.url())};  // its memory starts after e2
+  REQUIRE(all_connected(ioc, late));
+
+  // Short poll (no wait) and HEAD, both with a cursor only Redis can serve.
+  test::RawClient get{ioc}, head{ioc};
+  get.get(late.ep, "/poll?topic=x&since=" + std::to_string(e1 - 1));
+  head.request(late.ep, "HEAD /poll?topic=x&since=" + std::to_string(e1 - 1) +
+                            " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(ioc, [&] { return get.has_headers() && get.body().size() >= std::stoul(get.header("Content-Length")); }));
+  CHECK(get.status() == 200);
+  CHECK_FALSE(get.header("ETag").empty());
+  auto const body = nlohmann::json::parse(get.body());
+  REQUIRE(body["events"].size() == 2);
+  CHECK(body["events"][0]["id"] == e1);
+  CHECK(body["events"][1]["id"] == e2);
+  CHECK(body["cursor"] == e2);
+  REQUIRE(run_until(ioc, [&] { return head.has_headers(); }));
+  CHECK(head.status() == 200);
+  CHECK(late.poll.connections() == 0);  // nothing left held
 }

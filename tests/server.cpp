@@ -96,6 +96,59 @@ TEST_CASE("server: routes by path, 404 for unknown paths, keep-alive for plain r
   CHECK_THROWS_AS(server.handle("relative", text("x")), std::invalid_argument);
 }
 
+TEST_CASE("server: an async route answers later, once, with its length, on a kept-alive connection",
+          "[e2e][server]") {
+  net::io_context ioc;
+  herald::Server server{ioc.get_executor()};
+  std::vector<herald::Reply> waiting;
+  server.handle_async("/later", [&](herald::Request const& req, herald::Reply reply) {
+    if (req.target() == "/later?now") {
+      http::response<http::string_body> res{http::status::ok, req.version()};
+      res.body() = "at once";
+      return reply(std::move(res));
+    }
+    waiting.push_back(std::move(reply));
+  });
+  server.handle_async("/throws", [](herald::Request const&, herald::Reply) { throw std::runtime_error("x"); });
+  server.handle("/x", text("x"));
+  auto const ep = server.listen("127.0.0.1", 0);
+
+  test::RawClient c{ioc};
+  c.request(ep, "GET /later HTTP/1.1\r\nHost: h\r\n\r\n");
+  REQUIRE(run_until(ioc, [&] { return waiting.size() == 1; }));
+  CHECK(c.data().empty());  // nothing before the reply
+  http::response<http::string_body> res{http::status::accepted, 11};
+  res.body() = "done later";
+  waiting[0](res);
+  waiting[0](res);  // a second reply does nothing
+  REQUIRE(run_until(ioc, [&] { return c.data().ends_with("done later"); }));
+  CHECK(c.status() == 202);
+  CHECK(c.header("Content-Length") == "10");
+  CHECK(count(c.data(), "HTTP/1.1 ") == 1);
+  // Keep-alive goes on: the next request on the same connection is answered.
+  c.send("GET /later?now HTTP/1.1\r\nHost: h\r\n\r\n");
+  REQUIRE(run_until(ioc, [&] { return c.data().ends_with("at once"); }));
+  CHECK_FALSE(c.closed());
+
+  test::RawClient boom{ioc};
+  boom.get(ep, "/throws");
+  REQUIRE(run_until(ioc, [&] { return boom.closed(); }));
+  CHECK(boom.status() == 500);
+
+  // A client that leaves before the reply: the reply is dropped, nothing breaks.
+  test::RawClient gone{ioc};
+  gone.get(ep, "/later");
+  REQUIRE(run_until(ioc, [&] { return waiting.size() == 2; }));
+  gone.close();
+  test::RawClient fence{ioc};
+  fence.request(ep, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(ioc, [&] { return fence.closed(); }));
+  waiting[1](res);
+  test::drain(ioc);
+  CHECK(fence.status() == 200);
+  CHECK_THROWS_AS(server.handle_async("/later", [](herald::Request const&, herald::Reply) {}), std::invalid_argument);
+}
+
 TEST_CASE("server: malformed and oversized requests get an error and a close", "[e2e][server]") {
   net::io_context ioc;
   herald::Server server{ioc.get_executor(), {.header_limit = 1024, .body_limit = 16}};

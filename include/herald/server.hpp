@@ -3,6 +3,7 @@
 #include <herald/channel.hpp>
 #include <herald/config.hpp>
 #include <herald/detail/channel_core.hpp>
+#include <herald/detail/http.hpp>
 #include <herald/hooks.hpp>
 #include <herald/log.hpp>
 
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -44,6 +46,27 @@ struct ServerOptions {
 /** A plain HTTP route's handler. Runs on the connection's strand and must not block; if it
     throws, the client gets a 500. */
 using Handler = std::function<http::response<http::string_body>(Request const&)>;
+
+/** Sends the answer of an asynchronous route. Call it once, from any thread; later calls, and a
+    call after the client went away, do nothing. */
+using Reply = std::function<void(http::response<http::string_body>)>;
+
+/** A plain route's handler that answers later (after an async_publish, a database query...):
+    it must call `reply` exactly once, or the request stays open until the client gives up or
+    the server stops. Runs on the connection's strand and must not block; if it throws before
+    replying, the client gets a 500. */
+using AsyncHandler = std::function<void(Request const&, Reply reply)>;
+
+/** The first value of `key` in the query of a request target ("/p?a=1&b=x%20y"), percent-decoded;
+    nullopt if the key is absent or the query is malformed. For plain routes (handle,
+    handle_async); channels parse their own parameters. */
+inline std::optional<std::string> query_param(std::string_view target, std::string_view key) {
+  auto const params = detail::parse_query(detail::target_query(target));
+  if (!params) return std::nullopt;
+  for (auto const& [k, v] : *params)
+    if (k == key) return v;
+  return std::nullopt;
+}
 
 /** A small standalone HTTP/1.1 server: listener, router by path, keep-alive for plain requests,
     404 for unknown paths, graceful stop. It runs on the application's executor and starts no
@@ -75,6 +98,17 @@ class Server {
 
   /// Serve `path` with `handler` (any method). Throws std::invalid_argument if the path is taken.
   Server& handle(std::string path, Handler handler);
+
+  /** Serve `path` with `handler`, which answers through its Reply when it is ready. The
+      connection stays the server's (keep-alive, limits, graceful stop), and the answer gets its
+      Content-Length. Throws std::invalid_argument if the path is taken.
+
+      Example:
+        server.handle_async("/publish", [&](herald::Request const& req, herald::Reply reply) {
+          hub.async_publish("t", req.body(), [reply](auto ec, herald::EventId id) { reply(…); });
+        });
+  */
+  Server& handle_async(std::string path, AsyncHandler handler);
 
   /** Bind and start accepting. `host` is an IP literal or "localhost"; port 0 picks a free port.
       Returns the bound endpoint. Throws boost::system::system_error on failure. */

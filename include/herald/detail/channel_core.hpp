@@ -96,7 +96,9 @@ class SessionBase {
 /// The answer to a request a channel answers in place (request/response transports: polling).
 using Response = http::response<http::string_body>;
 
-/// Delivers such an answer to the connection that owns the stream; called at most once.
+/** Delivers such an answer to the connection that owns the stream; called at most once. The
+    answer is complete as it is written (prepare_payload done: Content-Length or chunked set);
+    the connection only sets the request's version and its keep-alive decision. */
 using Respond = std::function<void(Response&&)>;
 
 /// A request a channel holds (a long poll) on a connection it does not own.

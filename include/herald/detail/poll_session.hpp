@@ -184,7 +184,16 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
     deferred_ = hub().subscribe(shared_from_this(), plan_.topics, plan_.since, plan_.limit + 1).deferred;
     if (short_) {
       // Served from memory after all (the node caught up meanwhile): answer now.
-      if (!deferred_) net::post(ex_, [self = self()] { self->expire(true); });
+      if (!deferred_) {
+        net::post(ex_, [self = self()] { self->expire(true); });
+        return true;
+      }
+      // Nothing else holds a short poll while its replay is read (its connection keeps it
+      // weakly): the timer does, and bounds the wait should the backplane break its contract.
+      timer_.expires_after(replay_bound);
+      timer_.async_wait([self = self()](boost::system::error_code ec) {
+        if (!ec) self->on_replayed(error::backplane_unavailable);
+      });
       return true;
     }
     timer_.expires_after(plan_.wait);
@@ -302,6 +311,8 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
   net::steady_timer timer_;
   Respond respond_;
   PollPlan plan_;
+  static constexpr std::chrono::seconds replay_bound{30};
+
   std::vector<EventPtr> batch_;
   bool const short_;
   bool deferred_ = false;

@@ -16,6 +16,7 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -30,7 +31,7 @@ class HttpSession;
 /// Shared by the Server handle and its connections, so connections never outlive what they use.
 class ServerState : public std::enable_shared_from_this<ServerState> {
  public:
-  using Route = std::variant<std::shared_ptr<Endpoint>, Handler>;
+  using Route = std::variant<std::shared_ptr<Endpoint>, Handler, AsyncHandler>;
 
   ServerState(net::any_io_executor ex, ServerOptions options)
       : ex_(std::move(ex)), options_(std::move(options)), acceptor_(new_strand(ex_)) {}
@@ -188,6 +189,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       (*endpoint)->accept(std::move(stream_), std::move(req));
       return;
     }
+    if (auto const* async = std::get_if<AsyncHandler>(route)) return later(*async, std::move(req));
     http::response<http::string_body> res;
     try {
       res = std::get<Handler>(*route)(req);
@@ -243,6 +245,40 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                 });
     if (answered_) return;
     held_ = std::move(held);
+    watch();
+  }
+
+  /** A route that answers later: like a held request, the connection watches for its client
+      going away meanwhile. The Reply holds the session weakly (the watching read keeps it), so a
+      reply after the client left does nothing, and a reply that never comes holds nothing. */
+  void later(AsyncHandler const& handler, Request&& req) {
+    bool const head = req.method() == http::verb::head;
+    unsigned const version = req.version();
+    bool const keep_alive = req.keep_alive();
+    answered_ = false;
+    stream_.expires_never();
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    Reply reply = [w = weak_from_this(), ex = stream_.get_executor(), once, head, version,
+                   keep_alive](http::response<http::string_body> res) {
+      if (once->exchange(true)) return;
+      net::post(ex, [w, res = std::move(res), head, version, keep_alive]() mutable {
+        auto self = w.lock();
+        if (!self || self->answered_) return;
+        try {
+          res.prepare_payload();
+        } catch (std::exception const&) {  // a body on a 1xx, 204 or 304
+          self->server_->log(LogLevel::error, error::hook_failed, "reply with a body its status forbids");
+          res = error_response(error::hook_failed, {}, version, false);
+        }
+        self->answered(std::move(res), head, version, keep_alive);
+      });
+    };
+    try {
+      handler(req, reply);
+    } catch (...) {
+      server_->log(LogLevel::error, error::hook_failed, "handler threw");
+      reply(error_response(error::hook_failed, {}, version, false));
+    }
     watch();
   }
 
@@ -398,6 +434,12 @@ inline Server& Server::add_endpoint(std::shared_ptr<detail::Endpoint> endpoint) 
 
 inline Server& Server::handle(std::string path, Handler handler) {
   if (!handler) throw std::invalid_argument("herald: Server::handle needs a handler");
+  state_->add_route(std::move(path), std::move(handler));
+  return *this;
+}
+
+inline Server& Server::handle_async(std::string path, AsyncHandler handler) {
+  if (!handler) throw std::invalid_argument("herald: Server::handle_async needs a handler");
   state_->add_route(std::move(path), std::move(handler));
   return *this;
 }
