@@ -79,8 +79,8 @@ struct RedisConnectionOptions {
     hiredis owns the socket and the RESP state machine; this class only tells it when the
     socket is readable or writable (a posix::stream_descriptor that watches the fd and never
     owns it: it is released before hiredis closes it). Every command has a deadline; replies
-    come in order, so the oldest pending command is the one whose deadline is watched, and a
-    command that misses it takes the connection down (every pending command fails with it).
+    come in order, so a command that misses its deadline takes the connection down (every
+    pending command fails with it: none of them can be answered before it).
     The connection then reconnects by itself, after a delay drawn uniformly from zero up to an
     exponentially growing bound (full jitter), until close().
 
@@ -172,7 +172,11 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
       return fail_later(std::move(d));
     }
     auto const t = timeout.count() > 0 ? timeout : options_.command_timeout;
-    deadlines_.push_back(std::chrono::steady_clock::now() + t);
+    // Each entry is the earliest deadline from its command on: the front is then when the
+    // connection is due to be taken down, also when a later command has the shorter timeout.
+    auto const at = std::chrono::steady_clock::now() + t;
+    for (auto it = deadlines_.rbegin(); it != deadlines_.rend() && *it > at; ++it) *it = at;
+    deadlines_.push_back(at);
     watch();
   }
 
@@ -341,16 +345,17 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   // Deadlines --------------------------------------------------------------------------------
 
   void watch() {
-    if (timer_armed_) return;
     std::optional<std::chrono::steady_clock::time_point> at;
     if (connecting_) at = connect_deadline_;
     if (!deadlines_.empty()) at = at ? std::min(*at, deadlines_.front()) : deadlines_.front();
-    if (!at) return;
+    if (!at || (timer_armed_ && timer_.expiry() <= *at)) return;
+    // Armed for later than needed: re-arm. expires_at cancels the old wait, whose handler then
+    // sees a newer generation and leaves the state alone.
     timer_armed_ = true;
     timer_.expires_at(*at);
-    timer_.async_wait([w = weak_from_this()](boost::system::error_code ec) {
+    timer_.async_wait([w = weak_from_this(), gen = ++timer_gen_](boost::system::error_code ec) {
       auto self = w.lock();
-      if (!self) return;
+      if (!self || gen != self->timer_gen_) return;
       self->timer_armed_ = false;
       if (ec || self->closed_ || !self->ac_) return;
       auto const now = std::chrono::steady_clock::now();
@@ -383,6 +388,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   bool wanted_[2] = {false, false};
   bool watching_[2] = {false, false};
   bool timer_armed_ = false;
+  std::uint64_t timer_gen_ = 0;  // of the wait that counts
   bool connecting_ = false;
   bool up_ = false;
   bool connected_once_ = false;

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <deque>
 #include <mutex>
 #include <stdexcept>
@@ -227,7 +228,8 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
       (command_timeout from the call) counts from the call: what waited too long fails without
       being sent, and what is sent carries the rest of its budget as a deadline in Redis time,
       so Redis refuses it if it gets there late. Three quarters of the budget: the rest is for
-      the reply's way back and the error of the clock offset. */
+      the reply's way back and the error of the clock offset. The reply is awaited until the
+      budget ends, so a publish completes within command_timeout of its call. */
   struct Queued {
     Event event;
     EventId known = 0;
@@ -264,7 +266,7 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
           std::to_string(history_events_), micros(history_age_), std::to_string(options_.log_events),
           micros(options_.log_age), std::to_string(q.known), std::to_string(deadline)});
       ++inflight_;
-      send_publish(std::move(args), std::move(q.handler));
+      send_publish(std::move(args), std::move(q.handler), q.expires + options_.command_timeout / 4);
     }
   }
 
@@ -278,16 +280,19 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
     }
   }
 
-  void send_publish(std::shared_ptr<std::vector<std::string>> args, Backplane::publish_handler h) {
+  void send_publish(std::shared_ptr<std::vector<std::string>> args, Backplane::publish_handler h,
+                    std::chrono::steady_clock::time_point due) {
     auto shared = std::make_shared<Backplane::publish_handler>(std::move(h));
-    cmd_->command(*args, [w = weak_from_this(), args, shared](RedisValue v) mutable {
+    auto const wait = std::max(std::chrono::milliseconds(1), std::chrono::ceil<std::chrono::milliseconds>(
+                                                                 due - std::chrono::steady_clock::now()));
+    cmd_->command(*args, [w = weak_from_this(), args, shared, due](RedisValue v) mutable {
       auto self = w.lock();
       if (!self) return;
       auto& h = *shared;
       if (v.type == RedisValue::Type::error && v.str.starts_with("NOSCRIPT") && (*args)[0] == "EVALSHA") {
         (*args)[0] = "EVAL";
         (*args)[1] = self->publish_script_;
-        return self->send_publish(std::move(args), std::move(h));
+        return self->send_publish(std::move(args), std::move(h), due);
       }
       --self->inflight_;
       if (v.type == RedisValue::Type::string)
@@ -302,7 +307,7 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
                 v.type == RedisValue::Type::none ? std::string_view("publish got no reply in time") : std::string_view(v.str));
       self->complete(h, self->failure(), EventId{0});
       self->pump();
-    });
+    }, wait);
   }
 
   void history_now(std::vector<std::string>&& topics, EventId since, std::size_t limit,
