@@ -54,6 +54,7 @@ struct Args {
   std::string host = "127.0.0.1";
   unsigned short port = 0;
   std::size_t queue = 1024;  // per-connection queue bound (events)
+  std::string redis;         // herald_server only: the Redis backplane's URL (empty: none)
 };
 
 inline Args parse_args(int argc, char** argv) {
@@ -63,6 +64,7 @@ inline Args parse_args(int argc, char** argv) {
     if (k == "--host") a.host = argv[i + 1];
     else if (k == "--port") a.port = static_cast<unsigned short>(std::atoi(argv[i + 1]));
     else if (k == "--queue") a.queue = std::strtoul(argv[i + 1], nullptr, 10);
+    else if (k == "--redis") a.redis = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       std::exit(2);

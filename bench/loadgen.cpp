@@ -22,6 +22,13 @@
 // Example (1,000 WebSocket subscribers of herald, closed-loop publishing for 5 s):
 //   herald_bench_loadgen --port 8080 --proto ws --path '/ws?topic=t' --ready-marker subscribed
 //     --clients 1000 --pub http --pub-path '/pub?topic=t' --duration 5
+//
+// Two servers (a hub spread over several processes, bench/run scenario f): --port is where the
+// subscribers connect, --pub-port where the publisher (and --mark-path) does. --rss-pid names
+// the subscribers' server (RSS, server_cpu_s); --cpu-pids P,Q,… names the other processes that
+// serve the run (the publishing node, Redis): their CPU over the same window is reported as
+// other_cpu_s (and per process as cpu_by_pid), and all_server_cpu_us_per_msg charges the
+// deliveries with the whole server side.
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -92,6 +99,7 @@ struct Options {
   double settle = 0.2;         // after every subscriber is ready, before publishing
   double hold = 0;             // idle mode: keep the connections this long
   int rss_pid = 0;
+  std::vector<int> cpu_pids;   // other server-side processes whose CPU is reported
   std::string mark_path;       // GET before and after publishing (server counters)
   std::size_t read_buffer = 16 * 1024;
   bool quiet = false;
@@ -140,6 +148,14 @@ Options parse(int argc, char** argv) {
     else if (a == "--settle") o.settle = std::stod(val());
     else if (a == "--hold") o.hold = std::stod(val());
     else if (a == "--rss-pid") o.rss_pid = std::stoi(val());
+    else if (a == "--cpu-pids") {
+      auto v = val();
+      for (std::size_t at = 0; at < v.size();) {
+        auto const comma = std::min(v.find(',', at), v.size());
+        if (comma > at) o.cpu_pids.push_back(std::stoi(v.substr(at, comma - at)));
+        at = comma + 1;
+      }
+    }
     else if (a == "--mark-path") o.mark_path = val();
     else if (a == "--read-buffer") o.read_buffer = std::max<std::size_t>(512, std::stoul(val()));
     else if (a == "--quiet") o.quiet = true;
@@ -1100,6 +1116,10 @@ int main(int argc, char** argv) {
 
   std::string mark_before, mark_after;
   double server_cpu0 = -1, server_cpu1 = -1, self_cpu0 = 0, self_cpu1 = 0;
+  std::vector<double> other_cpu0(o.cpu_pids.size(), -1), other_cpu1(o.cpu_pids.size(), -1);
+  auto read_others = [&](std::vector<double>& into) {
+    for (std::size_t i = 0; i < o.cpu_pids.size(); ++i) into[i] = read_cpu_s(o.cpu_pids[i]);
+  };
   Publisher pub{run};
   std::size_t const ready_at_start = run.ready - run.dropped;
   if (o.pub != PubMode::none && ready_at_start > 0) {
@@ -1117,6 +1137,7 @@ int main(int argc, char** argv) {
     } else {
       mark_before = pub.mark();
       server_cpu0 = read_cpu_s(o.rss_pid);
+      read_others(other_cpu0);
       self_cpu0 = self_cpu_s();
       run.expected_subs = ready_at_start;
       std::size_t ring = 1;
@@ -1132,6 +1153,7 @@ int main(int argc, char** argv) {
       auto const want = run.published * (run.ready - run.dropped);
       while (run.deliveries < want && steady::now() < drain_until) ioc.run_one_for(std::chrono::milliseconds(10));
       server_cpu1 = read_cpu_s(o.rss_pid);
+      read_others(other_cpu1);
       self_cpu1 = self_cpu_s();
       mark_after = pub.mark();
     }
@@ -1209,6 +1231,23 @@ int main(int argc, char** argv) {
   kv("loadgen_cpu_s", fmt(self_cpu, 3));
   kv("server_cpu_us_per_msg", run.deliveries && server_cpu >= 0 ? fmt(server_cpu * 1e6 / static_cast<double>(run.deliveries), 3) : "-1");
   kv("loadgen_cpu_us_per_msg", run.deliveries ? fmt(self_cpu * 1e6 / static_cast<double>(run.deliveries), 3) : "-1");
+  if (!o.cpu_pids.empty()) {
+    double other = 0;
+    bool known = server_cpu >= 0;
+    std::string by_pid;
+    for (std::size_t i = 0; i < o.cpu_pids.size(); ++i) {
+      double const d = other_cpu0[i] >= 0 && other_cpu1[i] >= 0 ? other_cpu1[i] - other_cpu0[i] : -1;
+      known = known && d >= 0;
+      other += d >= 0 ? d : 0;
+      if (!by_pid.empty()) by_pid += ',';
+      by_pid += std::to_string(o.cpu_pids[i]) + ':' + fmt(d, 3);
+    }
+    kv("other_cpu_s", fmt(other, 3));
+    kv("cpu_by_pid", by_pid);
+    kv("all_server_cpu_us_per_msg", run.deliveries && known
+                                        ? fmt((server_cpu + other) * 1e6 / static_cast<double>(run.deliveries), 3)
+                                        : "-1");
+  }
   kv("rss_before_kb", std::to_string(rss_before));
   kv("rss_ready_kb", std::to_string(rss_ready));
   kv("rss_after_kb", std::to_string(rss_after));

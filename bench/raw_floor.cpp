@@ -328,6 +328,10 @@ void accept(tcp::acceptor& acceptor) {
 
 int main(int argc, char** argv) {
   auto const args = bench::parse_args(argc, argv);
+  if (!args.redis.empty()) {
+    std::fprintf(stderr, "raw_floor: --redis is herald_server's option (the floor has no backplane)\n");
+    return 2;
+  }
   queue_limit = args.queue;
   net::io_context ioc{1};
   Registry reg;
