@@ -531,7 +531,7 @@ TEST_CASE("redis: a node that goes away loses nothing for its clients", "[redis]
 
 // --- chaos -------------------------------------------------------------------------------------------
 
-TEST_CASE("redis chaos: clients hop between nodes through cutting proxies while Redis restarts; every client gets exactly its sequence",
+TEST_CASE("redis chaos: clients hop between nodes through cutting proxies while Redis restarts, and every client gets exactly its sequence",
           "[redis][chaos]") {
   auto const seed = test::chaos_seed();
   INFO("seed " << seed << " (rerun with HERALD_CHAOS_SEED=" << seed << ")");

@@ -227,8 +227,9 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
   /** A publish waits here until fewer than Options::pipeline are in flight. Its time budget
       (command_timeout from the call) counts from the call: what waited too long fails without
       being sent, and what is sent carries the rest of its budget as a deadline in Redis time,
-      so Redis refuses it if it gets there late. Three quarters of the budget: the rest is for
-      the reply's way back and the error of the clock offset. The reply is awaited until the
+      so Redis refuses it if it gets there late. Half the budget: the other half is for the
+      reply's way back and the error of the clock offset (a reply that misses it reports a
+      failure for an event Redis stored, so the margin is generous). The reply is awaited until the
       budget ends, so a publish completes within command_timeout of its call. */
   struct Queued {
     Event event;
@@ -243,7 +244,7 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
       return complete(h, failure(), EventId{0});
     }
     queue_.push_back(Queued{std::move(ev), known, std::move(h),
-                            std::chrono::steady_clock::now() + options_.command_timeout * 3 / 4});
+                            std::chrono::steady_clock::now() + options_.command_timeout / 2});
     pump();
   }
 
@@ -266,7 +267,7 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
           std::to_string(history_events_), micros(history_age_), std::to_string(options_.log_events),
           micros(options_.log_age), std::to_string(q.known), std::to_string(deadline)});
       ++inflight_;
-      send_publish(std::move(args), std::move(q.handler), q.expires + options_.command_timeout / 4);
+      send_publish(std::move(args), std::move(q.handler), q.expires + options_.command_timeout / 2);
     }
   }
 
