@@ -65,6 +65,18 @@ TEST_CASE("executors: a one-thread io_context needs no strand, any other gets a 
   pool.join();
 }
 
+TEST_CASE("query_param: one decoded value, nullopt when absent, repeated or malformed", "[unit][server]") {
+  using herald::query_param;
+  CHECK(query_param("/p?a=1&b=x%20y", "b") == "x y");
+  CHECK(query_param("/p?a=1&b=x%20y", "a") == "1");
+  CHECK(query_param("/p?a=&b=2", "a") == "");
+  CHECK(query_param("/p?ab=1", "a") == std::nullopt);   // a prefix is another key
+  CHECK(query_param("/p", "a") == std::nullopt);
+  CHECK(query_param("/p?a=1&a=2", "a") == std::nullopt);  // which one was meant is a guess
+  CHECK(query_param("/p?a=1&a=2", "b") == std::nullopt);
+  CHECK(query_param("/p?a=1&b=%zz", "a") == std::nullopt);  // a malformed query answers nothing
+}
+
 TEST_CASE("server: routes by path, 404 for unknown paths, keep-alive for plain requests", "[e2e][server]") {
   net::io_context ioc;
   herald::Server server{ioc.get_executor()};

@@ -57,15 +57,20 @@ using Reply = std::function<void(http::response<http::string_body>)>;
     replying, the client gets a 500. */
 using AsyncHandler = std::function<void(Request const&, Reply reply)>;
 
-/** The first value of `key` in the query of a request target ("/p?a=1&b=x%20y"), percent-decoded;
-    nullopt if the key is absent or the query is malformed. For plain routes (handle,
+/** The value of `key` in the query of a request target ("/p?a=1&b=x%20y"), percent-decoded;
+    nullopt if the key is absent, appears more than once (which value was meant is a guess a
+    route should not make: answer 400) or the query is malformed. For plain routes (handle,
     handle_async); channels parse their own parameters. */
 inline std::optional<std::string> query_param(std::string_view target, std::string_view key) {
   auto const params = detail::parse_query(detail::target_query(target));
   if (!params) return std::nullopt;
-  for (auto const& [k, v] : *params)
-    if (k == key) return v;
-  return std::nullopt;
+  std::optional<std::string> found;
+  for (auto const& [k, v] : *params) {
+    if (k != key) continue;
+    if (found) return std::nullopt;
+    found = v;
+  }
+  return found;
 }
 
 /** A small standalone HTTP/1.1 server: listener, router by path, keep-alive for plain requests,

@@ -296,11 +296,7 @@ class WsClient(Follower):
                     if self.stopping:
                         return
                     self.lost()
-                    deadline = time.monotonic() + 40  # wait_hop_order, without blocking the loop
-                    while not self.stopping and self.target is node:
-                        if time.monotonic() > deadline:
-                            return self.failed("websocket client: never told where to go")
-                        await asyncio.sleep(0.02)
+                    await asyncio.to_thread(self.wait_hop_order, node)  # off the loop: it blocks on cv
         except Exception as e:
             self.failed("websocket client: %r" % e)
 
