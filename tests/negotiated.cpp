@@ -269,6 +269,7 @@ TEST_CASE("negotiated: the negotiation answer and the CORS preflight", "[e2e][ne
   REQUIRE(run_until(f.ioc, [&] { return complete(pre); }));
   CHECK(pre.status() == 204);
   CHECK(pre.header("Access-Control-Allow-Origin") == "http://good.example");
+  CHECK(pre.header("Access-Control-Allow-Credentials") == "true");
   CHECK(pre.header("Access-Control-Allow-Methods").find("POST") != std::string::npos);
   CHECK(pre.header("Access-Control-Allow-Headers").find("Content-Type") != std::string::npos);
 
@@ -277,6 +278,23 @@ TEST_CASE("negotiated: the negotiation answer and the CORS preflight", "[e2e][ne
   REQUIRE(run_until(f.ioc, [&] { return complete(bad); }));
   CHECK(bad.status() == 405);
   CHECK(bad.header("Allow") == "GET, HEAD, OPTIONS, POST");
+}
+
+TEST_CASE("negotiated: an origin allowed by \"*\" alone gets no credentials", "[e2e][negotiated]") {
+  herald::ChannelOptions copts;
+  copts.allowed_origins = {"*"};
+  Fixture f{copts};
+  test::RawClient neg(f.ioc), pre(f.ioc);
+  neg.request(f.ep, "GET /live?negotiate HTTP/1.1\r\n" + f.host() + "Origin: https://evil.example\r\n\r\n");
+  pre.request(f.ep, "OPTIONS /live HTTP/1.1\r\n" + f.host() +
+                        "Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n\r\n");
+  REQUIRE(run_until(f.ioc, [&] { return complete(neg) && complete(pre); }));
+  CHECK(neg.status() == 200);
+  CHECK(pre.status() == 204);
+  for (auto const* c : {&neg, &pre}) {
+    CHECK(c->header("Access-Control-Allow-Origin") == "*");
+    CHECK(c->header("Access-Control-Allow-Credentials").empty());
+  }
 }
 
 TEST_CASE("negotiated: forced fallbacks resume across transports with no gap and no duplicate",

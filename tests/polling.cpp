@@ -609,6 +609,21 @@ TEST_CASE("polling: CORS preflight and cross-origin answers", "[e2e][polling][au
   CHECK(bad.header("Access-Control-Allow-Origin") == "https://app.example");
 }
 
+TEST_CASE("polling: an origin allowed by \"*\" alone reads without credentials", "[e2e][polling][auth]") {
+  Fixture f{{.allowed_origins = {"*"}}};
+  auto const pre = f.once(
+      "OPTIONS /poll?topic=t HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://evil.example\r\n"
+      "Access-Control-Request-Method: GET\r\n\r\n");
+  CHECK(pre.status == 204);
+  CHECK(pre.header("Access-Control-Allow-Origin") == "*");
+  CHECK_FALSE(pre.has("Access-Control-Allow-Credentials"));
+  auto const cross = f.once(get("/poll?topic=t", "Origin: https://evil.example\r\n"));
+  CHECK(cross.status == 200);
+  CHECK(cross.header("Access-Control-Allow-Origin") == "*");
+  CHECK(cross.header("Access-Control-Expose-Headers") == "ETag");
+  CHECK_FALSE(cross.has("Access-Control-Allow-Credentials"));
+}
+
 TEST_CASE("polling: HEAD answers a GET's headers without the body, on a kept-alive connection", "[e2e][polling]") {
   Fixture f;
   auto const id = f.hub.publish("t", R"({"n":1})");

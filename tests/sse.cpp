@@ -293,7 +293,20 @@ TEST_CASE("sse: the Origin allowlist guards browser requests", "[e2e][sse][auth]
     REQUIRE(run_until(f.ioc, [&] { return good.has_headers() && bad.closed(); }));
     CHECK(good.status() == 200);
     CHECK(good.header("Access-Control-Allow-Origin") == "https://app.example");
+    CHECK(good.header("Access-Control-Allow-Credentials") == "true");
     CHECK(bad.status() == 403);
+  }
+  SECTION("\"*\": any page may read, never with the user's credentials") {
+    Fixture f{{.allowed_origins = {"*", "https://app.example"}}};
+    test::RawClient any{f.ioc}, named{f.ioc};
+    any.get(f.ep, "/api/feed", "Origin: https://evil.example\r\n");
+    named.get(f.ep, "/api/feed", "Origin: https://app.example\r\n");
+    REQUIRE(run_until(f.ioc, [&] { return any.has_headers() && named.has_headers(); }));
+    CHECK(any.status() == 200);
+    CHECK(any.header("Access-Control-Allow-Origin") == "*");
+    CHECK(any.header("Access-Control-Allow-Credentials").empty());
+    CHECK(named.header("Access-Control-Allow-Origin") == "https://app.example");
+    CHECK(named.header("Access-Control-Allow-Credentials") == "true");
   }
 }
 

@@ -628,6 +628,25 @@ TEST_CASE("origin_allowed", "[unit][format]") {
   }
 }
 
+TEST_CASE("cors_grant: credentials only for an origin named by the application", "[unit][format]") {
+  using herald::detail::cors_grant;
+  auto grant = [](std::string_view origin, std::vector<std::string> const& allowed) {
+    auto const g = cors_grant(origin, "api.example", allowed);
+    return std::pair{g.allow, g.credentials};
+  };
+  using G = std::pair<std::string, bool>;
+  std::vector<std::string> const none, any = {"*"}, both = {"*", "https://app.example"};
+  CHECK(grant("http://api.example", none) == G{"http://api.example", true});   // same origin
+  CHECK(grant("https://app.example", {"https://app.example"}) == G{"https://app.example", true});
+  CHECK(grant("https://evil.example", any) == G{"*", false});  // CWE-942: never cookies for all
+  CHECK(grant("null", any) == G{"*", false});
+  CHECK(grant("https://APP.example", both) == G{"https://APP.example", true});  // named wins
+  CHECK(grant("https://evil.example", both) == G{"*", false});
+  CHECK(grant("https://evil.example", none) == G{"", false});     // refused: no CORS headers
+  CHECK(grant("https://evil.example", {"https://app.example"}) == G{"", false});
+  CHECK(grant("", any) == G{"", false});                           // no Origin: not a CORS request
+}
+
 // =============================================================================================
 // Topic names and UTF-8
 // =============================================================================================

@@ -42,7 +42,12 @@ struct ChannelOptions {
   /// Checks every topic a request asks for. Empty: every topic is allowed.
   AuthorizeTopicHook authorize_topic;
   /** Origins browsers may connect from, as "scheme://host[:port]"; "*" allows any. Empty:
-      same origin only (the Origin must match the Host header). Requests without Origin pass. */
+      same origin only (the Origin must match the Host header). Requests without Origin pass.
+      CORS answers carry Access-Control-Allow-Credentials only for an origin named here (or the
+      same origin): one let in by "*" alone gets `Access-Control-Allow-Origin: *`, so browsers
+      let any page read the stream but never with the user's cookies. A WebSocket upgrade or a
+      POST has no such guard (the browser sends cookies and the page cannot read the answer, but
+      the request happens): with "*", authenticate with something other than cookies. */
   std::vector<std::string> allowed_origins;
   Limits limits;
   OverflowPolicy overflow = OverflowPolicy::disconnect;

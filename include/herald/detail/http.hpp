@@ -93,14 +93,40 @@ inline std::optional<EventId> parse_event_id(std::string_view s) noexcept {
     the Origin check defends browsers against cross-site use, authentication is the hook's job.
 */
 inline bool origin_allowed(std::string_view origin, std::string_view host,
-                           std::vector<std::string> const& allowed) {
-  if (origin.empty()) return true;
-  for (auto const& a : allowed)
-    if (a == "*" || beast::iequals(a, origin)) return true;
-  if (!allowed.empty()) return false;
+                           std::vector<std::string> const& allowed);
+
+/** What a CORS answer to an allowed `origin` says: the Access-Control-Allow-Origin value, and
+    whether Access-Control-Allow-Credentials: true may go with it. */
+struct CorsGrant {
+  std::string allow;  ///< empty: no CORS headers (no Origin, or one not allowed)
+  bool credentials = false;
+};
+
+/** Credentials go only to an origin the application trusts by name (listed, or the same origin
+    when the list is empty). An origin let in by "*" alone gets "*", which browsers never pair
+    with cookies or HTTP auth: "*" makes a stream public, it cannot hand a user's
+    cookie-authenticated stream to every web site (CWE-942). */
+inline CorsGrant cors_grant(std::string_view origin, std::string_view host,
+                            std::vector<std::string> const& allowed) {
+  if (origin.empty()) return {};
+  bool any = false;
+  for (auto const& a : allowed) {
+    if (a == "*")
+      any = true;
+    else if (beast::iequals(a, origin))
+      return {std::string(origin), true};
+  }
+  if (any) return {"*", false};
+  if (!allowed.empty()) return {};
   auto const scheme = origin.find("://");
-  if (scheme == std::string_view::npos || host.empty()) return false;
-  return beast::iequals(origin.substr(scheme + 3), host);
+  if (scheme == std::string_view::npos || host.empty() || !beast::iequals(origin.substr(scheme + 3), host))
+    return {};
+  return {std::string(origin), true};
+}
+
+inline bool origin_allowed(std::string_view origin, std::string_view host,
+                           std::vector<std::string> const& allowed) {
+  return origin.empty() || !cors_grant(origin, host, allowed).allow.empty();
 }
 
 /// Escape `s` as the inside of a JSON string (quotes not included).

@@ -41,8 +41,8 @@ struct PollPlan {
   std::chrono::milliseconds wait{0};
   unsigned version = 11;
   bool keep_alive = true;
-  /// The request's Origin when it passed the allowlist (echoed for CORS), else empty.
-  std::string origin;
+  /// The CORS answer for the request's Origin (empty when it has none or it was refused).
+  CorsGrant cors;
   std::string if_none_match;
 };
 
@@ -78,20 +78,20 @@ inline std::string join_list(std::vector<std::string> const& items) {
 }
 
 /// Vary, and for an allowed cross-origin request the CORS answer headers.
-inline void add_cors(Response& res, PollChannel const& ch, std::string_view origin) {
+inline void add_cors(Response& res, PollChannel const& ch, CorsGrant const& cors) {
   res.set(http::field::vary, "Origin");
-  if (origin.empty()) return;
-  res.set(http::field::access_control_allow_origin, origin);
-  if (ch.transport_options().cors_credentials)
+  if (cors.allow.empty()) return;
+  res.set(http::field::access_control_allow_origin, cors.allow);
+  if (cors.credentials && ch.transport_options().cors_credentials)
     res.set(http::field::access_control_allow_credentials, "true");
   res.set(http::field::access_control_expose_headers, "ETag");
 }
 
 inline Response poll_error(PollChannel const& ch, boost::system::error_code ec, std::string_view detail,
-                           unsigned version, bool keep_alive, std::string_view origin) {
+                           unsigned version, bool keep_alive, CorsGrant const& cors) {
   auto res = error_response(ec, detail, version, keep_alive);
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS");
-  add_cors(res, ch, origin);
+  add_cors(res, ch, cors);
   return res;
 }
 
@@ -101,7 +101,7 @@ inline Response poll_response(PollChannel const& ch, PollPlan const& plan, PollR
                               bool short_poll) {
   Response res{http::status::ok, plan.version};
   res.set(http::field::content_type, "application/json");
-  add_cors(res, ch, plan.origin);
+  add_cors(res, ch, plan.cors);
   res.keep_alive(plan.keep_alive);
   if (short_poll) {
     res.set(http::field::cache_control, "private, no-cache");
@@ -121,14 +121,14 @@ inline Response poll_response(PollChannel const& ch, PollPlan const& plan, PollR
 }
 
 /// The answer to OPTIONS: a CORS preflight when the request has an Origin.
-inline Response poll_preflight(PollChannel const& ch, Request const& req, std::string_view origin) {
+inline Response poll_preflight(PollChannel const& ch, Request const& req, CorsGrant const& cors) {
   auto const& o = ch.transport_options();
-  if (!req[http::field::origin].empty() && origin.empty())
+  if (!req[http::field::origin].empty() && cors.allow.empty())
     return poll_error(ch, error::origin_not_allowed, {}, req.version(), req.keep_alive(), {});
   Response res{http::status::no_content, req.version()};
   res.set(http::field::allow, "GET, HEAD, OPTIONS");
-  add_cors(res, ch, origin);
-  if (!origin.empty()) {
+  add_cors(res, ch, cors);
+  if (!cors.allow.empty()) {
     res.set(http::field::access_control_allow_methods, join_list(o.cors_methods));
     if (!o.cors_headers.empty())
       res.set(http::field::access_control_allow_headers, join_list(o.cors_headers));
@@ -173,7 +173,7 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
       hub().log(LogLevel::info, Polling::name, connection_id(), ec, "long poll refused");
       done_ = true;
       auto respond = std::move(respond_);
-      respond(poll_error(*channel_, ec, {}, plan_.version, plan_.keep_alive, plan_.origin));
+      respond(poll_error(*channel_, ec, {}, plan_.version, plan_.keep_alive, plan_.cors));
       return false;
     }
     registered_ = true;
@@ -245,7 +245,7 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
       if (ec) {
         auto const& p = self->plan_;
         return self->deliver(poll_error(*self->channel_, ec, "history unavailable; poll again", p.version,
-                                        p.keep_alive, p.origin),
+                                        p.keep_alive, p.cors),
                              0);
       }
       if (self->short_) self->expire(true);
@@ -327,19 +327,16 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
   auto const& topts = ch->transport_options();
   unsigned const version = req.version();
   bool const keep_alive = req.keep_alive();
-  std::string origin;
-  if (auto const o = req[http::field::origin];
-      !o.empty() && origin_allowed(o, req[http::field::host], ch->options().allowed_origins))
-    origin = o;
+  auto cors = cors_grant(req[http::field::origin], req[http::field::host], ch->options().allowed_origins);
   auto fail = [&](boost::system::error_code ec, std::string_view detail) -> std::shared_ptr<Held> {
     ch->state().log(LogLevel::info, Polling::name, 0, ec, "poll refused");
-    respond(poll_error(*ch, ec, detail, version, keep_alive, origin));
+    respond(poll_error(*ch, ec, detail, version, keep_alive, cors));
     return nullptr;
   };
 
   auto const method = req.method();
   if (method == http::verb::options) {
-    respond(poll_preflight(*ch, req, origin));
+    respond(poll_preflight(*ch, req, cors));
     return nullptr;
   }
   if (method != http::verb::get && method != http::verb::head)
@@ -357,7 +354,7 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
   plan.wait = std::min(params.wait.value_or(std::chrono::milliseconds(0)), topts.max_wait);
   plan.version = version;
   plan.keep_alive = keep_alive;
-  plan.origin = std::move(origin);
+  plan.cors = std::move(cors);
   // HEAD is never held: it asks what a GET would answer now.
   bool const hold = method == http::verb::get && plan.wait.count() > 0;
   if (!hold) plan.if_none_match = req[http::field::if_none_match];

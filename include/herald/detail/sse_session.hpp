@@ -144,11 +144,15 @@ class SseSession final : public Subscriber, public SessionBase, public Peer {
         "Content-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\n"
         "X-Accel-Buffering: no\r\n";
-    if (auto origin = req[http::field::origin]; !origin.empty()) {
-      // The origin passed the allowlist: let cross-origin EventSource (with credentials) read.
+    // The origin passed the allowlist: let cross-origin EventSource read, with credentials only
+    // for an origin the application named.
+    if (auto const cors = cors_grant(req[http::field::origin], req[http::field::host],
+                                     channel_->options().allowed_origins);
+        !cors.allow.empty()) {
       head_ += "Access-Control-Allow-Origin: ";
-      head_ += origin;
-      head_ += "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n";
+      head_ += cors.allow;
+      if (cors.credentials) head_ += "\r\nAccess-Control-Allow-Credentials: true";
+      head_ += "\r\nVary: Origin\r\n";
     }
     head_ += "\r\n";
     head_ += sse_retry(channel_->transport_options().retry);

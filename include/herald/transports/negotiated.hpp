@@ -266,46 +266,45 @@ struct Negotiated {
   }
 
   /// CORS answer headers for an allowed cross-origin request.
-  static void add_cors(detail::Response& res, std::string_view origin) {
+  static void add_cors(detail::Response& res, detail::CorsGrant const& cors) {
     res.set(http::field::vary, "Origin");
-    if (origin.empty()) return;
-    res.set(http::field::access_control_allow_origin, origin);
-    res.set(http::field::access_control_allow_credentials, "true");
+    if (cors.allow.empty()) return;
+    res.set(http::field::access_control_allow_origin, cors.allow);
+    if (cors.credentials) res.set(http::field::access_control_allow_credentials, "true");
   }
 
   static detail::Response fail(detail::ChannelImpl<Negotiated>& ch, boost::system::error_code ec,
-                               std::string_view detail_text, Request const& req, std::string_view origin) {
+                               std::string_view detail_text, Request const& req,
+                               detail::CorsGrant const& cors) {
     ch.state().log(LogLevel::info, name, 0, ec, "request refused");
     auto res = detail::error_response(ec, detail_text, req.version(), req.keep_alive());
     if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS, POST");
-    add_cors(res, origin);
+    add_cors(res, cors);
     return res;
   }
 
   static detail::Response own_answer(detail::ChannelImpl<Negotiated>& ch, Own kind, Request const& req) {
-    std::string origin;
-    if (auto const o = req[http::field::origin];
-        !o.empty() && detail::origin_allowed(o, req[http::field::host], ch.options().allowed_origins))
-      origin = o;
+    auto const cors = detail::cors_grant(req[http::field::origin], req[http::field::host],
+                                         ch.options().allowed_origins);
     switch (kind) {
-      case Own::preflight: return preflight(ch, req, origin);
-      case Own::negotiate: return negotiation(ch, req, origin);
-      case Own::post: return post(ch, req, origin);
+      case Own::preflight: return preflight(ch, req, cors);
+      case Own::negotiate: return negotiation(ch, req, cors);
+      case Own::post: return post(ch, req, cors);
       default: break;
     }
     if (req.method() != http::verb::get && req.method() != http::verb::head)
-      return fail(ch, error::method_not_allowed, "this path answers GET, HEAD, OPTIONS and POST", req, origin);
-    return fail(ch, error::bad_request, "no transport of this path serves this request", req, origin);
+      return fail(ch, error::method_not_allowed, "this path answers GET, HEAD, OPTIONS and POST", req, cors);
+    return fail(ch, error::bad_request, "no transport of this path serves this request", req, cors);
   }
 
   static detail::Response preflight(detail::ChannelImpl<Negotiated>& ch, Request const& req,
-                                    std::string_view origin) {
-    if (!req[http::field::origin].empty() && origin.empty())
+                                    detail::CorsGrant const& cors) {
+    if (!req[http::field::origin].empty() && cors.allow.empty())
       return fail(ch, error::origin_not_allowed, {}, req, {});
     detail::Response res{http::status::no_content, req.version()};
     res.set(http::field::allow, "GET, HEAD, OPTIONS, POST");
-    add_cors(res, origin);
-    if (!origin.empty()) {
+    add_cors(res, cors);
+    if (!cors.allow.empty()) {
       res.set(http::field::access_control_allow_methods, "GET, HEAD, OPTIONS, POST");
       res.set(http::field::access_control_allow_headers,
               "Authorization, Cache-Control, Content-Type, If-None-Match, Last-Event-ID");
@@ -316,14 +315,14 @@ struct Negotiated {
   }
 
   static detail::Response negotiation(detail::ChannelImpl<Negotiated>& ch, Request const& req,
-                                      std::string_view origin) {
+                                      detail::CorsGrant const& cors) {
     detail::Admission admission;
     std::string why;
-    if (auto ec = ch.admit(req, admission, why)) return fail(ch, ec, why, req, origin);
+    if (auto ec = ch.admit(req, admission, why)) return fail(ch, ec, why, req, cors);
     detail::Response res{http::status::ok, req.version()};
     res.set(http::field::content_type, "application/json");
     res.set(http::field::cache_control, "no-store");
-    add_cors(res, origin);
+    add_cors(res, cors);
     std::string body = R"({"transports":)";
     body += transport_list();
     body += R"(,"messages":)";
@@ -393,32 +392,33 @@ struct Negotiated {
     bool closed_ = false;
   };
 
-  static detail::Response post(detail::ChannelImpl<Negotiated>& ch, Request const& req, std::string_view origin) {
+  static detail::Response post(detail::ChannelImpl<Negotiated>& ch, Request const& req,
+                               detail::CorsGrant const& cors) {
     detail::Admission admission;
     std::string why;
-    if (auto ec = ch.admit(req, admission, why)) return fail(ch, ec, why, req, origin);
+    if (auto ec = ch.admit(req, admission, why)) return fail(ch, ec, why, req, cors);
     if (!ch.has_message_handler())
-      return fail(ch, error::method_not_allowed, "this channel takes no client messages", req, origin);
+      return fail(ch, error::method_not_allowed, "this channel takes no client messages", req, cors);
     auto const& body = req.body();
     if (body.size() > ch.transport_options().max_message)
       return fail(ch, error::message_too_big,
-                  "at most " + std::to_string(ch.transport_options().max_message) + " bytes", req, origin);
+                  "at most " + std::to_string(ch.transport_options().max_message) + " bytes", req, cors);
     bool const binary = req[http::field::content_type].starts_with("application/octet-stream");
     if (!binary && !detail::valid_utf8(body))
-      return fail(ch, error::bad_request, "a text message must be UTF-8", req, origin);
+      return fail(ch, error::bad_request, "a text message must be UTF-8", req, cors);
 
     auto peer = std::make_shared<PostPeer>(ch.state().next_connection_id(), std::move(admission.principal),
                                            std::move(admission.topics.topics), ch.options().limits);
     Session session{std::weak_ptr<detail::Peer>(peer)};
     if (!ch.message(session, Message{body, binary})) {
       ch.state().log(LogLevel::error, name, peer->id(), error::hook_failed, "on_message threw");
-      return fail(ch, error::hook_failed, {}, req, origin);
+      return fail(ch, error::hook_failed, {}, req, cors);
     }
     auto [replies, close] = peer->finish();
     detail::Response res{http::status::ok, req.version()};
     res.set(http::field::content_type, "application/json");
     res.set(http::field::cache_control, "no-store");
-    add_cors(res, origin);
+    add_cors(res, cors);
     res.body() = std::move(replies);
     res.keep_alive(req.keep_alive() && !close);
     res.prepare_payload();
