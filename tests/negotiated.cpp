@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "fixture.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
 #include "sse_reader.hpp"
@@ -44,24 +45,15 @@ Live::options live_options() {
   return o;
 }
 
-struct Fixture {
+struct Fixture : test::ChannelFixture<Live> {
   explicit Fixture(herald::ChannelOptions copts = {}, Live::options topts = live_options())
-      : hub(ioc.get_executor()), live(hub, "/live", std::move(copts), std::move(topts)),
-        server(ioc.get_executor()) {
+      : ChannelFixture("/live", std::move(copts), std::move(topts), {}) {
     // WebSocket and SSE call on_open once their subscriptions are live (a WebSocket's ?topic=
     // subscriptions are not acknowledged on the wire), so tests wait on this before publishing.
     live.on_open([this](herald::Session&) { ++opened; });
-    server.add(live);
-    ep = server.listen("127.0.0.1", 0);
   }
-  net::io_context ioc;
-  herald::Hub hub;
-  herald::Channel<Live> live;
-  herald::Server server;
-  tcp::endpoint ep;
+  herald::Channel<Live>& live = channel;
   int opened = 0;
-
-  std::string host() const { return "Host: 127.0.0.1:" + std::to_string(ep.port()) + "\r\n"; }
 
   /// A complete request with a body (Content-Length set).
   std::string post(std::string target, std::string body, std::string headers = {}) const {

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "fixture.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
 
@@ -100,21 +101,19 @@ std::vector<EventId> ids_in(json const& body) {
 }
 
 /// A hub (ids from 1), a polling channel on /poll, a plain route /other and a Server.
-struct Fixture {
+struct Fixture : test::ChannelFixture<herald::Polling> {
   explicit Fixture(herald::ChannelOptions co = {}, herald::PollingOptions po = {},
                    herald::HubOptions ho = {.first_id = 1}, herald::ServerOptions so = {})
-      : hub(ioc.get_executor(), std::move(ho)),
-        poll(hub, "/poll", std::move(co), std::move(po)),
-        server(ioc.get_executor(), std::move(so)) {
-    server.add(poll);
-    server.handle("/other", [](herald::Request const& req) {
-      http::response<http::string_body> res{http::status::ok, req.version()};
-      res.set(http::field::content_type, "text/plain");
-      res.body() = "other";
-      return res;
-    });
-    ep = server.listen("127.0.0.1", 0);
-  }
+      : ChannelFixture("/poll", std::move(co), std::move(po), std::move(ho), std::move(so),
+                       BOOST_ASIO_CONCURRENCY_HINT_DEFAULT, [](herald::Server& server) {
+                         server.handle("/other", [](herald::Request const& req) {
+                           http::response<http::string_body> res{http::status::ok, req.version()};
+                           res.set(http::field::content_type, "text/plain");
+                           res.body() = "other";
+                           return res;
+                         });
+                       }) {}
+  herald::Channel<herald::Polling>& poll = channel;
 
   /// One request on a new connection; waits for its first complete response.
   Reply once(std::string const& request, bool head = false) {
@@ -127,12 +126,6 @@ struct Fixture {
     REQUIRE(r.size() == 1);
     return r.front();
   }
-
-  net::io_context ioc;
-  herald::Hub hub;
-  herald::Channel<herald::Polling> poll;
-  herald::Server server;
-  tcp::endpoint ep;
 };
 
 }  // namespace
@@ -140,162 +133,6 @@ struct Fixture {
 // =============================================================================================
 // Pure format functions
 // =============================================================================================
-
-TEST_CASE("parse_wait accepts seconds with an optional fraction, up to an hour", "[unit][polling]") {
-  using herald::detail::parse_wait;
-  CHECK(parse_wait("0") == 0ms);
-  CHECK(parse_wait("25") == 25s);
-  CHECK(parse_wait("0.05") == 50ms);
-  CHECK(parse_wait("1.5") == 1500ms);
-  CHECK(parse_wait("0.0001") == 0ms);
-  CHECK(parse_wait("000025") == 25s);
-  CHECK(parse_wait("3600") == 3600s);
-  for (auto bad : {"", "-1", "+1", "abc", "1e3", "1.", ".5", "3600.001", "3601", "99999999999999999999",
-                   " 1", "1 ", "0x10", "1.2.3", "nan", "inf"}) {
-    INFO(bad);
-    CHECK_FALSE(parse_wait(bad));
-  }
-}
-
-TEST_CASE("parse_limit accepts positive integers", "[unit][polling]") {
-  using herald::detail::parse_limit;
-  CHECK(parse_limit("1") == 1u);
-  CHECK(parse_limit("100") == 100u);
-  CHECK(parse_limit("1000000000") == 1000000000u);
-  for (auto bad : {"", "0", "-1", "1.5", "x", "1000000001", "99999999999"}) {
-    INFO(bad);
-    CHECK_FALSE(parse_limit(bad));
-  }
-}
-
-TEST_CASE("parse_poll_params reads since, wait and limit and ignores other parameters", "[unit][polling]") {
-  using herald::detail::parse_poll_params;
-  using herald::detail::PollParams;
-  std::string detail;
-  PollParams p;
-  REQUIRE_FALSE(parse_poll_params({{"topic", "a"}, {"since", "42"}, {"wait", "2.5"}, {"limit", "7"}, {"_", "123"}}, p, detail));
-  CHECK(p.since == 42u);
-  CHECK(p.wait == 2500ms);
-  CHECK(p.limit == 7u);
-
-  PollParams none;
-  REQUIRE_FALSE(parse_poll_params({}, none, detail));
-  CHECK_FALSE(none.since);
-  CHECK_FALSE(none.wait);
-  CHECK_FALSE(none.limit);
-
-  struct Case {
-    herald::detail::QueryParams query;
-    herald::error expected;
-  };
-  std::vector<Case> cases{
-      {{{"since", "abc"}}, herald::error::bad_cursor},
-      {{{"since", ""}}, herald::error::bad_cursor},
-      {{{"since", "1"}, {"since", "2"}}, herald::error::bad_cursor},
-      {{{"wait", "-1"}}, herald::error::bad_request},
-      {{{"wait", "1"}, {"wait", "1"}}, herald::error::bad_request},
-      {{{"limit", "0"}}, herald::error::bad_request},
-      {{{"limit", "1"}, {"limit", "1"}}, herald::error::bad_request},
-  };
-  for (auto const& c : cases) {
-    PollParams q;
-    std::string why;
-    CHECK(parse_poll_params(c.query, q, why) == c.expected);
-    CHECK_FALSE(why.empty());
-  }
-}
-
-TEST_CASE("poll_body splices each event's shared JSON envelope", "[unit][polling]") {
-  using namespace herald::detail;
-  auto make = [](EventId id, std::string topic, std::string data, herald::PayloadKind kind, std::string type = {}) {
-    herald::Event ev;
-    ev.id = id;
-    ev.topic = std::move(topic);
-    ev.data = std::move(data);
-    ev.kind = kind;
-    ev.type = std::move(type);
-    return std::make_shared<StoredEvent const>(std::move(ev), std::chrono::steady_clock::now());
-  };
-  std::vector<EventPtr> events{make(7, "orders", R"({"id":42})", herald::PayloadKind::json),
-                               make(9, "notes", "say \"hi\"\n", herald::PayloadKind::text, "note")};
-  auto const body = poll_body(events, 9, false, false);
-  auto const j = json::parse(body);
-  CHECK(j["events"].size() == 2);
-  CHECK(j["events"][0] == json{{"id", 7}, {"topic", "orders"}, {"data", {{"id", 42}}}});
-  CHECK(j["events"][1] == json{{"id", 9}, {"topic", "notes"}, {"event", "note"}, {"data", "say \"hi\"\n"}});
-  CHECK(j["cursor"] == 9);
-  CHECK_FALSE(j.contains("reset"));
-  CHECK_FALSE(j.contains("more"));
-  // Encoded once: the bytes spliced into every body are the same object.
-  CHECK(&json_envelope(*events[0]) == &json_envelope(*events[0]));
-  CHECK(body.find(json_envelope(*events[0])) != std::string::npos);
-
-  auto const flagged = json::parse(poll_body({}, 5, true, true));
-  CHECK(flagged == json{{"events", json::array()}, {"cursor", 5}, {"reset", true}, {"more", true}});
-  CHECK(poll_body({}, 5, false, false) == "{\"events\":[],\"cursor\":5}\n");
-}
-
-TEST_CASE("poll_etag names the answer and etag_matches follows If-None-Match rules", "[unit][polling]") {
-  using namespace herald::detail;
-  auto ev = [](EventId id) {
-    herald::Event e;
-    e.id = id;
-    e.topic = "t";
-    return std::make_shared<StoredEvent const>(std::move(e), std::chrono::steady_clock::now());
-  };
-  std::vector<EventPtr> one{ev(3)};
-  std::vector<EventPtr> two{ev(3), ev(4)};
-  auto const a = poll_etag(one, 3, false, false);
-  CHECK(a == poll_etag(one, 3, false, false));
-  CHECK(a.front() == '"');
-  CHECK(a.back() == '"');
-  std::set<std::string> distinct{a, poll_etag(two, 4, false, false), poll_etag(one, 4, false, false),
-                                 poll_etag(one, 3, true, false), poll_etag(one, 3, false, true),
-                                 poll_etag({}, 3, false, false)};
-  CHECK(distinct.size() == 6);
-
-  CHECK(etag_matches(a, a));
-  CHECK(etag_matches("W/" + a, a));
-  CHECK(etag_matches("\"x\", " + a + " ,\"y\"", a));
-  CHECK(etag_matches("*", a));
-  CHECK_FALSE(etag_matches("\"x\"", a));
-  CHECK_FALSE(etag_matches("", a));
-  CHECK_FALSE(etag_matches(a.substr(1), a));
-}
-
-TEST_CASE("polling: options that cannot work throw at construction", "[unit][polling]") {
-  net::io_context ioc;
-  herald::Hub hub{ioc.get_executor()};
-  using P = herald::Channel<herald::Polling>;
-  CHECK_THROWS_AS(P(hub, "/p", {}, {.max_wait = -1ms}), std::invalid_argument);
-  CHECK_THROWS_AS(P(hub, "/p", {}, {.max_wait = 2h}), std::invalid_argument);
-  CHECK_THROWS_AS(P(hub, "/p", {}, {.default_limit = 0}), std::invalid_argument);
-  CHECK_THROWS_AS(P(hub, "/p", {}, {.default_limit = 10, .max_limit = 5}), std::invalid_argument);
-  CHECK_THROWS_AS(P(hub, "/p", {}, {.cors_headers = {"X-Ok", "Bad\r\nHeader"}}), std::invalid_argument);
-  CHECK_THROWS_AS(P(hub, "/p", {}, {.cors_methods = {""}}), std::invalid_argument);
-  CHECK_NOTHROW(P(hub, "/p", {}, {.max_wait = 0ms}));
-  static_assert(herald::Polling::capabilities.plain_http && herald::Polling::capabilities.resumable &&
-                !herald::Polling::capabilities.server_push && !herald::Polling::capabilities.client_to_server &&
-                !herald::Polling::capabilities.binary);
-  static_assert(herald::Polling::name == "polling");
-}
-
-TEST_CASE("Polling::matches plain GET, HEAD and OPTIONS only", "[unit][polling]") {
-  herald::Request req{http::verb::get, "/p", 11};
-  CHECK(herald::Polling::matches(req));
-  req.method(http::verb::head);
-  CHECK(herald::Polling::matches(req));
-  req.method(http::verb::options);
-  CHECK(herald::Polling::matches(req));
-  req.method(http::verb::post);
-  CHECK_FALSE(herald::Polling::matches(req));
-  req.method(http::verb::get);
-  req.set(http::field::accept, "text/event-stream");
-  CHECK_FALSE(herald::Polling::matches(req));
-  req.erase(http::field::accept);
-  req.set(http::field::upgrade, "websocket");
-  CHECK_FALSE(herald::Polling::matches(req));
-}
 
 // =============================================================================================
 // End to end
@@ -568,14 +405,14 @@ TEST_CASE("polling: ETag and If-None-Match answer 304 while nothing is new", "[e
 }
 
 TEST_CASE("polling: CORS preflight and cross-origin answers", "[e2e][polling][auth]") {
-  Fixture f{{.allowed_origins = {"https://app.example"}}, {.cors_max_age = 60s}};
+  Fixture f{{.allowed_origins = {"https://app.example"}, .cors = {.max_age = 60s}}};
   auto const pre = f.once(
       "OPTIONS /poll?topic=t HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example\r\n"
       "Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: authorization\r\n\r\n");
   CHECK(pre.status == 204);
   CHECK(pre.header("Access-Control-Allow-Origin") == "https://app.example");
   CHECK(pre.header("Access-Control-Allow-Methods") == "GET, HEAD, OPTIONS");
-  CHECK(pre.header("Access-Control-Allow-Headers") == "Authorization, Cache-Control, If-None-Match");
+  CHECK(pre.header("Access-Control-Allow-Headers") == "If-None-Match, Last-Event-ID, Authorization, Cache-Control");
   CHECK(pre.header("Access-Control-Max-Age") == "60");
   CHECK(pre.header("Access-Control-Allow-Credentials") == "true");
   CHECK(pre.header("Vary") == "Origin");
@@ -694,17 +531,7 @@ TEST_CASE("polling: bad parameters get 400 with a JSON error", "[e2e][polling]")
 }
 
 TEST_CASE("polling: the authorize hook and topic checks answer 401/403 before any poll", "[e2e][polling][auth]") {
-  herald::ChannelOptions co;
-  co.authorize = [](herald::Request const& req) {
-    auto const auth = req[http::field::authorization];
-    if (auth == "Bearer good") return herald::Verdict::allow("alice");
-    if (auth == "Bearer banned") return herald::Verdict::deny(herald::error::forbidden, "banned");
-    if (auth == "Bearer throw") throw std::runtime_error("hook failure");
-    return herald::Verdict::deny(herald::error::unauthorized, "token required");
-  };
-  co.authorize_topic = [](std::string_view principal, std::string_view topic) {
-    return principal == "alice" && topic != "secret" && topic != "*";
-  };
+  auto co = test::bearer_auth();
   Fixture f{std::move(co)};
   auto const none = f.once(get("/poll?topic=t&wait=10"));
   CHECK(none.status == 401);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "fixture.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
 #include "sse_reader.hpp"
@@ -29,23 +30,12 @@ using test::run_until;
 
 constexpr char const* accept_sse = "Accept: text/event-stream\r\n";
 
-/// A hub, one SSE channel on /api/feed and a herald::Server on 127.0.0.1:0.
-struct Fixture {
+/// One SSE channel on /api/feed; one thread runs the loop (hint 1): no strands.
+struct Fixture : test::ChannelFixture<herald::Sse> {
   explicit Fixture(herald::ChannelOptions co = {}, herald::SseOptions so = {},
                    herald::HubOptions ho = {.first_id = 1})
-      : hub(ioc.get_executor(), std::move(ho)),
-        feed(hub, "/api/feed", std::move(co), so),
-        server(ioc.get_executor()) {
-    server.add(feed);
-    ep = server.listen("127.0.0.1", 0);
-  }
-
-  // One thread runs it (hint 1): sessions use the io_context itself, no strands.
-  net::io_context ioc{1};
-  herald::Hub hub;
-  herald::Channel<herald::Sse> feed;
-  herald::Server server;
-  tcp::endpoint ep;
+      : ChannelFixture("/api/feed", std::move(co), so, std::move(ho), {}, 1) {}
+  herald::Channel<herald::Sse>& feed = channel;
 };
 
 /// A raw client plus an independent SSE parser over its body.
@@ -237,17 +227,7 @@ TEST_CASE("sse: bad requests get a clear HTTP error and no stream", "[e2e][sse]"
 }
 
 TEST_CASE("sse: the authorize hook answers 401/403 before any stream byte", "[e2e][sse][auth]") {
-  herald::ChannelOptions co;
-  co.authorize = [](herald::Request const& req) {
-    auto const auth = req[http::field::authorization];
-    if (auth == "Bearer good") return herald::Verdict::allow("alice");
-    if (auth == "Bearer banned") return herald::Verdict::deny(herald::error::forbidden, "banned");
-    if (auth == "Bearer throw") throw std::runtime_error("hook failure");
-    return herald::Verdict::deny(herald::error::unauthorized, "token required");
-  };
-  co.authorize_topic = [](std::string_view principal, std::string_view topic) {
-    return principal == "alice" && topic != "secret" && topic != "*";
-  };
+  auto co = test::bearer_auth();
   Fixture f{std::move(co)};
 
   auto attempt = [&](std::string target, std::string headers) {
@@ -308,6 +288,40 @@ TEST_CASE("sse: the Origin allowlist guards browser requests", "[e2e][sse][auth]
     CHECK(named.header("Access-Control-Allow-Origin") == "https://app.example");
     CHECK(named.header("Access-Control-Allow-Credentials") == "true");
   }
+}
+
+TEST_CASE("sse: ?envelope names each event's topic; bare data stays the default", "[e2e][sse]") {
+  Fixture f;
+  SseClient bare{f.ioc}, enveloped{f.ioc}, off{f.ioc};
+  bare.raw.get(f.ep, "/api/feed?topic=a&topic=b", accept_sse);
+  enveloped.raw.get(f.ep, "/api/feed?topic=a&topic=b&envelope", accept_sse);
+  off.raw.get(f.ep, "/api/feed?topic=a&topic=b&envelope=0", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return f.feed.connections() == 3; }));
+  auto const a = f.hub.publish("a", R"({"n":1})");
+  auto const b = f.hub.publish("b", "two\nlines", {.type = "note"});
+  REQUIRE(run_until(f.ioc, [&] { return bare.has(2) && enveloped.has(2) && off.has(2); }));
+
+  for (auto* c : {&bare, &off}) {
+    CHECK(c->events()[0].data == R"({"n":1})");
+    CHECK(c->events()[1].type == "note");
+    CHECK(c->events()[1].data == "two\nlines");
+  }
+  auto const& e = enveloped.events();
+  // Plain messages (onmessage sees them all), each with its envelope; the id still resumes.
+  CHECK(e[0].type == "message");
+  CHECK(e[1].type == "message");
+  CHECK(e[0].id == std::to_string(a));
+  CHECK(nlohmann::json::parse(e[0].data) == nlohmann::json{{"id", a}, {"topic", "a"}, {"data", {{"n", 1}}}});
+  CHECK(nlohmann::json::parse(e[1].data) ==
+        nlohmann::json{{"id", b}, {"topic", "b"}, {"event", "note"}, {"data", "two\nlines"}});
+
+  // A reset notice in envelope form names its reason and cursor like the bare one.
+  SseClient stale{f.ioc};
+  stale.raw.get(f.ep, "/api/feed?topic=a&envelope&lastEventId=999999999999", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return stale.has(1); }));
+  auto const notice = nlohmann::json::parse(stale.events()[0].data);
+  CHECK(notice["event"] == "reset");
+  CHECK(notice["data"]["reason"] == "cursor_expired");
 }
 
 TEST_CASE("sse: heartbeat comments flow while the stream is idle", "[e2e][sse]") {

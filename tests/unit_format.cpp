@@ -1,18 +1,27 @@
 // Unit tests of herald's pure formatting and parsing helpers: SSE framing, base64, query and
 // cursor parsing, Origin checks, topic names, the error category and JSON escaping. No sockets.
 //
-// The SSE framing is checked against an independent event-stream parser written below from the
-// WHATWG HTML spec ("9.2.6 Interpreting an event stream"), not against herald's own code.
+// The SSE framing is checked against the independent event-stream parser of the tests
+// (support/sse_reader.hpp, from the WHATWG HTML spec "9.2.6 Interpreting an event stream"), not against herald's own code.
 
+#include <herald/client/detail/http.hpp>
+#include <herald/detail/admission.hpp>
 #include <herald/detail/base64.hpp>
+#include <herald/detail/cors.hpp>
 #include <herald/detail/error_map.hpp>
+#include <herald/detail/error_table.hpp>
 #include <herald/detail/http.hpp>
+#include <herald/detail/json_format.hpp>
+#include <herald/detail/metrics_text.hpp>
+#include <herald/detail/poll_format.hpp>
 #include <herald/detail/redis_url.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/topic.hpp>
+#include <herald/detail/ws_protocol.hpp>
 #include <herald/error.hpp>
 #include <herald/event.hpp>
+#include <herald/server.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -23,10 +32,14 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
+
+#include "sse_reader.hpp"
 
 using namespace std::string_literals;
 using namespace std::string_view_literals;
@@ -34,7 +47,8 @@ using namespace std::string_view_literals;
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// An independent, minimal WHATWG event-stream parser.
+// The independent WHATWG event-stream parser of the tests (support/sse_reader.hpp), over a
+// whole stream.
 // ---------------------------------------------------------------------------------------------
 
 struct ParsedEvent {
@@ -53,83 +67,16 @@ struct ParsedStream {
   bool trailing_partial = false;
 };
 
-/// Splits on CRLF, LF or CR (in that order of precedence), as the spec's line rule does.
-std::vector<std::string> split_lines(std::string_view s, bool& unterminated) {
-  std::vector<std::string> lines;
-  std::string cur;
-  unterminated = false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    char const c = s[i];
-    if (c == '\r') {
-      if (i + 1 < s.size() && s[i + 1] == '\n') ++i;
-      lines.push_back(std::move(cur));
-      cur.clear();
-    } else if (c == '\n') {
-      lines.push_back(std::move(cur));
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) {
-    unterminated = true;  // an incomplete line at end of stream is never processed
-  }
-  return lines;
-}
-
 ParsedStream parse_event_stream(std::string_view stream) {
+  test::SseReader reader;
+  reader.feed(stream);
   ParsedStream out;
-  bool unterminated = false;
-  auto const lines = split_lines(stream, unterminated);
-  std::string data;
-  std::string type;
-  std::string last_id;
-  bool pending = false;  // fields seen since the last dispatch
-  for (auto const& line : lines) {
-    if (line.empty()) {
-      pending = false;
-      if (data.empty()) {
-        type.clear();
-        continue;
-      }
-      if (data.back() == '\n') data.pop_back();
-      out.events.push_back({type.empty() ? "message" : type, data, last_id});
-      data.clear();
-      type.clear();
-      continue;
-    }
-    if (line.front() == ':') {
-      ++out.comments;
-      continue;
-    }
-    pending = true;
-    std::string field;
-    std::string value;
-    auto const colon = line.find(':');
-    if (colon == std::string::npos) {
-      field = line;
-    } else {
-      field = line.substr(0, colon);
-      value = line.substr(colon + 1);
-      if (!value.empty() && value.front() == ' ') value.erase(0, 1);
-    }
-    if (field == "event") {
-      ++out.event_fields;
-      type = value;
-    } else if (field == "data") {
-      data += value;
-      data += '\n';
-    } else if (field == "id") {
-      ++out.id_fields;
-      if (value.find('\0') == std::string::npos) last_id = value;
-    } else if (field == "retry") {
-      bool digits = !value.empty();
-      for (char c : value) digits = digits && c >= '0' && c <= '9';
-      if (digits) out.retry = std::stoll(value);
-    }
-    // any other field is ignored
-  }
-  out.trailing_partial = pending || unterminated;
+  for (auto const& e : reader.events()) out.events.push_back({e.type, e.data, e.id});
+  if (auto const r = reader.retry()) out.retry = *r;
+  out.comments = static_cast<std::size_t>(reader.comments());
+  out.id_fields = static_cast<std::size_t>(reader.id_fields());
+  out.event_fields = static_cast<std::size_t>(reader.event_fields());
+  out.trailing_partial = reader.trailing_partial();
   return out;
 }
 
@@ -229,17 +176,40 @@ std::optional<std::string> base64_decode(std::string_view in) {
 
 // ---------------------------------------------------------------------------------------------
 
-std::vector<herald::error> all_errors() {
+/// Whether `e` is an enumerator. No default: -Wswitch (an error in CI) names one this misses.
+bool is_enumerator(herald::error e) {
   using herald::error;
-  return {error::unauthorized,       error::forbidden,
-          error::origin_not_allowed, error::not_found,
-          error::method_not_allowed, error::bad_request,
-          error::bad_topic,          error::bad_cursor,
-          error::too_many_connections, error::too_many_subscriptions,
-          error::message_too_big,    error::bad_control_message,
-          error::slow_consumer,      error::cursor_expired,
-          error::idle_timeout,       error::write_timeout,
-          error::shutting_down,      error::hook_failed};
+  switch (e) {
+    case error::unauthorized:
+    case error::forbidden:
+    case error::origin_not_allowed:
+    case error::not_found:
+    case error::method_not_allowed:
+    case error::bad_request:
+    case error::bad_topic:
+    case error::bad_cursor:
+    case error::too_many_connections:
+    case error::too_many_subscriptions:
+    case error::message_too_big:
+    case error::bad_control_message:
+    case error::slow_consumer:
+    case error::cursor_expired:
+    case error::idle_timeout:
+    case error::write_timeout:
+    case error::shutting_down:
+    case error::hook_failed:
+    case error::backplane_unavailable:
+      return true;
+  }
+  return false;
+}
+
+/// Every herald::error, found by value rather than copied from the table under test.
+std::vector<herald::error> all_errors() {
+  std::vector<herald::error> out;
+  for (int v = 0; v < 256; ++v)
+    if (is_enumerator(static_cast<herald::error>(v))) out.push_back(static_cast<herald::error>(v));
+  return out;
 }
 
 }  // namespace
@@ -276,6 +246,38 @@ TEST_CASE("test event-stream parser follows the WHATWG rules", "[unit][format]")
 // =============================================================================================
 // SSE framing
 // =============================================================================================
+
+TEST_CASE("encode_sse_envelope: one plain message whose data is the JSON envelope", "[unit][format]") {
+  herald::Event ev;
+  ev.id = 7;
+  ev.topic = "orders";
+  ev.type = "note";
+  ev.data = "{\n  \"pretty\": true\n}";  // JSON with line breaks: several data: lines, the same JSON
+  ev.kind = herald::PayloadKind::json;
+  auto const parsed = parse_event_stream(herald::detail::encode_sse_envelope(ev));
+  REQUIRE(parsed.events.size() == 1);
+  CHECK(parsed.events[0].type == "message");
+  CHECK(parsed.events[0].last_event_id == "7");
+  CHECK(parsed.event_fields == 0);
+  auto const j = nlohmann::json::parse(parsed.events[0].data);
+  CHECK(j == nlohmann::json{{"id", 7}, {"topic", "orders"}, {"event", "note"}, {"data", {{"pretty", true}}}});
+  CHECK_FALSE(parsed.trailing_partial);
+}
+
+TEST_CASE("MetricsText: each family once, samples grouped, label values escaped", "[unit][format]") {
+  herald::detail::MetricsText m;
+  m.family("x_total", "counter", "Xs.");
+  m.sample({{"channel", "/a"}}, 1);
+  m.family("y", "gauge", "Ys.");
+  m.sample({}, 5);
+  m.family("x_total", "counter", "Xs.");  // a second source of the same family
+  m.sample({{"channel", "/b\"\\\n"}}, 18446744073709551615ull);
+  CHECK(m.str() ==
+        "# HELP x_total Xs.\n# TYPE x_total counter\n"
+        "x_total{channel=\"/a\"} 1\n"
+        "x_total{channel=\"/b\\\"\\\\\\n\"} 18446744073709551615\n"
+        "# HELP y Ys.\n# TYPE y gauge\ny 5\n");
+}
 
 TEST_CASE("encode_sse writes id, optional event and one data line", "[unit][format]") {
   using herald::detail::encode_sse;
@@ -628,6 +630,48 @@ TEST_CASE("origin_allowed", "[unit][format]") {
   }
 }
 
+TEST_CASE("read_cursor: one cursor rule for every transport", "[unit][format]") {
+  using herald::detail::read_cursor;
+  auto cursor = [](std::string_view target, std::string_view header = {}) {
+    herald::Request req{boost::beast::http::verb::get, target, 11};
+    if (!header.empty()) req.set("Last-Event-ID", header);
+    auto const q = herald::detail::parse_query(herald::detail::target_query(target));
+    std::optional<herald::EventId> since;
+    std::string detail;
+    auto const ec = read_cursor(req, *q, since, detail);
+    return std::tuple{ec, since, detail};
+  };
+  CHECK(std::get<1>(cursor("/p")) == std::nullopt);
+  CHECK(std::get<1>(cursor("/p?since=7")) == 7u);
+  CHECK(std::get<1>(cursor("/p?lastEventId=8")) == 8u);
+  CHECK(std::get<1>(cursor("/p?lastEventId=8", "12")) == 12u);  // EventSource's reconnect header wins
+  CHECK(std::get<1>(cursor("/p", "18446744073709551615")) == UINT64_MAX);
+  for (auto const& [target, header] : std::vector<std::pair<std::string_view, std::string_view>>{
+           {"/p?since=abc", ""}, {"/p?since=", ""}, {"/p?since=1&since=2", ""}, {"/p?since=1&lastEventId=1", ""},
+           {"/p?since=-1", ""}, {"/p?since=18446744073709551616", ""}, {"/p", "12abc"}, {"/p?since=x", "5"}}) {
+    INFO(target << " / " << header);
+    auto const [ec, since, detail] = cursor(target, header);
+    CHECK(ec == herald::error::bad_cursor);
+    CHECK_FALSE(detail.empty());
+  }
+}
+
+TEST_CASE("admit_topic: one rule for query topics and run-time subscribes", "[unit][format]") {
+  using herald::detail::admit_topic;
+  herald::ChannelOptions open, fixed;
+  open.limits.max_topic_length = 8;
+  fixed.topics = {"a", "b"};
+  std::string detail;
+  CHECK_FALSE(admit_topic(open, "orders", detail));
+  CHECK(admit_topic(open, "ordersXYZ", detail) == herald::error::bad_topic);
+  CHECK(detail == "invalid topic name");
+  CHECK(admit_topic(open, "", detail) == herald::error::bad_topic);
+  CHECK(admit_topic(open, "*", detail) == herald::error::bad_topic);
+  CHECK_FALSE(admit_topic(fixed, "b", detail));
+  CHECK(admit_topic(fixed, "c", detail) == herald::error::forbidden);
+  CHECK(detail == "topic not offered on this channel: c");
+}
+
 TEST_CASE("cors_grant: credentials only for an origin named by the application", "[unit][format]") {
   using herald::detail::cors_grant;
   auto grant = [](std::string_view origin, std::vector<std::string> const& allowed) {
@@ -727,12 +771,13 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::too_many_subscriptions, http::status::bad_request},
       {error::message_too_big, http::status::payload_too_large},
       {error::bad_control_message, http::status::bad_request},
-      {error::slow_consumer, http::status::internal_server_error},
-      {error::cursor_expired, http::status::internal_server_error},
-      {error::idle_timeout, http::status::internal_server_error},
-      {error::write_timeout, http::status::internal_server_error},
+      {error::slow_consumer, http::status::service_unavailable},
+      {error::cursor_expired, http::status::gone},
+      {error::idle_timeout, http::status::request_timeout},
+      {error::write_timeout, http::status::service_unavailable},
       {error::shutting_down, http::status::service_unavailable},
       {error::hook_failed, http::status::internal_server_error},
+      {error::backplane_unavailable, http::status::service_unavailable},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {
@@ -795,6 +840,44 @@ TEST_CASE("herald error category", "[unit][format]") {
   CHECK(ec != error::bad_topic);
 }
 
+TEST_CASE("error_table: one row per error, and the server's and the clients' maps derive from it", "[unit][format]") {
+  using namespace herald::detail;
+  std::vector<std::string_view> wires;
+  for (auto e : all_errors()) {
+    auto const* row = error_info(e);
+    INFO(static_cast<int>(e));
+    REQUIRE(row != nullptr);
+    CHECK(row->code == e);
+    CHECK_FALSE(row->wire.empty());
+    CHECK(std::find(wires.begin(), wires.end(), row->wire) == wires.end());
+    wires.push_back(row->wire);
+    CHECK(herald::make_error_code(e).message() == row->message);
+    CHECK(static_cast<unsigned>(to_http_status(e)) == row->status);
+    CHECK(to_close_code(e) == row->close_code);
+    CHECK(ws::sendable_close_code(row->close_code));
+    CHECK(wire_name(e) == row->wire);
+    // What a client reads back: the wire name exactly, the bare status or close code when primary.
+    CHECK(error_from_wire(row->wire) == e);
+    auto const body = error_body(e, "why");
+    auto const verdict = herald::client::detail::classify_status(row->status, body);
+    if (row->status >= 500 || row->status == 408) {
+      CHECK(verdict.retry);
+      CHECK(verdict.ec == herald::client::error::unavailable);
+    } else {
+      CHECK_FALSE(verdict.retry);
+      CHECK(verdict.ec == e);
+    }
+    if (row->primary_status) CHECK(error_from_status(row->status) == e);
+    if (row->primary_close) CHECK(error_from_close_code(row->close_code) == e);
+  }
+  CHECK(error_table.size() == all_errors().size());
+  CHECK_FALSE(error_from_wire("no such error"));
+  CHECK(herald::client::detail::classify_status(418).ec == herald::client::error::unexpected_status);
+  CHECK(herald::client::detail::classify_status(403).ec == herald::error::forbidden);
+  CHECK(herald::client::detail::classify_status(403, R"({"error":"origin not allowed"})").ec ==
+        herald::error::origin_not_allowed);
+}
+
 TEST_CASE("error_body and error_response carry JSON", "[unit][format]") {
   using herald::error;
   for (auto e : all_errors()) {
@@ -803,7 +886,7 @@ TEST_CASE("error_body and error_response carry JSON", "[unit][format]") {
     auto const j = nlohmann::json::parse(body);
     REQUIRE(j.is_object());
     REQUIRE(j.contains("error"));
-    CHECK(j["error"] == herald::make_error_code(e).message());
+    CHECK(j["error"] == herald::detail::error_info(e)->wire);
     CHECK_FALSE(j.contains("message"));
   }
 
@@ -909,4 +992,248 @@ TEST_CASE("redis_url: what cannot be used is refused with a reason", "[unit][for
     CHECK_FALSE(parse_redis_url(bad, problem));
     CHECK_FALSE(problem.empty());
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Moved here from the e2e files: cases that need no socket.
+// ---------------------------------------------------------------------------------------------
+
+namespace ws = herald::detail::ws;
+using json = nlohmann::json;
+using herald::EventId;
+using namespace std::chrono_literals;
+
+TEST_CASE("parse_wait accepts seconds with an optional fraction, up to an hour", "[unit][polling]") {
+  using herald::detail::parse_wait;
+  CHECK(parse_wait("0") == 0ms);
+  CHECK(parse_wait("25") == 25s);
+  CHECK(parse_wait("0.05") == 50ms);
+  CHECK(parse_wait("1.5") == 1500ms);
+  CHECK(parse_wait("0.0001") == 0ms);
+  CHECK(parse_wait("000025") == 25s);
+  CHECK(parse_wait("3600") == 3600s);
+  for (auto bad : {"", "-1", "+1", "abc", "1e3", "1.", ".5", "3600.001", "3601", "99999999999999999999",
+                   " 1", "1 ", "0x10", "1.2.3", "nan", "inf"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_wait(bad));
+  }
+}
+
+TEST_CASE("parse_limit accepts positive integers", "[unit][polling]") {
+  using herald::detail::parse_limit;
+  CHECK(parse_limit("1") == 1u);
+  CHECK(parse_limit("100") == 100u);
+  CHECK(parse_limit("1000000000") == 1000000000u);
+  for (auto bad : {"", "0", "-1", "1.5", "x", "1000000001", "99999999999"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_limit(bad));
+  }
+}
+
+TEST_CASE("parse_poll_params reads wait and limit and ignores other parameters", "[unit][polling]") {
+  using herald::detail::parse_poll_params;
+  using herald::detail::PollParams;
+  std::string detail;
+  PollParams p;
+  REQUIRE_FALSE(parse_poll_params({{"topic", "a"}, {"since", "42"}, {"wait", "2.5"}, {"limit", "7"}, {"_", "123"}}, p, detail));
+  CHECK(p.wait == 2500ms);
+  CHECK(p.limit == 7u);
+
+  PollParams none;
+  REQUIRE_FALSE(parse_poll_params({}, none, detail));
+  CHECK_FALSE(none.wait);
+  CHECK_FALSE(none.limit);
+
+  struct Case {
+    herald::detail::QueryParams query;
+    herald::error expected;
+  };
+  std::vector<Case> cases{
+      {{{"wait", "-1"}}, herald::error::bad_request},
+      {{{"wait", "1"}, {"wait", "1"}}, herald::error::bad_request},
+      {{{"limit", "0"}}, herald::error::bad_request},
+      {{{"limit", "1"}, {"limit", "1"}}, herald::error::bad_request},
+  };
+  for (auto const& c : cases) {
+    PollParams q;
+    std::string why;
+    CHECK(parse_poll_params(c.query, q, why) == c.expected);
+    CHECK_FALSE(why.empty());
+  }
+}
+
+TEST_CASE("poll_body splices each event's shared JSON envelope", "[unit][polling]") {
+  using namespace herald::detail;
+  auto make = [](EventId id, std::string topic, std::string data, herald::PayloadKind kind, std::string type = {}) {
+    herald::Event ev;
+    ev.id = id;
+    ev.topic = std::move(topic);
+    ev.data = std::move(data);
+    ev.kind = kind;
+    ev.type = std::move(type);
+    return std::make_shared<StoredEvent const>(std::move(ev), std::chrono::steady_clock::now());
+  };
+  std::vector<EventPtr> events{make(7, "orders", R"({"id":42})", herald::PayloadKind::json),
+                               make(9, "notes", "say \"hi\"\n", herald::PayloadKind::text, "note")};
+  auto const body = poll_body(events, 9, false, false);
+  auto const j = json::parse(body);
+  CHECK(j["events"].size() == 2);
+  CHECK(j["events"][0] == json{{"id", 7}, {"topic", "orders"}, {"data", {{"id", 42}}}});
+  CHECK(j["events"][1] == json{{"id", 9}, {"topic", "notes"}, {"event", "note"}, {"data", "say \"hi\"\n"}});
+  CHECK(j["cursor"] == 9);
+  CHECK_FALSE(j.contains("reset"));
+  CHECK_FALSE(j.contains("more"));
+  // Encoded once: the bytes spliced into every body are the same object.
+  CHECK(&json_envelope(*events[0]) == &json_envelope(*events[0]));
+  CHECK(body.find(json_envelope(*events[0])) != std::string::npos);
+
+  auto const flagged = json::parse(poll_body({}, 5, true, true));
+  CHECK(flagged == json{{"events", json::array()}, {"cursor", 5}, {"reset", true}, {"more", true}});
+  CHECK(poll_body({}, 5, false, false) == "{\"events\":[],\"cursor\":5}\n");
+}
+
+TEST_CASE("poll_etag names the answer and etag_matches follows If-None-Match rules", "[unit][polling]") {
+  using namespace herald::detail;
+  auto ev = [](EventId id) {
+    herald::Event e;
+    e.id = id;
+    e.topic = "t";
+    return std::make_shared<StoredEvent const>(std::move(e), std::chrono::steady_clock::now());
+  };
+  std::vector<EventPtr> one{ev(3)};
+  std::vector<EventPtr> two{ev(3), ev(4)};
+  auto const a = poll_etag(one, 3, false, false);
+  CHECK(a == poll_etag(one, 3, false, false));
+  CHECK(a.front() == '"');
+  CHECK(a.back() == '"');
+  std::set<std::string> distinct{a, poll_etag(two, 4, false, false), poll_etag(one, 4, false, false),
+                                 poll_etag(one, 3, true, false), poll_etag(one, 3, false, true),
+                                 poll_etag({}, 3, false, false)};
+  CHECK(distinct.size() == 6);
+
+  CHECK(etag_matches(a, a));
+  CHECK(etag_matches("W/" + a, a));
+  CHECK(etag_matches("\"x\", " + a + " ,\"y\"", a));
+  CHECK(etag_matches("*", a));
+  CHECK_FALSE(etag_matches("\"x\"", a));
+  CHECK_FALSE(etag_matches("", a));
+  CHECK_FALSE(etag_matches(a.substr(1), a));
+}
+
+TEST_CASE("ws_protocol: control messages are recognised exactly, never by throwing", "[unit][websocket]") {
+  using herald::detail::ws::Control;
+  using herald::detail::ws::parse_control;
+  using Kind = Control::Kind;
+
+  auto sub = parse_control(R"({"subscribe":"orders"})");
+  CHECK(sub.kind == Kind::subscribe);
+  CHECK(sub.topic == "orders");
+  CHECK_FALSE(sub.since);
+
+  auto since = parse_control(R"(  {"since": 41, "subscribe":"orders", "ref": [1,2]} )");
+  CHECK(since.kind == Kind::subscribe);
+  CHECK(since.since == 41u);
+  CHECK(parse_control(R"({"subscribe":"o","since":"18446744073709551615"})").since == 18446744073709551615ull);
+  CHECK(parse_control(R"({"subscribe":"o","since":null})").kind == Kind::subscribe);
+  CHECK_FALSE(parse_control(R"({"subscribe":"o","since":null})").since);
+  // Keys spelled with escapes are still keys.
+  CHECK(parse_control(R"({"\u0073ubscribe":"x"})").kind == Kind::subscribe);
+
+  auto unsub = parse_control(R"({"unsubscribe":"orders","since":5})");
+  CHECK(unsub.kind == Kind::unsubscribe);
+  CHECK(unsub.topic == "orders");
+
+  // The application's messages: not JSON, not objects, objects without the keys.
+  for (std::string_view text : {"hello", "", "   ", "[\"subscribe\"]", R"("subscribe")", R"({"text":"subscribe me"})",
+                                 R"({"subscribe":)", "{\"subscribe\":\"x\"", R"({"Subscribe":"x"})", "42"}) {
+    INFO(text);
+    CHECK(parse_control(text).kind == Kind::none);
+  }
+
+  // Malformed control messages.
+  for (std::string_view text : {R"({"subscribe":5})", R"({"subscribe":null})", R"({"unsubscribe":["a"]})",
+                                 R"({"subscribe":"a","unsubscribe":"b"})", R"({"subscribe":"a","since":-1})",
+                                 R"({"subscribe":"a","since":1.5})", R"({"subscribe":"a","since":"12x"})",
+                                 R"({"subscribe":"a","since":1e30})", R"({"subscribe":"a","since":{}})"}) {
+    INFO(text);
+    auto c = parse_control(text);
+    CHECK(c.kind == Kind::invalid);
+    CHECK_FALSE(c.problem.empty());
+  }
+
+  // Deep nesting and junk do not throw.
+  std::string deep(10000, '[');
+  CHECK(parse_control("{\"subscribe\":" + deep).kind == Kind::none);
+  CHECK(parse_control(std::string("{\"subscribe\":\"\xff\"}")).kind == Kind::none);
+}
+
+TEST_CASE("ws_protocol: acks, errors, binary heads and subprotocols", "[unit][websocket]") {
+  namespace ws = herald::detail::ws;
+  CHECK(ws::subscribed("or\"ders", 57) == R"({"subscribed":"or\"ders","cursor":57})");
+  CHECK(ws::unsubscribed("orders") == R"({"unsubscribed":"orders"})");
+  CHECK(ws::error_message(herald::error::forbidden, "orders", "no") ==
+        R"({"error":"forbidden","topic":"orders","message":"no"})");
+  CHECK(ws::error_message(herald::error::bad_control_message, {}, {}) == R"({"error":"bad control message"})");
+  CHECK(ws::error_message(herald::error::bad_topic, std::string(2000, 'x'), "long") ==
+        R"({"error":"bad topic name","message":"long"})");
+
+  herald::Event ev;
+  ev.id = 7;
+  ev.topic = "img";
+  ev.type = "png";
+  ev.data = std::string("\0\xff\x01", 3);
+  ev.kind = herald::PayloadKind::binary;
+  auto head = json::parse(ws::encode_binary_head(ev));
+  CHECK(head == json{{"id", 7}, {"topic", "img"}, {"event", "png"}, {"binary", true}, {"size", 3}});
+
+  std::vector<std::string> const supported{"herald.v2", "herald.v1"};
+  CHECK(ws::select_subprotocol("foo, herald.v1 ,herald.v2", supported) == "herald.v1");
+  CHECK(ws::select_subprotocol("foo,bar", supported).empty());
+  CHECK(ws::select_subprotocol("", supported).empty());
+  CHECK(ws::select_subprotocol(" , herald.v2", supported) == "herald.v2");
+  CHECK(herald::detail::http_token("herald.v1"));
+  CHECK_FALSE(herald::detail::http_token("a b"));
+  CHECK_FALSE(herald::detail::http_token(""));
+  CHECK(ws::sendable_close_code(1013));
+  CHECK(ws::sendable_close_code(4000));
+  CHECK_FALSE(ws::sendable_close_code(1005));
+  CHECK_FALSE(ws::sendable_close_code(1006));
+  CHECK_FALSE(ws::sendable_close_code(999));
+}
+
+TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[unit][websocket]") {
+  using herald::detail::to_close_code;
+  using herald::error;
+  CHECK(to_close_code({}) == 1000);
+  CHECK(to_close_code(error::shutting_down) == 1001);
+  CHECK(to_close_code(error::forbidden) == 1008);
+  CHECK(to_close_code(error::bad_control_message) == 1008);
+  CHECK(to_close_code(error::message_too_big) == 1009);
+  CHECK(to_close_code(error::hook_failed) == 1011);
+  CHECK(to_close_code(error::slow_consumer) == 1013);
+  CHECK(to_close_code(boost::asio::error::connection_reset) == 1011);
+}
+
+TEST_CASE("json envelope: a text payload that is not UTF-8 is repaired, never sent broken", "[unit][websocket]") {
+  herald::Event ev;
+  ev.id = 1;
+  ev.topic = "t";
+  ev.data = "ok \xff\xc3\xa9 \xe2\x82";  // bad byte, é, truncated sequence
+  ev.kind = herald::PayloadKind::text;
+  auto const out = herald::detail::encode_json_envelope(ev);
+  CHECK(herald::detail::valid_utf8(out));
+  auto const j = json::parse(out);
+  CHECK(j["data"] == "ok \xEF\xBF\xBD\xc3\xa9 \xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
+TEST_CASE("query_param: one decoded value, nullopt when absent, repeated or malformed", "[unit][server]") {
+  using herald::query_param;
+  CHECK(query_param("/p?a=1&b=x%20y", "b") == "x y");
+  CHECK(query_param("/p?a=1&b=x%20y", "a") == "1");
+  CHECK(query_param("/p?a=&b=2", "a") == "");
+  CHECK(query_param("/p?ab=1", "a") == std::nullopt);   // a prefix is another key
+  CHECK(query_param("/p", "a") == std::nullopt);
+  CHECK(query_param("/p?a=1&a=2", "a") == std::nullopt);  // which one was meant is a guess
+  CHECK(query_param("/p?a=1&a=2", "b") == std::nullopt);
+  CHECK(query_param("/p?a=1&b=%zz", "a") == std::nullopt);  // a malformed query answers nothing
 }

@@ -2,6 +2,7 @@
 // polling reads, shared encodings and concurrent publishing. No sockets: subscribers are test
 // doubles registered on detail::HubState directly, and the io_context is never run.
 
+#include <herald/detail/json_format.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/stored_event.hpp>
 #include <herald/detail/subscriber.hpp>
@@ -73,7 +74,7 @@ class TestSubscriber final : public herald::detail::Subscriber {
     replayed.fetch_add(1, std::memory_order_relaxed);
   }
   std::size_t wire_size(herald::detail::StoredEvent const& ev) const override {
-    return ev.encoded(herald::detail::WireFormat::sse, herald::detail::encode_sse).size();
+    return herald::detail::sse_bytes(ev).size();
   }
 };
 
@@ -905,15 +906,14 @@ TEST_CASE("StoredEvent::encoded encodes once per format", "[unit][hub]") {
     ++json_calls;
     return nlohmann::json{{"id", e.id}, {"data", e.data}}.dump();
   };
-  using herald::detail::WireFormat;
-  std::string const& first = stored->encoded(WireFormat::sse, sse);
-  std::string const& second = stored->encoded(WireFormat::sse, sse);
+  std::string const& first = stored->encoded(herald::detail::sse_wire, sse);
+  std::string const& second = stored->encoded(herald::detail::sse_wire, sse);
   CHECK(sse_calls == 1);
   CHECK(&first == &second);
   CHECK(first == "id: 3\ndata: payload\n\n");
 
-  std::string const& j1 = stored->encoded(WireFormat::json, json);
-  std::string const& j2 = stored->encoded(WireFormat::json, json);
+  std::string const& j1 = stored->encoded(herald::detail::json_wire, json);
+  std::string const& j2 = stored->encoded(herald::detail::json_wire, json);
   CHECK(json_calls == 1);
   CHECK(&j1 == &j2);
   CHECK(sse_calls == 1);
@@ -932,7 +932,7 @@ TEST_CASE("StoredEvent::encoded encodes once per format", "[unit][hub]") {
   REQUIRE(g1.size() == 1);
   REQUIRE(g2.size() == 1);
   CHECK(g1[0].get() == g2[0].get());
-  CHECK(&g1[0]->encoded(WireFormat::sse, sse) == &g2[0]->encoded(WireFormat::sse, sse));
+  CHECK(&g1[0]->encoded(herald::detail::sse_wire, sse) == &g2[0]->encoded(herald::detail::sse_wire, sse));
 }
 
 TEST_CASE("StoredEvent::encoded shares one encoding between racing threads", "[unit][hub][threads]") {
@@ -955,7 +955,7 @@ TEST_CASE("StoredEvent::encoded shares one encoding between racing threads", "[u
       pool.emplace_back([&, t] {
         start.arrive_and_wait();
         results[static_cast<std::size_t>(t)] =
-            &stored.encoded(herald::detail::WireFormat::sse, [&](herald::Event const& e) {
+            &stored.encoded(herald::detail::sse_wire, [&](herald::Event const& e) {
               calls.fetch_add(1);
               return herald::detail::encode_sse(e);
             });
@@ -975,8 +975,9 @@ TEST_CASE("StoredEvent::encoded shares one encoding between racing threads", "[u
   }
 }
 
-// The encoder waits (bounded) for a second thread to enter it: with encode-once the others wait
-// for the first, the deadline passes with one call.
+// The first encoder call waits until every thread is about to ask for the encoding (generous
+// deadline), then a moment more for a second call: with encode-once the others wait for the
+// first, and only one call is ever made.
 TEST_CASE("StoredEvent::encoded runs the encoder once even when threads race", "[unit][hub][threads]") {
   constexpr int threads = 4;
   herald::Event ev;
@@ -984,18 +985,22 @@ TEST_CASE("StoredEvent::encoded runs the encoder once even when threads race", "
   ev.data = "race";
   herald::detail::StoredEvent const stored{ev, std::chrono::steady_clock::now()};
   std::atomic<int> calls{0};
+  std::atomic<int> asking{0};
   std::barrier<> start{threads};
   auto encoder = [&](herald::Event const& e) {
     calls.fetch_add(1);
-    auto const deadline = std::chrono::steady_clock::now() + 200ms;
-    while (calls.load() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    auto const all_asked = std::chrono::steady_clock::now() + 10s;
+    while (asking.load() < threads && std::chrono::steady_clock::now() < all_asked) std::this_thread::yield();
+    auto const second = std::chrono::steady_clock::now() + 50ms;
+    while (calls.load() < 2 && std::chrono::steady_clock::now() < second) std::this_thread::yield();
     return herald::detail::encode_sse(e);
   };
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&] {
       start.arrive_and_wait();
-      (void)stored.encoded(herald::detail::WireFormat::sse, encoder);
+      asking.fetch_add(1);
+      (void)stored.encoded(herald::detail::sse_wire, encoder);
     });
   for (auto& th : pool) th.join();
   CHECK(calls.load() == 1);

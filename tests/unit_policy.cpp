@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -224,4 +225,98 @@ TEST_CASE("generic code runs unchanged on Channel<Negotiated<WebSocket, Sse, Pol
   REQUIRE(run_until(app.ioc, [&] { return complete(post) && ws.ids().size() == 2; }));
   CHECK(json::parse(post.body()) == json::array({"echo:yo"}));
   CHECK(app.log.messages == std::vector<std::string>{"yo"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Moved here from the e2e files: cases that need no socket.
+// ---------------------------------------------------------------------------------------------
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+using namespace std::chrono_literals;
+
+TEST_CASE("polling: options that cannot work throw at construction", "[unit][polling]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor()};
+  using P = herald::Channel<herald::Polling>;
+  CHECK_THROWS_AS(P(hub, "/p", {}, {.max_wait = -1ms}), std::invalid_argument);
+  CHECK_THROWS_AS(P(hub, "/p", {}, {.max_wait = 2h}), std::invalid_argument);
+  CHECK_THROWS_AS(P(hub, "/p", {}, {.default_limit = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(P(hub, "/p", {}, {.default_limit = 10, .max_limit = 5}), std::invalid_argument);
+  herald::ChannelOptions bad_cors;
+  bad_cors.cors.headers = {"X-Ok", "Bad\r\nHeader"};
+  CHECK_THROWS_AS(P(hub, "/p", bad_cors), std::invalid_argument);
+  bad_cors.cors.headers = {""};
+  CHECK_THROWS_AS(P(hub, "/p", bad_cors), std::invalid_argument);
+  CHECK_NOTHROW(P(hub, "/p", {}, {.max_wait = 0ms}));
+  static_assert(herald::Polling::capabilities.plain_http && herald::Polling::capabilities.resumable &&
+                !herald::Polling::capabilities.server_push && !herald::Polling::capabilities.client_to_server &&
+                !herald::Polling::capabilities.binary);
+  static_assert(herald::Polling::name == "polling");
+}
+
+TEST_CASE("Polling::matches plain GET, HEAD and OPTIONS only", "[unit][polling]") {
+  herald::Request req{http::verb::get, "/p", 11};
+  CHECK(herald::Polling::matches(req));
+  req.method(http::verb::head);
+  CHECK(herald::Polling::matches(req));
+  req.method(http::verb::options);
+  CHECK(herald::Polling::matches(req));
+  req.method(http::verb::post);
+  CHECK_FALSE(herald::Polling::matches(req));
+  req.method(http::verb::get);
+  req.set(http::field::accept, "text/event-stream");
+  CHECK_FALSE(herald::Polling::matches(req));
+  req.erase(http::field::accept);
+  req.set(http::field::upgrade, "websocket");
+  CHECK_FALSE(herald::Polling::matches(req));
+}
+
+TEST_CASE("WebSocketOptions: out-of-range options are refused at construction", "[unit][websocket]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor()};
+  auto make = [&](herald::WebSocketOptions o) { herald::Channel<herald::WebSocket>{hub, "/ws", {}, std::move(o)}; };
+  CHECK_NOTHROW(make({}));
+  CHECK_THROWS_AS(make({.subprotocols = {"bad name"}}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.read_message_max = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.overflow_close_code = 1006}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.deflate = {.enable = true, .max_window_bits = 8}}), std::invalid_argument);
+  CHECK_THROWS_WITH(make({.deflate = {.mem_level = 10}}), Catch::Contains("deflate.mem_level"));
+}
+
+TEST_CASE("executors: a one-thread io_context needs no strand, any other gets a concrete one", "[unit][server]") {
+  using herald::detail::new_strand;
+  using herald::detail::serialized;
+  using herald::detail::single_threaded;
+  using io_strand = net::strand<net::io_context::executor_type>;
+
+  net::io_context one{1};
+  net::any_io_executor const ex1 = one.get_executor();
+  CHECK(single_threaded(ex1));
+  CHECK(new_strand(ex1) == ex1);
+  CHECK(serialized(ex1) == ex1);
+
+  net::io_context many;  // the default hint: any number of threads may run it
+  net::any_io_executor const exn = many.get_executor();
+  CHECK_FALSE(single_threaded(exn));
+  auto const s = new_strand(exn);
+  // Concrete inner executor: fits any_io_executor's small buffer, no allocation per operation.
+  REQUIRE(s.target<io_strand>() != nullptr);
+  CHECK(new_strand(exn) != s);      // each connection its own
+  CHECK(serialized(s) == s);        // a strand is kept, not wrapped in a second one
+
+  net::thread_pool pool{1};
+  CHECK_FALSE(single_threaded(pool.get_executor()));
+  CHECK(new_strand(pool.get_executor()).target<net::strand<net::thread_pool::executor_type>>() != nullptr);
+  pool.join();
+}
+
+TEST_CASE("channel: configuration errors throw at construction", "[unit][channel]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor()};
+  using Sse = herald::Channel<herald::Sse>;
+  CHECK_THROWS_AS(Sse(hub, "no-slash"), std::invalid_argument);
+  CHECK_THROWS_AS(Sse(hub, "/x", {.topics = {"bad\ntopic"}}), std::invalid_argument);
+  CHECK_THROWS_AS(Sse(hub, "/x", {.limits = {.queue_events = 0}}), std::invalid_argument);
+  CHECK_NOTHROW(Sse(hub, "/x", {.topics = {"ok"}}));
 }

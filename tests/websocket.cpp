@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "fixture.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
 #include "ws_client.hpp"
@@ -40,16 +41,12 @@ using tcp = net::ip::tcp;
 using json = nlohmann::json;
 using test::run_until;
 
-/// A hub, one WebSocket channel on /live and a herald::Server on 127.0.0.1:0.
-struct Fixture {
+/// One WebSocket channel on /live; one thread runs the loop (hint 1): no strands.
+struct Fixture : test::ChannelFixture<herald::WebSocket> {
   explicit Fixture(herald::ChannelOptions co = {}, herald::WebSocketOptions wo = {},
                    herald::HubOptions ho = {.first_id = 1})
-      : hub(ioc.get_executor(), std::move(ho)),
-        live(hub, "/live", std::move(co), std::move(wo)),
-        server(ioc.get_executor()) {
-    server.add(live);
-    ep = server.listen("127.0.0.1", 0);
-  }
+      : ChannelFixture("/live", std::move(co), std::move(wo), std::move(ho), {}, 1) {}
+  herald::Channel<herald::WebSocket>& live = channel;
 
   /// A client connected to `target` (the handshake completes in the test's run_until).
   std::unique_ptr<test::WsClient> client(std::string target = "/live") {
@@ -66,13 +63,6 @@ struct Fixture {
     REQUIRE(c->open());
     return c;
   }
-
-  // One thread runs it (hint 1): sessions use the io_context itself, no strands.
-  net::io_context ioc{1};
-  herald::Hub hub;
-  herald::Channel<herald::WebSocket> live;
-  herald::Server server;
-  tcp::endpoint ep;
 };
 
 std::string upgrade_request(std::string_view target, std::uint16_t port, std::string_view extra = {}) {
@@ -101,124 +91,6 @@ std::vector<std::uint64_t> ids_of(std::initializer_list<herald::EventId> ids) { 
 // ---------------------------------------------------------------------------------------------
 // Pure protocol helpers
 // ---------------------------------------------------------------------------------------------
-
-TEST_CASE("ws_protocol: control messages are recognised exactly, never by throwing", "[unit][websocket]") {
-  using herald::detail::ws::Control;
-  using herald::detail::ws::parse_control;
-  using Kind = Control::Kind;
-
-  auto sub = parse_control(R"({"subscribe":"orders"})");
-  CHECK(sub.kind == Kind::subscribe);
-  CHECK(sub.topic == "orders");
-  CHECK_FALSE(sub.since);
-
-  auto since = parse_control(R"(  {"since": 41, "subscribe":"orders", "ref": [1,2]} )");
-  CHECK(since.kind == Kind::subscribe);
-  CHECK(since.since == 41u);
-  CHECK(parse_control(R"({"subscribe":"o","since":"18446744073709551615"})").since == 18446744073709551615ull);
-  CHECK(parse_control(R"({"subscribe":"o","since":null})").kind == Kind::subscribe);
-  CHECK_FALSE(parse_control(R"({"subscribe":"o","since":null})").since);
-  // Keys spelled with escapes are still keys.
-  CHECK(parse_control(R"({"\u0073ubscribe":"x"})").kind == Kind::subscribe);
-
-  auto unsub = parse_control(R"({"unsubscribe":"orders","since":5})");
-  CHECK(unsub.kind == Kind::unsubscribe);
-  CHECK(unsub.topic == "orders");
-
-  // The application's messages: not JSON, not objects, objects without the keys.
-  for (std::string_view text : {"hello", "", "   ", "[\"subscribe\"]", R"("subscribe")", R"({"text":"subscribe me"})",
-                                 R"({"subscribe":)", "{\"subscribe\":\"x\"", R"({"Subscribe":"x"})", "42"}) {
-    INFO(text);
-    CHECK(parse_control(text).kind == Kind::none);
-  }
-
-  // Malformed control messages.
-  for (std::string_view text : {R"({"subscribe":5})", R"({"subscribe":null})", R"({"unsubscribe":["a"]})",
-                                 R"({"subscribe":"a","unsubscribe":"b"})", R"({"subscribe":"a","since":-1})",
-                                 R"({"subscribe":"a","since":1.5})", R"({"subscribe":"a","since":"12x"})",
-                                 R"({"subscribe":"a","since":1e30})", R"({"subscribe":"a","since":{}})"}) {
-    INFO(text);
-    auto c = parse_control(text);
-    CHECK(c.kind == Kind::invalid);
-    CHECK_FALSE(c.problem.empty());
-  }
-
-  // Deep nesting and junk do not throw.
-  std::string deep(10000, '[');
-  CHECK(parse_control("{\"subscribe\":" + deep).kind == Kind::none);
-  CHECK(parse_control(std::string("{\"subscribe\":\"\xff\"}")).kind == Kind::none);
-}
-
-TEST_CASE("ws_protocol: acks, errors, binary heads and subprotocols", "[unit][websocket]") {
-  namespace ws = herald::detail::ws;
-  CHECK(ws::subscribed("or\"ders", 57) == R"({"subscribed":"or\"ders","cursor":57})");
-  CHECK(ws::unsubscribed("orders") == R"({"unsubscribed":"orders"})");
-  CHECK(ws::error_message(herald::error::forbidden, "orders", "no") ==
-        R"({"error":"forbidden","topic":"orders","message":"no"})");
-  CHECK(ws::error_message(herald::error::bad_control_message, {}, {}) == R"({"error":"bad control message"})");
-  CHECK(ws::error_message(herald::error::bad_topic, std::string(2000, 'x'), "long") ==
-        R"({"error":"bad topic name","message":"long"})");
-
-  herald::Event ev;
-  ev.id = 7;
-  ev.topic = "img";
-  ev.type = "png";
-  ev.data = std::string("\0\xff\x01", 3);
-  ev.kind = herald::PayloadKind::binary;
-  auto head = json::parse(ws::encode_binary_head(ev));
-  CHECK(head == json{{"id", 7}, {"topic", "img"}, {"event", "png"}, {"binary", true}, {"size", 3}});
-
-  std::vector<std::string> const supported{"herald.v2", "herald.v1"};
-  CHECK(ws::select_subprotocol("foo, herald.v1 ,herald.v2", supported) == "herald.v1");
-  CHECK(ws::select_subprotocol("foo,bar", supported).empty());
-  CHECK(ws::select_subprotocol("", supported).empty());
-  CHECK(ws::select_subprotocol(" , herald.v2", supported) == "herald.v2");
-  CHECK(ws::is_token("herald.v1"));
-  CHECK_FALSE(ws::is_token("a b"));
-  CHECK_FALSE(ws::is_token(""));
-  CHECK(ws::sendable_close_code(1013));
-  CHECK(ws::sendable_close_code(4000));
-  CHECK_FALSE(ws::sendable_close_code(1005));
-  CHECK_FALSE(ws::sendable_close_code(1006));
-  CHECK_FALSE(ws::sendable_close_code(999));
-}
-
-TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[unit][websocket]") {
-  using herald::detail::to_close_code;
-  using herald::error;
-  CHECK(to_close_code({}) == 1000);
-  CHECK(to_close_code(error::shutting_down) == 1001);
-  CHECK(to_close_code(error::forbidden) == 1008);
-  CHECK(to_close_code(error::bad_control_message) == 1008);
-  CHECK(to_close_code(error::message_too_big) == 1009);
-  CHECK(to_close_code(error::hook_failed) == 1011);
-  CHECK(to_close_code(error::slow_consumer) == 1013);
-  CHECK(to_close_code(boost::asio::error::connection_reset) == 1011);
-}
-
-TEST_CASE("json envelope: a text payload that is not UTF-8 is repaired, never sent broken", "[unit][websocket]") {
-  herald::Event ev;
-  ev.id = 1;
-  ev.topic = "t";
-  ev.data = "ok \xff\xc3\xa9 \xe2\x82";  // bad byte, é, truncated sequence
-  ev.kind = herald::PayloadKind::text;
-  auto const out = herald::detail::encode_json_envelope(ev);
-  CHECK(herald::detail::valid_utf8(out));
-  auto const j = json::parse(out);
-  CHECK(j["data"] == "ok \xEF\xBF\xBD\xc3\xa9 \xEF\xBF\xBD\xEF\xBF\xBD");
-}
-
-TEST_CASE("WebSocketOptions: out-of-range options are refused at construction", "[unit][websocket]") {
-  net::io_context ioc;
-  herald::Hub hub{ioc.get_executor()};
-  auto make = [&](herald::WebSocketOptions o) { herald::Channel<herald::WebSocket>{hub, "/ws", {}, std::move(o)}; };
-  CHECK_NOTHROW(make({}));
-  CHECK_THROWS_AS(make({.subprotocols = {"bad name"}}), std::invalid_argument);
-  CHECK_THROWS_AS(make({.read_message_max = 0}), std::invalid_argument);
-  CHECK_THROWS_AS(make({.overflow_close_code = 1006}), std::invalid_argument);
-  CHECK_THROWS_AS(make({.deflate = {.enable = true, .max_window_bits = 8}}), std::invalid_argument);
-  CHECK_THROWS_WITH(make({.deflate = {.mem_level = 10}}), Catch::Contains("deflate.mem_level"));
-}
 
 // ---------------------------------------------------------------------------------------------
 // End to end
@@ -416,7 +288,7 @@ TEST_CASE("websocket: refused requests answer with an error message and the conn
     json expected;
   };
   std::vector<Case> const cases{
-      {R"({"subscribe":"secret"})", {{"error", "forbidden"}, {"topic", "secret"}, {"message", "not allowed to subscribe to this topic"}}},
+      {R"({"subscribe":"secret"})", {{"error", "forbidden"}, {"topic", "secret"}, {"message", "not allowed to subscribe to secret"}}},
       {R"({"subscribe":"boom"})", {{"error", "hook failed"}, {"topic", "boom"}}},
       {R"({"subscribe":""})", {{"error", "bad topic name"}, {"message", "invalid topic name"}}},
       {R"({"subscribe":"*"})", {{"error", "bad topic name"}, {"topic", "*"}, {"message", "invalid topic name"}}},
@@ -466,22 +338,12 @@ TEST_CASE("websocket: refused requests answer with an error message and the conn
     auto d = f.client("/fixed?topic=x");
     d->send(json{{"subscribe", "y"}});
     REQUIRE(run_until(f.ioc, [&] { return d->count() == 1; }));
-    CHECK(d->json(0) == json{{"error", "forbidden"}, {"topic", "y"}, {"message", "topic not offered on this channel"}});
+    CHECK(d->json(0) == json{{"error", "forbidden"}, {"topic", "y"}, {"message", "topic not offered on this channel: y"}});
   }
 }
 
 TEST_CASE("websocket: handshake refusals are plain HTTP answers, never a 101", "[e2e][websocket][auth]") {
-  herald::ChannelOptions co;
-  co.authorize = [](herald::Request const& req) {
-    auto const auth = req[http::field::authorization];
-    if (auth == "Bearer good") return herald::Verdict::allow("alice");
-    if (auth == "Bearer banned") return herald::Verdict::deny(herald::error::forbidden, "banned");
-    if (auth == "Bearer throw") throw std::runtime_error("hook failure");
-    return herald::Verdict::deny(herald::error::unauthorized, "token required");
-  };
-  co.authorize_topic = [](std::string_view principal, std::string_view topic) {
-    return principal == "alice" && topic != "secret";
-  };
+  auto co = test::bearer_auth(/*every_topic=*/true);
   co.allowed_origins = {"https://app.example"};
   co.limits.max_connections = 3;
   Fixture f{std::move(co), {.subprotocols = {"herald.v2", "herald.v1"}}};
@@ -767,7 +629,9 @@ TEST_CASE("websocket: invalid UTF-8 in a text frame closes with 1007 on the wire
 }
 
 TEST_CASE("websocket: keepalive pings hold a live client and close a silent peer", "[e2e][websocket]") {
-  Fixture f{{}, {.idle_timeout = std::chrono::milliseconds(100)}};
+  // Long enough that a loaded machine's pause never outlasts it: the live client answers every
+  // ping from the test thread, which a stall would hold back.
+  Fixture f{{}, {.idle_timeout = std::chrono::milliseconds(1000)}};
   std::vector<boost::system::error_code> closed;
   f.live.on_close([&](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); });
 
@@ -862,7 +726,7 @@ struct UserServer {
 TEST_CASE("websocket: embedding hands an upgrade and its stream to the channel", "[e2e][websocket][embed]") {
   net::io_context ioc;
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
-  herald::Channel<herald::WebSocket> live{hub, "/ws", {}, {.idle_timeout = std::chrono::milliseconds(60)}};
+  herald::Channel<herald::WebSocket> live{hub, "/ws", {}, {.idle_timeout = std::chrono::milliseconds(600)}};
   live.on_message([](herald::Session& s, herald::Message const& m) { s.send("got " + std::string(m.data)); });
   // The application's read deadline is shorter than this test: herald must have lifted it.
   UserServer app{ioc, live, 0, std::chrono::milliseconds(50)};

@@ -23,7 +23,6 @@
     var o = Object.assign({
       topics: [],
       transport: "auto",
-      types: [],              // extra SSE event types to listen to ("message" and "reset" always)
       minDelay: 500,          // backoff: first ceiling (ms)
       maxDelay: 30000,        // backoff: largest ceiling (ms)
       pollWait: 25,           // long-poll wait (s)
@@ -145,19 +144,17 @@
     }
 
     function sse() {
-      var params = {};
+      // Envelopes: every event's data names its topic, as on WebSocket and polling.
+      var params = { envelope: "1" };
       if (lastId > 0) params.lastEventId = String(lastId);
       var t = { name: "sse", opened: false };
       var es = new root.EventSource(target(params).href, { withCredentials: false });
-      function onEvent(type) {
-        return function (m) {
-          var id = Number(m.lastEventId);
-          var data = parse(m.data);
-          if (type === "reset" && data && typeof data.cursor === "number") return reset("sse", null, data.cursor);
-          deliver("sse", id, null, type === "message" ? undefined : type, data);
-        };
-      }
-      ["message", "reset"].concat(o.types).forEach(function (type) { es.addEventListener(type, onEvent(type)); });
+      es.onmessage = function (m) {
+        var e = parse(m.data);
+        if (!e || typeof e.id !== "number") return;
+        if (e.event === "reset" && e.data && typeof e.data.cursor === "number") return reset("sse", e.topic || null, e.data.cursor);
+        deliver("sse", e.id, e.topic, e.event, e.data);
+      };
       es.onopen = function () { if (!t.opened) opened(); };
       // EventSource reconnects by itself (with Last-Event-ID) after a dropped stream; only a
       // refused request (readyState CLOSED) or a stream that never opened is ours to handle.

@@ -10,6 +10,7 @@
 //   curl -d hello http://127.0.0.1:8080/live
 
 #include <herald/herald.hpp>
+#include <herald/metrics.hpp>
 #include <herald/transports/negotiated.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -70,6 +71,10 @@ int main(int argc, char** argv) {
 
   herald::Server server{ioc.get_executor()};
   server.add(live);
+  // What an operator scrapes: the hub's and the channel's counters, per transport.
+  herald::Metrics metrics;
+  metrics.add(hub).add(live);
+  server.handle("/metrics", metrics.handler());
   std::string const page = example::asset("index.html", "<!doctype html><p>index.html missing</p>");
   std::string const script = example::asset("herald.js", "/* herald.js missing */");
   server.handle("/", [&page](herald::Request const& req) { return file(req, page, "text/html; charset=utf-8"); });

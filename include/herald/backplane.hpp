@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /** What a backplane's history holds above a cursor: the answer to Backplane::async_history. */
 struct BackplaneHistory {

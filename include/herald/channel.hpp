@@ -12,7 +12,7 @@
 #include <string>
 #include <utility>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /** A path on which clients receive a hub's events over transport `T`.
 

@@ -10,7 +10,10 @@
 namespace boost::asio {}
 namespace boost::beast::http {}
 
-namespace herald {
+/* Every herald name lives in the inline namespace herald::v0 (herald::Hub is herald::v0::Hub): a
+   program that links two libraries built against incompatible herald versions gets two sets of
+   symbols instead of one silently mixed. An incompatible release bumps it in every header. */
+namespace herald::inline v0 {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <type_traits>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /// Errors herald reports on async paths, in hooks and in logs.
 enum class error {

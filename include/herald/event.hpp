@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /** The id of an event: strictly increasing per hub, and the cursor of every transport.
 

@@ -2,7 +2,7 @@
 
 /// Forward declarations of herald's main types: cheap to include, no Boost, no Beast.
 
-namespace herald {
+namespace herald::inline v0 {
 
 struct Event;
 struct HubOptions;

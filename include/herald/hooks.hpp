@@ -11,7 +11,7 @@
 #include <string_view>
 #include <utility>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /// The request type channels accept and hooks inspect.
 using Request = http::request<http::string_body>;

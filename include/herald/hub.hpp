@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-namespace herald {
+namespace herald::inline v0 {
 
 class Backplane;
 
@@ -71,6 +71,13 @@ struct HubStats {
   std::uint64_t slow_consumer_disconnects = 0;
   /// Reset notices sent (expired cursors, OverflowPolicy::reset, backplane discontinuities).
   std::uint64_t resets = 0;
+  /// The same notices by reason (the "reason" of the notice's data).
+  struct ResetReasons {
+    std::uint64_t cursor_expired = 0;
+    std::uint64_t slow_consumer = 0;
+    std::uint64_t backplane_gap = 0;
+  };
+  ResetReasons reset_reasons;
   /// Times the backplane's stream broke and live connections were sent a reset notice.
   std::uint64_t discontinuities = 0;
   /// Topics the hub tracks now.

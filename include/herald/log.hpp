@@ -8,7 +8,7 @@
 #include <functional>
 #include <string_view>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /// Severity of a log record.
 enum class LogLevel : std::uint8_t { debug, info, warning, error };

@@ -1,15 +1,15 @@
 #pragma once
 
 #include <herald/config.hpp>
-#include <herald/detail/subscriber.hpp>
 #include <herald/hooks.hpp>
+#include <herald/overflow.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <string>
 #include <vector>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /// Limits of a channel. Each default is safe for a public server.
 struct Limits {
@@ -25,6 +25,19 @@ struct Limits {
   std::size_t queue_bytes = HERALD_DEFAULT_QUEUE_BYTES;
   /// A write that does not complete in this time closes the connection (stalled peer).
   std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
+};
+
+/** How a channel answers browsers' cross-origin requests from the origins allowed_origins lets
+    in. Methods are what the path serves; the request headers a transport reads (If-None-Match,
+    Last-Event-ID, Content-Type) are allowed by the transport itself. */
+struct CorsOptions {
+  /// Further request headers a preflight allows (the application's own auth headers, say).
+  std::vector<std::string> headers = {"Authorization", "Cache-Control"};
+  /// How long browsers may cache a preflight answer (Access-Control-Max-Age).
+  std::chrono::seconds max_age = std::chrono::minutes(10);
+  /** Send Access-Control-Allow-Credentials: true (cookies, HTTP auth) to origins named in
+      allowed_origins or the same origin; never to one let in by "*" alone. */
+  bool credentials = true;
 };
 
 /** What every channel, whatever its transport, is configured with.
@@ -49,6 +62,7 @@ struct ChannelOptions {
       POST has no such guard (the browser sends cookies and the page cannot read the answer, but
       the request happens): with "*", authenticate with something other than cookies. */
   std::vector<std::string> allowed_origins;
+  CorsOptions cors;
   Limits limits;
   OverflowPolicy overflow = OverflowPolicy::disconnect;
 };

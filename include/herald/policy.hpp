@@ -4,7 +4,7 @@
 
 #include <type_traits>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /** What an application needs from its live channel, as a value usable as a template argument.
     Every field defaults to false; herald::select_t picks the least powerful transport that fits.

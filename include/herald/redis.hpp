@@ -5,6 +5,7 @@
 
 #include <herald/backplane.hpp>
 #include <herald/config.hpp>
+#include <herald/detail/metrics_text.hpp>
 #include <herald/log.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -12,11 +13,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-namespace herald::redis {
+namespace herald::inline v0::redis {
 
 namespace detail {
 class BackplaneImpl;
@@ -114,6 +116,13 @@ class Backplane final : public herald::Backplane {
  private:
   std::shared_ptr<detail::BackplaneImpl> impl_;
 };
+
+/** The backplane's state for herald::Metrics (`metrics.add(herald::redis::metrics(backplane))`):
+    herald_backplane_up (1 while both connections are up), herald_backplane_reconnects_total,
+    herald_backplane_published_total, herald_backplane_publish_failures_total,
+    herald_backplane_ingested_total, herald_backplane_discontinuities_total,
+    herald_backplane_history_reads_total and herald_backplane_position (the log position read). */
+inline std::function<void(herald::detail::MetricsText&)> metrics(std::shared_ptr<Backplane> backplane);
 
 }  // namespace herald::redis
 

@@ -20,7 +20,7 @@
 #include <string>
 #include <string_view>
 
-namespace herald {
+namespace herald::inline v0 {
 
 namespace detail {
 class ServerState;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <herald/config.hpp>
+#include <herald/error.hpp>
 
 #include <boost/system/error_code.hpp>
 
@@ -11,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /// The outcome of Session::send, modelled on uWebSockets' three-way send status.
 enum class SendStatus : std::uint8_t {
@@ -33,7 +34,8 @@ class Peer {
   virtual std::string const& principal() const noexcept = 0;
   virtual std::vector<std::string> subscriptions() const = 0;
   virtual SendStatus send(std::string data, bool binary) = 0;
-  virtual void close() = 0;
+  /// Close after the connection's own messages; `reason` success is a normal close.
+  virtual void close(boost::system::error_code reason) = 0;
 };
 
 }  // namespace detail
@@ -80,9 +82,16 @@ class Session {
     return p ? p->send(std::move(bytes), true) : SendStatus::dropped;
   }
 
-  /// Close the connection normally.
+  /// Close the connection normally (WebSocket 1000), after the messages already sent.
   void close() {
-    if (auto p = peer_.lock()) p->close();
+    if (auto p = peer_.lock()) p->close({});
+  }
+
+  /** Close the connection for `reason`, after the messages already sent: a WebSocket client
+      gets the close code and name of `reason` (e.g. error::forbidden: 1008 "forbidden", for a
+      revoked client), an SSE stream ends. on_close reports `reason`. */
+  void close(error reason) {
+    if (auto p = peer_.lock()) p->close(make_error_code(reason));
   }
 
   /// Whether the connection is still open.

@@ -45,14 +45,22 @@ class SseReader {
   std::optional<long> retry() const { return retry_; }
   int comments() const { return comments_; }
   std::string const& last_event_id() const { return last_id_; }
+  int id_fields() const { return id_fields_; }
+  int event_fields() const { return event_fields_; }
+  /// Bytes after the last blank line that never formed a complete event.
+  bool trailing_partial() const { return pending_ || !line_.empty(); }
 
  private:
   void line(std::string_view l) {
-    if (l.empty()) return dispatch();
+    if (l.empty()) {
+      pending_ = false;
+      return dispatch();
+    }
     if (l.front() == ':') {
       ++comments_;
       return;
     }
+    pending_ = true;
     auto const colon = l.find(':');
     std::string_view field = l.substr(0, colon);
     std::string_view value = colon == std::string_view::npos ? std::string_view{} : l.substr(colon + 1);
@@ -61,8 +69,10 @@ class SseReader {
       data_ += value;
       data_ += '\n';
     } else if (field == "event") {
+      ++event_fields_;
       type_ = value;
     } else if (field == "id") {
+      ++id_fields_;
       if (value.find('\0') == std::string_view::npos) last_id_ = value;
     } else if (field == "retry") {
       bool digits = !value.empty();
@@ -89,6 +99,9 @@ class SseReader {
   std::string last_id_;
   std::optional<long> retry_;
   int comments_ = 0;
+  int id_fields_ = 0;
+  int event_fields_ = 0;
+  bool pending_ = false;
   std::size_t consumed_ = 0;
   std::vector<SseEvent> events_;
 };

@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <utility>
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 /** Delays between reconnection attempts: exponential backoff with full jitter.
 

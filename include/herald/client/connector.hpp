@@ -12,7 +12,7 @@
 #include <memory>
 #include <span>
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 /** One connection's byte stream, type-erased: plain TCP, TLS, or anything a Connector makes.
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <type_traits>
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 /** Errors only clients report. Where herald::error already names the problem (unauthorized,
     forbidden, not_found, slow_consumer, idle_timeout, message_too_big, shutting_down,

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 class Connector;
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string_view>
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 namespace detail {
 class SseImpl;

@@ -23,7 +23,7 @@
 #include <string>
 #include <utility>
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 /** TLS settings. The defaults verify the server: certificate chain against the system's
     trusted CAs, and the certificate against the host name (or IP address) of the URL, which is

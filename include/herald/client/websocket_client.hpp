@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 namespace detail {
 class WsImpl;

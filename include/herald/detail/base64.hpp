@@ -3,7 +3,7 @@
 #include <string>
 #include <string_view>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /// Standard base64 with padding (RFC 4648 §4): how binary payloads ride on text-only wires.
 inline std::string base64_encode(std::string_view in) {

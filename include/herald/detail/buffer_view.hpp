@@ -6,7 +6,7 @@
 
 #include <vector>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /** The buffers of a vector, as a buffer sequence that does not own them. Asio's write
     operations keep their buffer sequence by value, so passing the vector itself copies it

@@ -1,6 +1,10 @@
 #pragma once
 
-#include <herald/detail/http.hpp>
+#include <herald/detail/admission.hpp>
+#include <herald/detail/endpoint.hpp>
+#include <herald/detail/error_table.hpp>
+#include <herald/detail/executor.hpp>
+#include <herald/detail/metrics_text.hpp>
 #include <herald/detail/topic.hpp>
 #include <herald/error.hpp>
 #include <herald/hooks.hpp>
@@ -8,141 +12,39 @@
 #include <herald/options.hpp>
 #include <herald/session.hpp>
 
-#include <boost/asio/detail/concurrency_hint.hpp>
-#include <boost/asio/detail/scheduler.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
-/** Whether `ex` is the executor of an io_context made to be run by one thread
-    (`net::io_context ioc{1}`, or an unlocked concurrency hint). Its handlers never run
-    concurrently, so it serializes a connection's handlers as a strand would, and a strand
-    would only add cost: with hundreds of connections, every strand wake-up allocates, because
-    Asio recycles at most two blocks per thread. */
-inline bool single_threaded(net::any_io_executor const& ex) {
-#if defined(BOOST_ASIO_HAS_IOCP)
-  (void)ex;
-  return false;
-#else
-  auto const* io = ex.target<net::io_context::executor_type>();
-  if (!io) return false;
-  // On POSIX an io_context's implementation is its scheduler service.
-  auto& ctx = io->context();
-  if (!net::has_service<net::detail::scheduler>(ctx)) return false;
-  int const hint = net::use_service<net::detail::scheduler>(ctx).concurrency_hint();
-  return hint == 1 || (BOOST_ASIO_CONCURRENCY_HINT_IS_SPECIAL(hint) &&
-                       !BOOST_ASIO_CONCURRENCY_HINT_IS_LOCKING(SCHEDULER, hint));
-#endif
-}
+/** A channel's counters (per transport: each member of a Negotiated channel has its own), for
+    herald::Metrics. Relaxed atomics: each is a count, read on its own. */
+struct ChannelCounters {
+  std::atomic<std::uint64_t> connections{0};
+  std::atomic<std::uint64_t> connections_opened{0};
+  std::atomic<std::uint64_t> subscriptions{0};
+  std::atomic<std::uint64_t> deliveries{0};
+  std::atomic<std::uint64_t> replayed{0};
+  std::atomic<std::uint64_t> slow_consumer{0};
+  std::atomic<std::uint64_t> written_bytes{0};
+  /// Refusals by error (error_table order; the last slot: errors of other categories).
+  std::array<std::atomic<std::uint64_t>, error_table.size() + 1> refusals{};
 
-/** An executor that runs a new connection's handlers one at a time: the io_context's own
-    executor when it is single-threaded, else a new strand. When `ex` is an io_context's or a
-    thread_pool's executor, the strand wraps that concrete executor, so it fits
-    any_io_executor's small-object buffer and never type-erases its inner executor: a
-    strand<any_io_executor> heap-allocates on every prefer/require/query Asio makes per
-    operation (bench/results/analysis.md, section 1). */
-inline net::any_io_executor new_strand(net::any_io_executor const& ex) {
-  if (single_threaded(ex)) return ex;
-  if (auto const* io = ex.target<net::io_context::executor_type>()) return net::make_strand(*io);
-  if (auto const* pool = ex.target<net::thread_pool::executor_type>()) return net::make_strand(*pool);
-  return net::make_strand(ex);
-}
-
-/** An executor that runs one handler at a time: `ex` itself when it is a strand already (as
-    herald::Server's connections are) or single-threaded, so handlers do not pay for two
-    strands, else a new strand on it. */
-inline net::any_io_executor serialized(net::any_io_executor const& ex) {
-  if (ex.target<net::strand<net::io_context::executor_type>>() ||
-      ex.target<net::strand<net::thread_pool::executor_type>>() ||
-      ex.target<net::strand<net::any_io_executor>>())
-    return ex;
-  return new_strand(ex);
-}
-
-/** net::post(ex, handler) through `ex`'s concrete type when it is one new_strand() makes. A
-    post through any_io_executor type-erases the handler into memory from Asio's recycling
-    allocator, whatever allocator the handler carries, and that allocator keeps only two blocks
-    per thread: with hundreds of connections waking at once, every post went to malloc. */
-template <class Handler>
-void post_to(net::any_io_executor const& ex, Handler&& handler) {
-  if (auto const* io = ex.target<net::io_context::executor_type>())
-    return net::post(*io, std::forward<Handler>(handler));
-  if (auto const* strand = ex.target<net::strand<net::io_context::executor_type>>())
-    return net::post(*strand, std::forward<Handler>(handler));
-  net::post(ex, std::forward<Handler>(handler));
-}
-
-/// What a channel needs from each live connection, whatever its transport.
-class SessionBase {
- public:
-  virtual ~SessionBase() = default;
-  /// Tell the client the server is going away and close once it has been told.
-  virtual void stop() = 0;
-  /// Close now.
-  virtual void abort() = 0;
-};
-
-/// The answer to a request a channel answers in place (request/response transports: polling).
-using Response = http::response<http::string_body>;
-
-/** Delivers such an answer to the connection that owns the stream; called at most once. The
-    answer is complete as it is written (prepare_payload done: Content-Length or chunked set);
-    the connection only sets the request's version and its keep-alive decision. */
-using Respond = std::function<void(Response&&)>;
-
-/// A request a channel holds (a long poll) on a connection it does not own.
-class Held {
- public:
-  virtual ~Held() = default;
-  /** The client went away: drop the request without answering and free what it holds at once.
-      Call on the connection's executor; the Respond is not called after this. */
-  virtual void cancel() = 0;
-};
-
-/// What herald::Server needs from a channel: the type-erased face of ChannelImpl<T>.
-class Endpoint {
- public:
-  virtual ~Endpoint() = default;
-  virtual std::string const& path() const noexcept = 0;
-  virtual void accept(beast::tcp_stream&& stream, Request&& req) = 0;
-  /** Whether `req` is answered in place with answer() (the connection stays the caller's, for
-      keep-alive and other paths) rather than handed over with accept(). */
-  virtual bool answers(Request const& req) const {
-    (void)req;
-    return false;
+  void add(std::atomic<std::uint64_t>& c, std::uint64_t n) noexcept { c.fetch_add(n, std::memory_order_relaxed); }
+  void sub(std::atomic<std::uint64_t>& c, std::uint64_t n) noexcept { c.fetch_sub(n, std::memory_order_relaxed); }
+  void refused(boost::system::error_code ec) noexcept {
+    auto const* row = error_info(ec);
+    add(refusals[row ? static_cast<std::size_t>(row - error_table.data()) : error_table.size()], 1);
   }
-  /** Answer `req` without taking the connection. `respond` runs on `ex` (a strand: the
-      connection's), exactly once unless the returned Held is cancelled first. It may run before
-      answer() returns (an immediate answer), and then nullptr is returned; otherwise the request
-      is held and the Held is how the caller cancels it when its client goes away. A held request
-      keeps itself alive until it is answered or cancelled, so the caller may (and should) keep
-      it as a weak_ptr: `respond` usually owns the caller, and a strong pointer back is a cycle. */
-  virtual std::shared_ptr<Held> answer(Request&& req, net::any_io_executor const& ex, Respond respond) {
-    (void)ex;
-    respond(Response{http::status::not_found, req.version()});
-    return nullptr;
-  }
-  virtual void shutdown() = 0;
-  virtual void abort() = 0;
-  virtual std::size_t active() const = 0;
-};
-
-/// What admission decided for a request that may proceed.
-struct Admission {
-  std::string principal;
-  TopicSet topics;
-  QueryParams query;
 };
 
 /** The transport-independent part of a channel: options, admission (origin, authorization,
@@ -164,6 +66,10 @@ class ChannelCore {
       throw std::invalid_argument("herald: Limits::queue_events and queue_bytes must be positive");
     if (options_.limits.max_subscriptions == 0)
       throw std::invalid_argument("herald: Limits::max_subscriptions must be positive");
+    for (auto const& h : options_.cors.headers)
+      if (!http_token(h)) throw std::invalid_argument("herald: CorsOptions::headers holds an invalid header name");
+    if (options_.cors.max_age.count() < 0)
+      throw std::invalid_argument("herald: CorsOptions::max_age must not be negative");
   }
 
   /** A core for one member of a multi-transport channel (herald::Negotiated): the same hub,
@@ -185,68 +91,67 @@ class ChannelCore {
     return {options_.limits.queue_events, options_.limits.queue_bytes, options_.overflow};
   }
 
-  /** Decide whether `req` may proceed: origin, authorization, topics, topic authorization.
-      On refusal returns the error and sets `detail` to a message for the client. Hooks that
-      throw refuse with error::hook_failed. A request naming no topic gets the channel's fixed
-      topics, or, if it has none and `empty_means_all`, every topic (else no topic at all:
-      transports such as WebSocket subscribe later). */
+  /** Decide whether `req` may proceed (detail::admit_request: origin, authorization, topics,
+      cursor) on a channel that still admits. On refusal returns the error and sets `detail` to
+      a message for the client. */
   boost::system::error_code admit(Request const& req, Admission& out, std::string& detail,
                                   bool empty_means_all = true) const {
     if (stopping()) return error::shutting_down;
-    if (!origin_allowed(req[http::field::origin], req[http::field::host], options_.allowed_origins))
-      return error::origin_not_allowed;
-    auto query = parse_query(target_query(req.target()));
-    if (!query) {
-      detail = "malformed query string";
-      return error::bad_request;
+    return admit_request(options_, req, out, detail, empty_means_all);
+  }
+
+  ChannelCounters& counters() const noexcept { return counters_; }
+
+  /// `n` events written to a client of this channel (the hub's count and the channel's).
+  void delivered(std::size_t n) const noexcept {
+    state().delivered(n);
+    counters_.add(counters_.deliveries, n);
+  }
+
+  /// Log and count a request this channel refused (transport: its name in the log).
+  void refused(boost::system::error_code ec, std::string_view transport, std::uint64_t connection) const noexcept {
+    counters_.refused(ec);
+    state().log(ec == error::hook_failed ? LogLevel::error : LogLevel::info, transport, connection, ec, "refused");
+  }
+
+  /** This core's series (labelled channel, transport) into `m`; its connections' queued bytes
+      are summed from the registry, which the members of a Negotiated channel share. */
+  void write_metrics(MetricsText& m, std::string_view transport) const {
+    auto const& c = counters_;
+    std::string_view const path = path_;
+    auto get = [](std::atomic<std::uint64_t> const& a) { return a.load(std::memory_order_relaxed); };
+    std::uint64_t queued = 0;
+    for (auto const& s : snapshot_all()) queued += s->queued_bytes(this);
+    m.family("herald_connections", "gauge", "Connections open now.");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.connections));
+    m.family("herald_connections_opened_total", "counter", "Connections opened (admitted and subscribed).");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.connections_opened));
+    m.family("herald_subscriptions", "gauge", "Topics subscribed now, over every connection (an every-topic stream counts 1).");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.subscriptions));
+    m.family("herald_deliveries_total", "counter", "Events written to clients.");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.deliveries));
+    m.family("herald_replayed_events_total", "counter", "Events replayed from history to resuming clients.");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.replayed));
+    m.family("herald_slow_consumer_disconnects_total", "counter", "Connections closed for falling behind their queue bound.");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.slow_consumer));
+    m.family("herald_queued_bytes", "gauge", "Bytes of events waiting in connections' queues.");
+    m.sample({{"channel", path}, {"transport", transport}}, queued);
+    m.family("herald_written_bytes_total", "counter", "Bytes of events and answers written to clients.");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.written_bytes));
+    m.family("herald_refusals_total", "counter", "Requests refused, by HTTP status and herald error.");
+    for (std::size_t i = 0; i <= error_table.size(); ++i) {
+      auto const n = get(c.refusals[i]);
+      if (n == 0) continue;
+      auto const status = std::to_string(i < error_table.size() ? error_table[i].status : 500u);
+      m.sample({{"channel", path}, {"transport", transport}, {"status", status},
+                {"reason", i < error_table.size() ? error_table[i].wire : std::string_view("other")}},
+               n);
     }
-    try {
-      if (options_.authorize) {
-        Verdict v = options_.authorize(req);
-        if (!v.allowed()) {
-          detail = v.text();
-          return v.reason();
-        }
-        out.principal = v.text();
-      }
-      for (auto const& [key, value] : *query) {
-        if (key != "topic") continue;
-        if (!valid_topic(value, options_.limits.max_topic_length)) {
-          detail = "invalid topic name";
-          return error::bad_topic;
-        }
-        if (!options_.topics.empty() &&
-            std::find(options_.topics.begin(), options_.topics.end(), value) == options_.topics.end()) {
-          detail = "topic not offered on this channel: " + value;
-          return error::forbidden;
-        }
-        if (std::find(out.topics.topics.begin(), out.topics.topics.end(), value) == out.topics.topics.end())
-          out.topics.topics.push_back(value);
-      }
-      if (out.topics.topics.empty()) {
-        out.topics.topics = options_.topics;
-        out.topics.all = options_.topics.empty() && empty_means_all;
-      }
-      if (out.topics.topics.size() > options_.limits.max_subscriptions) {
-        detail = "at most " + std::to_string(options_.limits.max_subscriptions) + " topics";
-        return error::too_many_subscriptions;
-      }
-      if (options_.authorize_topic) {
-        if (out.topics.all && !options_.authorize_topic(out.principal, "*")) {
-          detail = "not allowed to subscribe to every topic";
-          return error::forbidden;
-        }
-        for (auto const& t : out.topics.topics)
-          if (!options_.authorize_topic(out.principal, t)) {
-            detail = "not allowed to subscribe to " + t;
-            return error::forbidden;
-          }
-      }
-    } catch (...) {
-      return error::hook_failed;
-    }
-    out.query = std::move(*query);
-    return {};
+  }
+
+  /// The CORS answer for `req`'s Origin (detail/cors.hpp).
+  CorsGrant cors(Request const& req) const {
+    return cors_grant(req[http::field::origin], req[http::field::host], options_.allowed_origins);
   }
 
   // Handlers are set before the channel serves (documented on Channel), then only read.
@@ -332,10 +237,20 @@ class ChannelCore {
     std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions;
   };
 
+  std::vector<std::shared_ptr<SessionBase>> snapshot_all() const {
+    std::vector<std::shared_ptr<SessionBase>> out;
+    std::lock_guard lock{shared_->mutex};
+    out.reserve(shared_->sessions.size());
+    for (auto& [raw, weak] : shared_->sessions)
+      if (auto s = weak.lock()) out.push_back(std::move(s));
+    return out;
+  }
+
   Hub hub_;
   std::string path_;
   ChannelOptions options_;
   std::shared_ptr<Shared> shared_;
+  mutable ChannelCounters counters_;
 };
 
 /// Per-channel state a transport may ask for with a nested `channel_state` type; none by default.
@@ -394,6 +309,11 @@ class ChannelImpl final : public ChannelCore,
     if constexpr (requires { T::answers(req); })
       return T::answer(this->shared_from_this(), std::move(req), ex, std::move(respond));
     else return Endpoint::answer(std::move(req), ex, std::move(respond));
+  }
+  void metrics(MetricsText& m) const override {
+    write_metrics(m, T::name);
+    if constexpr (requires { state_.for_each_member([](auto const&) {}); })
+      state_.for_each_member([&](auto const& member) { member->metrics(m); });
   }
   void shutdown() override { ChannelCore::shutdown(); }
   void abort() override { ChannelCore::abort(); }

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /// Append `v` in decimal, without the temporary string of std::to_string (ids have 16 digits,
 /// past the small-string buffer, so each to_string was a heap allocation per event).

@@ -1,61 +1,34 @@
 #pragma once
 
+#include <herald/detail/error_table.hpp>
 #include <herald/error.hpp>
 
 #include <boost/beast/http/status.hpp>
 
 #include <cstdint>
+#include <string_view>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
-/// The one place that says which HTTP status answers which herald error.
+/// The HTTP status that refuses a request for `ec` (error_table); 500 for other errors.
 inline http::status to_http_status(boost::system::error_code ec) noexcept {
-  if (ec.category() != error_category()) return http::status::internal_server_error;
-  switch (static_cast<error>(ec.value())) {
-    case error::unauthorized: return http::status::unauthorized;
-    case error::forbidden:
-    case error::origin_not_allowed: return http::status::forbidden;
-    case error::not_found: return http::status::not_found;
-    case error::method_not_allowed: return http::status::method_not_allowed;
-    case error::bad_request:
-    case error::bad_topic:
-    case error::bad_cursor:
-    case error::too_many_subscriptions:
-    case error::bad_control_message: return http::status::bad_request;
-    case error::message_too_big: return http::status::payload_too_large;
-    case error::too_many_connections:
-    case error::shutting_down:
-    case error::backplane_unavailable: return http::status::service_unavailable;
-    default: return http::status::internal_server_error;
-  }
+  auto const* row = error_info(ec);
+  return row ? static_cast<http::status>(row->status) : http::status::internal_server_error;
 }
 
-/** The one place that says which WebSocket close code (RFC 6455 §7.4.1) ends a connection for
-    which reason. Success is a normal close (1000). Timeouts have no code of their own: the
-    connection is cut without a close frame, and 1001 is what a peer would be told. */
+/** The WebSocket close code (RFC 6455 §7.4.1) that ends a connection for `ec` (error_table).
+    Success is a normal close (1000); an error of another category is the server's (1011). */
 inline std::uint16_t to_close_code(boost::system::error_code ec) noexcept {
   if (!ec) return 1000;
-  if (ec.category() != error_category()) return 1011;
-  switch (static_cast<error>(ec.value())) {
-    case error::shutting_down:
-    case error::idle_timeout:
-    case error::write_timeout: return 1001;
-    case error::unauthorized:
-    case error::forbidden:
-    case error::origin_not_allowed:
-    case error::not_found:
-    case error::method_not_allowed:
-    case error::bad_request:
-    case error::bad_topic:
-    case error::bad_cursor:
-    case error::too_many_subscriptions:
-    case error::bad_control_message: return 1008;
-    case error::message_too_big: return 1009;
-    case error::too_many_connections:
-    case error::slow_consumer:
-    case error::backplane_unavailable: return 1013;
-    default: return 1011;
-  }
+  auto const* row = error_info(ec);
+  return row ? row->close_code : 1011;
+}
+
+/** What the wire calls `ec`: the table's stable name for herald's errors (JSON "error"
+    fields, close reasons), the message for others (they carry no promise of stability). */
+inline std::string wire_name(boost::system::error_code ec) {
+  if (auto const* row = error_info(ec)) return std::string(row->wire);
+  return ec.message();
 }
 
 }  // namespace herald::detail

@@ -9,7 +9,7 @@
 #include <new>
 #include <utility>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /** A per-thread cache of freed handler memory, in 64-byte size classes up to 4 KiB.
 

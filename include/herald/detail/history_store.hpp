@@ -13,7 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /// Transparent hash, so maps keyed by std::string are searched with a string_view.
 struct StringHash {

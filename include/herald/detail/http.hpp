@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /// The path part of a request target ("/a/b?x=1" -> "/a/b").
 inline std::string_view target_path(std::string_view target) noexcept {
@@ -86,47 +86,16 @@ inline std::optional<EventId> parse_event_id(std::string_view s) noexcept {
   return v;
 }
 
-/** Whether a browser request from `origin` may proceed.
-
-    An empty allowlist means same-origin only: the Origin's authority must equal the Host header.
-    "*" in the list allows any origin. Requests without an Origin (non-browser clients) pass:
-    the Origin check defends browsers against cross-site use, authentication is the hook's job.
-*/
-inline bool origin_allowed(std::string_view origin, std::string_view host,
-                           std::vector<std::string> const& allowed);
-
-/** What a CORS answer to an allowed `origin` says: the Access-Control-Allow-Origin value, and
-    whether Access-Control-Allow-Credentials: true may go with it. */
-struct CorsGrant {
-  std::string allow;  ///< empty: no CORS headers (no Origin, or one not allowed)
-  bool credentials = false;
-};
-
-/** Credentials go only to an origin the application trusts by name (listed, or the same origin
-    when the list is empty). An origin let in by "*" alone gets "*", which browsers never pair
-    with cookies or HTTP auth: "*" makes a stream public, it cannot hand a user's
-    cookie-authenticated stream to every web site (CWE-942). */
-inline CorsGrant cors_grant(std::string_view origin, std::string_view host,
-                            std::vector<std::string> const& allowed) {
-  if (origin.empty()) return {};
-  bool any = false;
-  for (auto const& a : allowed) {
-    if (a == "*")
-      any = true;
-    else if (beast::iequals(a, origin))
-      return {std::string(origin), true};
+/// Whether `s` is an HTTP token (RFC 9110 §5.6.2): a method or header name.
+constexpr bool http_token(std::string_view s) noexcept {
+  if (s.empty()) return false;
+  for (char ch : s) {
+    auto const c = static_cast<unsigned char>(ch);
+    bool const ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+    if (!ok) return false;
   }
-  if (any) return {"*", false};
-  if (!allowed.empty()) return {};
-  auto const scheme = origin.find("://");
-  if (scheme == std::string_view::npos || host.empty() || !beast::iequals(origin.substr(scheme + 3), host))
-    return {};
-  return {std::string(origin), true};
-}
-
-inline bool origin_allowed(std::string_view origin, std::string_view host,
-                           std::vector<std::string> const& allowed) {
-  return origin.empty() || !cors_grant(origin, host, allowed).allow.empty();
+  return true;
 }
 
 /// Escape `s` as the inside of a JSON string (quotes not included).

@@ -16,7 +16,7 @@
 #include <unistd.h>
 #endif
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /** Allocates event ids that keep increasing across restarts of the process.
 

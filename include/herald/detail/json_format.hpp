@@ -3,12 +3,13 @@
 #include <herald/detail/base64.hpp>
 #include <herald/detail/decimal.hpp>
 #include <herald/detail/http.hpp>
+#include <herald/detail/stored_event.hpp>
 #include <herald/detail/topic.hpp>
 #include <herald/event.hpp>
 
 #include <string>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /** `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, as a decoder
     would show it. Text payloads are not checked at publish; JSON (and WebSocket text frames,
@@ -81,5 +82,11 @@ inline std::string encode_json_envelope(Event const& ev) {
   append_json_envelope(out, ev);
   return out;
 }
+
+/// The JSON envelope as a wire format (polling answers, WebSocket with permessage-deflate).
+inline constexpr WireFormat json_wire{"json"};
+
+/// The JSON envelope of `ev`: encoded once per event, then shared by every answer and frame.
+inline std::string const& json_envelope(StoredEvent const& ev) { return ev.encoded(json_wire, encode_json_envelope); }
 
 }  // namespace herald::detail

@@ -17,12 +17,7 @@
 #include <string>
 #include <string_view>
 
-namespace herald::detail {
-
-/// The JSON envelope of `ev`: encoded once per event, then shared by every poll answer.
-inline std::string const& json_envelope(StoredEvent const& ev) {
-  return ev.encoded(WireFormat::json, encode_json_envelope);
-}
+namespace herald::inline v0::detail {
 
 /// A `wait` above this many seconds is not a wait but a mistake or an attack: 400.
 inline constexpr std::int64_t max_wait_parameter_seconds = 3600;
@@ -70,21 +65,18 @@ inline std::optional<std::size_t> parse_limit(std::string_view s) noexcept {
   return static_cast<std::size_t>(v);
 }
 
-/// What a poll asks for, beyond its topics.
+/// What a poll asks for, beyond its topics and its cursor (read_cursor).
 struct PollParams {
-  /// The cursor: events above it. Absent: start from now.
-  std::optional<EventId> since;
   /// Long poll: hold up to this long (before the server's cap). Absent or zero: short poll.
   std::optional<std::chrono::milliseconds> wait;
   std::optional<std::size_t> limit;
 };
 
-/** Read `since`, `wait` and `limit` from a decoded query. Other parameters are ignored (cache
-    busters such as `_=1700000000` are common). A parameter given twice is an error, as is any
-    value that does not parse; `detail` then says which and why. */
+/** Read `wait` and `limit` from a decoded query. Other parameters are ignored (cache busters
+    such as `_=1700000000` are common). A parameter given twice is an error, as is any value that
+    does not parse; `detail` then says which and why. */
 inline boost::system::error_code parse_poll_params(QueryParams const& query, PollParams& out,
                                                    std::string& detail) {
-  bool seen_since = false;
   bool seen_wait = false;
   bool seen_limit = false;
   auto fail = [&](error e, std::string why) -> boost::system::error_code {
@@ -92,12 +84,7 @@ inline boost::system::error_code parse_poll_params(QueryParams const& query, Pol
     return e;
   };
   for (auto const& [key, value] : query) {
-    if (key == "since") {
-      if (seen_since) return fail(error::bad_cursor, "since given twice");
-      seen_since = true;
-      out.since = parse_event_id(value);
-      if (!out.since) return fail(error::bad_cursor, "since must be an event id (decimal digits)");
-    } else if (key == "wait") {
+    if (key == "wait") {
       if (seen_wait) return fail(error::bad_request, "wait given twice");
       seen_wait = true;
       out.wait = parse_wait(value);

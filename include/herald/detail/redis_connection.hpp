@@ -27,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /// A Redis reply, copied out of hiredis (whose reply objects live only inside its callback).
 struct RedisValue {

@@ -21,7 +21,7 @@
 #include <string>
 #include <string_view>
 
-namespace herald::detail::redis_lua {
+namespace herald::inline v0::detail::redis_lua {
 
 /// Helpers every script starts with.
 inline constexpr std::string_view prelude = R"lua(

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /// Where a Redis server is and how to log in: what a redis:// URL says.
 struct RedisEndpoint {

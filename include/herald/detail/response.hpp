@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /// The TCP socket under any stream layering (tcp_stream, ssl_stream<tcp_stream>, raw socket).
 template <class Stream>
@@ -24,19 +24,25 @@ auto& lowest_socket(Stream& s) noexcept {
   else return layer;
 }
 
-/// Half-close then close: the peer reads everything sent before it sees the end.
+/** Half-close then close: the peer reads everything sent before it sees the end. A stream type
+    whose lowest layer is not a socket closes itself: `herald_close(stream)`, found by
+    argument-dependent lookup, is called instead (the customization point of transport.hpp). */
 template <class Stream>
 void close_stream(Stream& s) noexcept {
-  auto& sock = lowest_socket(s);
-  boost::system::error_code ignored;
-  sock.shutdown(net::ip::tcp::socket::shutdown_send, ignored);
-  sock.close(ignored);
+  if constexpr (requires { herald_close(s); }) {
+    herald_close(s);
+  } else {
+    auto& sock = lowest_socket(s);
+    boost::system::error_code ignored;
+    sock.shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+    sock.close(ignored);
+  }
 }
 
-/// The JSON body of an error answer: {"error":"<message>","message":"<detail>"}.
+/// The JSON body of an error answer: {"error":"<wire name>","message":"<detail>"}.
 inline std::string error_body(boost::system::error_code ec, std::string_view detail) {
   std::string body = R"({"error":")";
-  append_json_escaped(body, ec.message());
+  append_json_escaped(body, wire_name(ec));
   body += '"';
   if (!detail.empty()) {
     body += R"(,"message":")";

@@ -2,13 +2,15 @@
 
 #include <herald/detail/base64.hpp>
 #include <herald/detail/decimal.hpp>
+#include <herald/detail/json_format.hpp>
+#include <herald/detail/stored_event.hpp>
 #include <herald/event.hpp>
 
 #include <chrono>
 #include <string>
 #include <string_view>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /** Append `data` as one `data:` line per payload line. CR, LF and CRLF all end a line, as they
     do for the WHATWG parser, so no payload can smuggle in a field or end the event early. */
@@ -59,5 +61,30 @@ inline std::string sse_retry(std::chrono::milliseconds delay) {
 
 /// A comment line: ignored by clients, keeps proxies and NAT tables from timing out.
 inline constexpr std::string_view sse_heartbeat = ": ping\n\n";
+
+/** One event whose data is its JSON envelope ({"id","topic","event","data"}, as WebSocket and
+    polling carry it), as a plain message: a stream of several topics (`?envelope`) tells each
+    event's topic this way, and `onmessage` still sees every event. */
+inline std::string encode_sse_envelope(Event const& ev) {
+  std::string out;
+  out.reserve(json_envelope_size_hint(ev) + 32);
+  out += "id: ";
+  append_decimal(out, ev.id);
+  out += '\n';
+  // A JSON payload may hold line breaks (pretty-printed): each becomes a data: line, and the
+  // joined lines are the same JSON.
+  append_sse_data(out, encode_json_envelope(ev));
+  out += '\n';
+  return out;
+}
+
+/// The event-stream framing as a wire format, bare and enveloped.
+inline constexpr WireFormat sse_wire{"sse"};
+inline constexpr WireFormat sse_envelope_wire{"sse_envelope"};
+
+/// The event-stream bytes of `ev`: encoded once per event and form, then shared by every stream.
+inline std::string const& sse_bytes(StoredEvent const& ev, bool envelope = false) {
+  return envelope ? ev.encoded(sse_envelope_wire, encode_sse_envelope) : ev.encoded(sse_wire, encode_sse);
+}
 
 }  // namespace herald::detail

@@ -6,14 +6,21 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <forward_list>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <utility>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
-/// Wire formats an event can be encoded into; each transport names the one it uses.
-enum class WireFormat : std::uint8_t { sse, json, ws_frame, count_ };
+/** Names one wire format an event is encoded into; its address is the key. A transport
+    declares its own as `inline constexpr WireFormat my_format{"name"};` (sse_format.hpp,
+    json_format.hpp): the set is open, and adding a format edits nothing else. */
+struct WireFormat {
+  std::string_view name;
+};
 
 /** An event as the hub keeps it: immutable once published, shared by history and queues.
 
@@ -31,28 +38,45 @@ class StoredEvent {
   EventId id() const noexcept { return event_.id; }
   std::chrono::steady_clock::time_point published_at() const noexcept { return at_; }
 
-  /// The bytes of this event in `format`, encoded by `encode(event)` on first use.
+  /** The bytes of this event in `format`, encoded by `encode(event)` on first use. The bytes
+      stay where they are for the event's lifetime. Any thread. */
   template <class Encode>
-  std::string const& encoded(WireFormat format, Encode&& encode) const {
-    auto const i = static_cast<std::size_t>(format);
-    if (ready_[i].load(std::memory_order_acquire)) return bytes_[i];
-    // Only a miss takes the lock, so each format is encoded exactly once per event.
-    std::lock_guard lock{encode_mutex_};
-    if (!ready_[i].load(std::memory_order_relaxed)) {
-      bytes_[i] = encode(event_);
-      ready_[i].store(true, std::memory_order_release);
+  std::string const& encoded(WireFormat const& format, Encode&& encode) const {
+    // The first few formats sit in place and are found without the lock; a slot's key is
+    // published after its bytes, so a key seen means complete bytes.
+    for (auto const& slot : slots_) {
+      auto const* key = slot.key.load(std::memory_order_acquire);
+      if (key == &format) return slot.bytes;
+      if (!key) break;
     }
-    return bytes_[i];
+    std::lock_guard lock{encode_mutex_};
+    for (auto& slot : slots_) {
+      auto const* key = slot.key.load(std::memory_order_relaxed);
+      if (key == &format) return slot.bytes;
+      if (key) continue;
+      slot.bytes = encode(event_);
+      slot.key.store(&format, std::memory_order_release);
+      return slot.bytes;
+    }
+    // More formats than slots (a custom transport beside the built-in ones): a list, whose
+    // elements never move.
+    for (auto const& [key, bytes] : more_)
+      if (key == &format) return bytes;
+    return more_.emplace_front(&format, encode(event_)).second;
   }
 
  private:
   friend class HubState;
-  static constexpr std::size_t formats = static_cast<std::size_t>(WireFormat::count_);
+  struct Slot {
+    std::atomic<WireFormat const*> key{nullptr};
+    std::string bytes;
+  };
   Event event_;
   std::chrono::steady_clock::time_point at_;
-  // In place rather than behind pointers: one allocation per encoding, not two.
-  mutable std::array<std::string, formats> bytes_{};
-  mutable std::array<std::atomic<bool>, formats> ready_{};
+  // In place rather than behind pointers: one allocation per encoding, not two. Three: SSE,
+  // the JSON envelope and the WebSocket frame.
+  mutable std::array<Slot, 3> slots_{};
+  mutable std::forward_list<std::pair<WireFormat const*, std::string>> more_;
   mutable std::mutex encode_mutex_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <herald/detail/stored_event.hpp>
 #include <herald/event.hpp>
+#include <herald/overflow.hpp>
 
 #include <boost/system/error_code.hpp>
 
@@ -12,15 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace herald {
-
-/// What happens when a connection's outbound queue is full.
-enum class OverflowPolicy : std::uint8_t {
-  /// Close the connection (error::slow_consumer); the client resumes from its cursor.
-  disconnect,
-  /// Drop what is queued and send a reset notice; the connection stays up.
-  reset,
-};
+namespace herald::inline v0 {
 
 namespace detail {
 
@@ -127,6 +120,12 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
     live_events_ = 0;
     live_bytes_ = 0;
     return true;
+  }
+
+  /// Bytes of live events queued now (what the bound applies to), for herald::Metrics.
+  std::size_t queued_bytes() const {
+    std::lock_guard lock{mutex_};
+    return live_bytes_;
   }
 
   /** Called when a write has completed, before draining again: whether to let one more turn

@@ -3,7 +3,7 @@
 #include <cstddef>
 #include <string_view>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /// Longest topic name herald accepts anywhere.
 inline constexpr std::size_t max_topic_length = 256;

@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /** Which of this process's connections receive which topic: the hub's local fan-out.
 

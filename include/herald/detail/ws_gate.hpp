@@ -16,7 +16,7 @@
 #include <string>
 #include <utility>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 /** The frame header of an unmasked, final, single-frame server message (RFC 6455 §5.2):
     what Beast writes ahead of a message when permessage-deflate is off and auto_fragment is. */

@@ -4,6 +4,7 @@
 // (a control message or an application message) and the JSON texts the server answers with.
 // No I/O and no Beast here, so every rule is unit-tested on its own.
 
+#include <herald/detail/error_map.hpp>
 #include <herald/detail/http.hpp>
 #include <herald/event.hpp>
 
@@ -18,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-namespace herald::detail::ws {
+namespace herald::inline v0::detail::ws {
 
 /// What a client's text frame asks for.
 struct Control {
@@ -112,12 +113,12 @@ inline std::string unsubscribed(std::string_view topic) {
   return out;
 }
 
-/** {"error":"<ec message>","topic":"<topic>","message":"<detail>"}: a request the client made
+/** {"error":"<wire name>","topic":"<topic>","message":"<detail>"}: a request the client made
     was refused; the connection stays open. "topic" and "message" are left out when empty (and
     "topic" when too long to echo). `topic` and `detail` must be UTF-8. */
 inline std::string error_message(boost::system::error_code ec, std::string_view topic, std::string_view detail) {
   std::string out = R"({"error":")";
-  append_json_escaped(out, ec.message());
+  append_json_escaped(out, wire_name(ec));
   out += '"';
   if (!topic.empty() && topic.size() <= max_echoed_topic) {
     out += R"(,"topic":")";
@@ -169,18 +170,6 @@ inline std::string_view select_subprotocol(std::string_view offered, std::vector
       if (s == token) return s;
   }
   return {};
-}
-
-/// Whether `s` is an HTTP token (RFC 9110 §5.6.2), as a subprotocol name must be.
-constexpr bool is_token(std::string_view s) noexcept {
-  if (s.empty()) return false;
-  for (char ch : s) {
-    auto const c = static_cast<unsigned char>(ch);
-    bool const ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                    std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
 }
 
 /// Whether a server may send `code` in a close frame (RFC 6455 §7.4).

@@ -20,7 +20,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
-namespace herald {
+namespace herald::inline v0 {
 namespace detail {
 
 /** The shared state behind a Hub: an id source (IdStore, or the backplane), a history store
@@ -226,7 +226,10 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
     s.events_published = published_.load(std::memory_order_relaxed);
     s.deliveries = deliveries_.load(std::memory_order_relaxed);
     s.slow_consumer_disconnects = slow_.load(std::memory_order_relaxed);
-    s.resets = resets_.load(std::memory_order_relaxed);
+    s.reset_reasons.cursor_expired = resets_expired_.load(std::memory_order_relaxed);
+    s.reset_reasons.slow_consumer = resets_slow_.load(std::memory_order_relaxed);
+    s.reset_reasons.backplane_gap = resets_gap_.load(std::memory_order_relaxed);
+    s.resets = s.reset_reasons.cursor_expired + s.reset_reasons.slow_consumer + s.reset_reasons.backplane_gap;
     s.discontinuities = discontinuities_.load(std::memory_order_relaxed);
     std::lock_guard lock{mutex_};
     s.topics = history_.topics() + index_.topics([&](std::string_view t) { return history_.contains(t); });
@@ -305,7 +308,7 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
   void take(EventPtr const& ev, std::chrono::steady_clock::time_point at) {
     last_ = ev->id();
     history_.append(ev, at);
-    if (auto const n = index_.fan_out(ev)) resets_.fetch_add(n, std::memory_order_relaxed);
+    if (auto const n = index_.fan_out(ev)) resets_slow_.fetch_add(n, std::memory_order_relaxed);
     published_.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -393,7 +396,7 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
     sub.offer(make_reset_notice(set.topics.size() == 1 ? set.topics.front() : std::string(), id, cursor,
                                 "cursor_expired"),
               true);
-    resets_.fetch_add(1, std::memory_order_relaxed);
+    resets_expired_.fetch_add(1, std::memory_order_relaxed);
   }
 
   /** Tell every live subscription that events up to last_ may be missing: one notice for the
@@ -416,12 +419,12 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
     for (auto& [raw, t] : targets) {
       if (!t.held) {
         t.sub->offer(whole, true);
-        resets_.fetch_add(1, std::memory_order_relaxed);
+        resets_gap_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       for (auto topic : t.live) {
         t.sub->offer(make_reset_notice(std::string(topic), last_, last_, "backplane_gap"), true);
-        resets_.fetch_add(1, std::memory_order_relaxed);
+        resets_gap_.fetch_add(1, std::memory_order_relaxed);
       }
     }
   }
@@ -445,7 +448,9 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
   std::atomic<std::uint64_t> published_{0};
   std::atomic<std::uint64_t> deliveries_{0};
   std::atomic<std::uint64_t> slow_{0};
-  std::atomic<std::uint64_t> resets_{0};
+  std::atomic<std::uint64_t> resets_expired_{0};
+  std::atomic<std::uint64_t> resets_slow_{0};
+  std::atomic<std::uint64_t> resets_gap_{0};
   std::atomic<std::uint64_t> discontinuities_{0};
 };
 

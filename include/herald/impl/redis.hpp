@@ -21,7 +21,7 @@
 #include <mutex>
 #include <stdexcept>
 
-namespace herald::redis::detail {
+namespace herald::inline v0::redis::detail {
 
 using herald::detail::RedisConnection;
 using herald::detail::RedisValue;
@@ -526,7 +526,7 @@ inline herald::detail::RedisEndpoint checked(Options const& o) {
 
 }  // namespace herald::redis::detail
 
-namespace herald::redis {
+namespace herald::inline v0::redis {
 
 inline Backplane::Backplane(net::any_io_executor ex, Options options) {
   auto endpoint = detail::checked(options);
@@ -552,5 +552,27 @@ inline void Backplane::async_history(std::vector<std::string> topics, EventId si
 }
 
 inline Stats Backplane::stats() const { return impl_->stats(); }
+
+inline std::function<void(herald::detail::MetricsText&)> metrics(std::shared_ptr<Backplane> backplane) {
+  return [backplane = std::move(backplane)](herald::detail::MetricsText& m) {
+    auto const s = backplane->stats();
+    auto one = [&](char const* name, char const* type, char const* help, std::uint64_t v) {
+      m.family(name, type, help);
+      m.sample({{"backplane", "redis"}}, v);
+    };
+    one("herald_backplane_up", "gauge", "Whether the backplane's connections are up (1) or not (0).",
+        s.connected ? 1 : 0);
+    one("herald_backplane_reconnects_total", "counter", "Backplane connections re-established.", s.reconnects);
+    one("herald_backplane_published_total", "counter", "Events published through the backplane.", s.published);
+    one("herald_backplane_publish_failures_total", "counter", "Publishes that failed (backplane unavailable).",
+        s.publish_failures);
+    one("herald_backplane_ingested_total", "counter", "Events taken in from the shared log.", s.ingested);
+    one("herald_backplane_discontinuities_total", "counter", "Breaks in the shared log seen by this node.",
+        s.discontinuities);
+    one("herald_backplane_history_reads_total", "counter", "History reads for cursors memory could not serve.",
+        s.history_reads);
+    one("herald_backplane_position", "gauge", "The id up to which this node has read the log.", s.position);
+  };
+}
 
 }  // namespace herald::redis

@@ -24,7 +24,7 @@
 #include <unordered_map>
 #include <variant>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 class HttpSession;
 
@@ -417,7 +417,7 @@ struct StopOp {
 
 }  // namespace herald::detail
 
-namespace herald {
+namespace herald::inline v0 {
 
 inline Server::Server(executor_type ex, ServerOptions options)
     : state_(std::make_shared<detail::ServerState>(std::move(ex), std::move(options))) {}

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <herald/config.hpp>
-#include <herald/detail/base64.hpp>
 #include <herald/detail/channel_core.hpp>
 #include <herald/detail/http.hpp>
 #include <herald/detail/response.hpp>
@@ -9,6 +8,7 @@
 #include <herald/hooks.hpp>
 #include <herald/session.hpp>
 #include <herald/transport.hpp>
+#include <herald/transports/impl/negotiated.hpp>
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-namespace herald {
+namespace herald::inline v0 {
 
 namespace detail {
 
@@ -127,6 +127,12 @@ struct Negotiated {
       return std::get<I>(members_);
     }
 
+    /// f(member) for each member's channel, in order.
+    template <class F>
+    void for_each_member(F&& f) const {
+      std::apply([&](auto const&... m) { (f(m), ...); }, members_);
+    }
+
    private:
     template <std::size_t... I>
     static auto make(detail::ChannelCore const& core, options const& o, std::index_sequence<I...>) {
@@ -137,7 +143,7 @@ struct Negotiated {
   };
 
   /// Requests the negotiated channel answers itself rather than a member.
-  enum class Own { none, post, preflight, negotiate, unmatched };
+  using Own = detail::NegotiatedOwn;
 
   static Own own(Request const& req) {
     auto const m = req.method();
@@ -167,9 +173,9 @@ struct Negotiated {
     return member_answers(req, member_index(req), std::index_sequence_for<Ms...>{});
   }
 
-  static std::shared_ptr<detail::Held> answer(std::shared_ptr<detail::ChannelImpl<Negotiated>> channel,
+  static std::shared_ptr<Held> answer(std::shared_ptr<ChannelContext<Negotiated>> channel,
                                               Request&& req, net::any_io_executor const& ex,
-                                              detail::Respond respond) {
+                                              Respond respond) {
     if (auto kind = own(req); kind != Own::none) {
       respond(own_answer(*channel, kind, req));
       return nullptr;
@@ -180,7 +186,7 @@ struct Negotiated {
 
   /// Take over a connection handed over with Channel::accept() (or routed by herald::Server).
   template <class Stream>
-  static void start(std::shared_ptr<detail::ChannelImpl<Negotiated>> channel, Stream&& stream, Request&& req) {
+  static void start(std::shared_ptr<ChannelContext<Negotiated>> channel, Stream&& stream, Request&& req) {
     if (auto kind = own(req); kind != Own::none) {
       auto res = own_answer(*channel, kind, req);
       res.keep_alive(false);  // an embedded connection is answered once, like a polling one
@@ -230,11 +236,11 @@ struct Negotiated {
   }
 
   template <std::size_t... I>
-  static std::shared_ptr<detail::Held> member_answer(std::shared_ptr<detail::ChannelImpl<Negotiated>> const& ch,
+  static std::shared_ptr<Held> member_answer(std::shared_ptr<ChannelContext<Negotiated>> const& ch,
                                                      std::size_t index, Request&& req,
-                                                     net::any_io_executor const& ex, detail::Respond& respond,
+                                                     net::any_io_executor const& ex, Respond& respond,
                                                      std::index_sequence<I...>) {
-    std::shared_ptr<detail::Held> held;
+    std::shared_ptr<Held> held;
     bool done = false;
     auto one = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
       using M = std::tuple_element_t<J, std::tuple<Ms...>>;
@@ -253,7 +259,7 @@ struct Negotiated {
   }
 
   template <class Stream, std::size_t... I>
-  static void member_start(std::shared_ptr<detail::ChannelImpl<Negotiated>> const& ch, std::size_t index,
+  static void member_start(std::shared_ptr<ChannelContext<Negotiated>> const& ch, std::size_t index,
                            Stream&& stream, Request&& req, std::index_sequence<I...>) {
     bool done = false;
     auto one = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
@@ -265,164 +271,8 @@ struct Negotiated {
     (one(std::integral_constant<std::size_t, I>{}), ...);
   }
 
-  /// CORS answer headers for an allowed cross-origin request.
-  static void add_cors(detail::Response& res, detail::CorsGrant const& cors) {
-    res.set(http::field::vary, "Origin");
-    if (cors.allow.empty()) return;
-    res.set(http::field::access_control_allow_origin, cors.allow);
-    if (cors.credentials) res.set(http::field::access_control_allow_credentials, "true");
-  }
-
-  static detail::Response fail(detail::ChannelImpl<Negotiated>& ch, boost::system::error_code ec,
-                               std::string_view detail_text, Request const& req,
-                               detail::CorsGrant const& cors) {
-    ch.state().log(LogLevel::info, name, 0, ec, "request refused");
-    auto res = detail::error_response(ec, detail_text, req.version(), req.keep_alive());
-    if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS, POST");
-    add_cors(res, cors);
-    return res;
-  }
-
-  static detail::Response own_answer(detail::ChannelImpl<Negotiated>& ch, Own kind, Request const& req) {
-    auto const cors = detail::cors_grant(req[http::field::origin], req[http::field::host],
-                                         ch.options().allowed_origins);
-    switch (kind) {
-      case Own::preflight: return preflight(ch, req, cors);
-      case Own::negotiate: return negotiation(ch, req, cors);
-      case Own::post: return post(ch, req, cors);
-      default: break;
-    }
-    if (req.method() != http::verb::get && req.method() != http::verb::head)
-      return fail(ch, error::method_not_allowed, "this path answers GET, HEAD, OPTIONS and POST", req, cors);
-    return fail(ch, error::bad_request, "no transport of this path serves this request", req, cors);
-  }
-
-  static detail::Response preflight(detail::ChannelImpl<Negotiated>& ch, Request const& req,
-                                    detail::CorsGrant const& cors) {
-    if (!req[http::field::origin].empty() && cors.allow.empty())
-      return fail(ch, error::origin_not_allowed, {}, req, {});
-    detail::Response res{http::status::no_content, req.version()};
-    res.set(http::field::allow, "GET, HEAD, OPTIONS, POST");
-    add_cors(res, cors);
-    if (!cors.allow.empty()) {
-      res.set(http::field::access_control_allow_methods, "GET, HEAD, OPTIONS, POST");
-      res.set(http::field::access_control_allow_headers,
-              "Authorization, Cache-Control, Content-Type, If-None-Match, Last-Event-ID");
-      res.set(http::field::access_control_max_age, "600");
-    }
-    res.keep_alive(req.keep_alive());
-    return res;
-  }
-
-  static detail::Response negotiation(detail::ChannelImpl<Negotiated>& ch, Request const& req,
-                                      detail::CorsGrant const& cors) {
-    detail::Admission admission;
-    std::string why;
-    if (auto ec = ch.admit(req, admission, why)) return fail(ch, ec, why, req, cors);
-    detail::Response res{http::status::ok, req.version()};
-    res.set(http::field::content_type, "application/json");
-    res.set(http::field::cache_control, "no-store");
-    add_cors(res, cors);
-    std::string body = R"({"transports":)";
-    body += transport_list();
-    body += R"(,"messages":)";
-    body += ch.has_message_handler() ? "true" : "false";
-    body += R"(,"max_message":)";
-    body += std::to_string(ch.transport_options().max_message);
-    body += R"(,"cursor":)";
-    body += std::to_string(ch.state().stats().last_id);
-    body += "}\n";
-    res.body() = std::move(body);
-    res.keep_alive(req.keep_alive());
-    res.prepare_payload();
-    return res;
-  }
-
-  /// The herald::Session of a POST: collects replies until the response is built.
-  class PostPeer final : public detail::Peer {
-   public:
-    PostPeer(std::uint64_t id, std::string principal, std::vector<std::string> topics, Limits const& limits)
-        : id_(id), principal_(std::move(principal)), topics_(std::move(topics)),
-          max_count_(limits.queue_events), max_bytes_(limits.queue_bytes) {}
-
-    std::uint64_t id() const noexcept override { return id_; }
-    std::string const& principal() const noexcept override { return principal_; }
-    std::vector<std::string> subscriptions() const override { return topics_; }
-
-    SendStatus send(std::string data, bool binary) override {
-      if (!binary && !detail::valid_utf8(data)) return SendStatus::dropped;
-      std::lock_guard lock{mutex_};
-      if (count_ + 1 > max_count_ || bytes_ + data.size() > max_bytes_) return SendStatus::dropped;
-      ++count_;
-      bytes_ += data.size();
-      body_ += count_ == 1 ? "" : ",";
-      if (binary) {
-        body_ += R"({"binary":")";
-        body_ += detail::base64_encode(data);
-        body_ += "\"}";
-      } else {
-        body_ += '"';
-        detail::append_json_escaped(body_, data);
-        body_ += '"';
-      }
-      return SendStatus::accepted;
-    }
-
-    void close() override {
-      std::lock_guard lock{mutex_};
-      closed_ = true;
-    }
-
-    /// The JSON array of replies; whether the handler asked to close.
-    std::pair<std::string, bool> finish() {
-      std::lock_guard lock{mutex_};
-      return {"[" + body_ + "]\n", closed_};
-    }
-
-   private:
-    std::uint64_t id_;
-    std::string principal_;
-    std::vector<std::string> topics_;
-    std::size_t max_count_;
-    std::size_t max_bytes_;
-    std::mutex mutex_;
-    std::string body_;
-    std::size_t count_ = 0;
-    std::size_t bytes_ = 0;
-    bool closed_ = false;
-  };
-
-  static detail::Response post(detail::ChannelImpl<Negotiated>& ch, Request const& req,
-                               detail::CorsGrant const& cors) {
-    detail::Admission admission;
-    std::string why;
-    if (auto ec = ch.admit(req, admission, why)) return fail(ch, ec, why, req, cors);
-    if (!ch.has_message_handler())
-      return fail(ch, error::method_not_allowed, "this channel takes no client messages", req, cors);
-    auto const& body = req.body();
-    if (body.size() > ch.transport_options().max_message)
-      return fail(ch, error::message_too_big,
-                  "at most " + std::to_string(ch.transport_options().max_message) + " bytes", req, cors);
-    bool const binary = req[http::field::content_type].starts_with("application/octet-stream");
-    if (!binary && !detail::valid_utf8(body))
-      return fail(ch, error::bad_request, "a text message must be UTF-8", req, cors);
-
-    auto peer = std::make_shared<PostPeer>(ch.state().next_connection_id(), std::move(admission.principal),
-                                           std::move(admission.topics.topics), ch.options().limits);
-    Session session{std::weak_ptr<detail::Peer>(peer)};
-    if (!ch.message(session, Message{body, binary})) {
-      ch.state().log(LogLevel::error, name, peer->id(), error::hook_failed, "on_message threw");
-      return fail(ch, error::hook_failed, {}, req, cors);
-    }
-    auto [replies, close] = peer->finish();
-    detail::Response res{http::status::ok, req.version()};
-    res.set(http::field::content_type, "application/json");
-    res.set(http::field::cache_control, "no-store");
-    add_cors(res, cors);
-    res.body() = std::move(replies);
-    res.keep_alive(req.keep_alive() && !close);
-    res.prepare_payload();
-    return res;
+  static Response own_answer(ChannelContext<Negotiated>& ch, Own kind, Request const& req) {
+    return detail::negotiated_answer(ch, kind, req, ch.transport_options().max_message, transport_list());
   }
 };
 

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /// Options of the polling transport. Every default is safe for a public server.
 struct PollingOptions {
@@ -26,14 +26,6 @@ struct PollingOptions {
   std::size_t default_limit = 100;
   /// Largest `limit` honoured; a larger one is capped to it.
   std::size_t max_limit = 1000;
-  /** CORS: what a preflight (OPTIONS) allows. Which origins may ask at all is
-      ChannelOptions::allowed_origins (empty: same origin only). */
-  std::vector<std::string> cors_methods = {"GET", "HEAD", "OPTIONS"};
-  std::vector<std::string> cors_headers = {"Authorization", "Cache-Control", "If-None-Match"};
-  /// How long browsers may cache a preflight answer (Access-Control-Max-Age).
-  std::chrono::seconds cors_max_age = std::chrono::minutes(10);
-  /// Answer cross-origin requests with Access-Control-Allow-Credentials: true (cookies, auth).
-  bool cors_credentials = true;
 };
 
 /** Short and long polling: plain HTTP request/response, so it passes every proxy and needs no
@@ -74,15 +66,15 @@ struct Polling {
   static void validate(PollingOptions const& options);
 
   /** Answer `req` on a connection that stays its owner's (see detail::Endpoint::answer). */
-  static std::shared_ptr<detail::Held> answer(std::shared_ptr<detail::ChannelImpl<Polling>> channel,
+  static std::shared_ptr<Held> answer(std::shared_ptr<ChannelContext<Polling>> channel,
                                               Request&& req, net::any_io_executor const& ex,
-                                              detail::Respond respond);
+                                              Respond respond);
 
   /// Serve one request on a connection handed over with Channel::accept(), then close it.
   template <class Stream>
-  static void start(std::shared_ptr<detail::ChannelImpl<Polling>> channel, Stream&& stream, Request&& req);
+  static void start(std::shared_ptr<ChannelContext<Polling>> channel, Stream&& stream, Request&& req);
 };
 
 }  // namespace herald
 
-#include <herald/detail/poll_session.hpp>
+#include <herald/transports/impl/polling.hpp>

@@ -11,7 +11,7 @@
 #include <memory>
 #include <string_view>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /// Options of the SSE transport.
 struct SseOptions {
@@ -19,13 +19,19 @@ struct SseOptions {
   std::chrono::milliseconds retry = std::chrono::seconds(3);
   /// A comment line is sent after this much silence, so proxies keep the stream; zero: never.
   std::chrono::milliseconds heartbeat = std::chrono::seconds(15);
+  /** Send every event's JSON envelope as its data ({"id","topic","event","data"}), so a client
+      of several topics can tell each event's topic. Off: bare data, as `new EventSource(url)`
+      with `JSON.parse(e.data)` expects. A request decides for itself with `?envelope` (or
+      `?envelope=0`). */
+  bool envelope = false;
 };
 
 /** Server-Sent Events (WHATWG event-stream): one-way push that browsers consume with
     `new EventSource(url)`, resuming by themselves with `Last-Event-ID`.
 
     A request is served when it is a GET; `?topic=` names topics, and the cursor comes from the
-    `Last-Event-ID` header or a `lastEventId` query parameter.
+    `Last-Event-ID` header or a `lastEventId` query parameter. `?envelope` makes each event's
+    data its JSON envelope, naming its topic (for streams of several topics).
 */
 struct Sse {
   static constexpr std::string_view name = "sse";
@@ -41,9 +47,9 @@ struct Sse {
   }
 
   template <class Stream>
-  static void start(std::shared_ptr<detail::ChannelImpl<Sse>> channel, Stream&& stream, Request&& req);
+  static void start(std::shared_ptr<ChannelContext<Sse>> channel, Stream&& stream, Request&& req);
 };
 
 }  // namespace herald
 
-#include <herald/detail/sse_session.hpp>
+#include <herald/transports/impl/sse.hpp>

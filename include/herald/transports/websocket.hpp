@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-namespace herald {
+namespace herald::inline v0 {
 
 /** permessage-deflate (RFC 7692) settings of the WebSocket transport. Off by default: each
     compressing connection costs CPU per message and per-connection zlib state, and events can
@@ -91,9 +91,9 @@ struct WebSocket {
   static void validate(WebSocketOptions const& o);
 
   template <class Stream>
-  static void start(std::shared_ptr<detail::ChannelImpl<WebSocket>> channel, Stream&& stream, Request&& req);
+  static void start(std::shared_ptr<ChannelContext<WebSocket>> channel, Stream&& stream, Request&& req);
 };
 
 }  // namespace herald
 
-#include <herald/detail/ws_session.hpp>
+#include <herald/transports/impl/websocket.hpp>

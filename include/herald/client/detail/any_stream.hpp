@@ -18,7 +18,7 @@
 #include <span>
 #include <utility>
 
-namespace herald::client::detail {
+namespace herald::inline v0::client::detail {
 
 class AnyStream {
  public:

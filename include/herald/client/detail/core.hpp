@@ -37,7 +37,7 @@
 #include <utility>
 #include <vector>
 
-namespace herald::client::detail {
+namespace herald::inline v0::client::detail {
 
 using StopHandler = net::any_completion_handler<void(boost::system::error_code)>;
 using clock = std::chrono::steady_clock;

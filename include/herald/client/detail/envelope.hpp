@@ -17,7 +17,7 @@
 #include <string>
 #include <string_view>
 
-namespace herald::client::detail {
+namespace herald::inline v0::client::detail {
 
 /// Parse untrusted JSON; a discarded value on error.
 inline nlohmann::json parse_json(std::string_view text) {

@@ -4,6 +4,7 @@
 
 #include <herald/client/error.hpp>
 #include <herald/client/options.hpp>
+#include <herald/detail/error_table.hpp>
 #include <herald/error.hpp>
 #include <herald/version.hpp>
 
@@ -12,10 +13,11 @@
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
-namespace herald::client::detail {
+namespace herald::inline v0::client::detail {
 
 namespace http = boost::beast::http;
 
@@ -60,21 +62,20 @@ struct StatusVerdict {
   bool retry = false;
 };
 
-/** 429, 408 and 5xx are worth retrying (overload, restarts, proxies); any other refusal is
-    permanent (401, 403, 404, 400, ...): retrying would only repeat it. */
-inline StatusVerdict classify_status(unsigned status) {
-  switch (status) {
-    case 400: return {herald::error::bad_request, false};
-    case 401: return {herald::error::unauthorized, false};
-    case 403: return {herald::error::forbidden, false};
-    case 404: return {herald::error::not_found, false};
-    case 405: return {herald::error::method_not_allowed, false};
-    case 413: return {herald::error::message_too_big, false};
-    case 408:
-    case 429: return {error::unavailable, true};
-    default: break;
+/** 429, 408 and 5xx are worth retrying (overload, restarts, proxies): error::unavailable. Any
+    other refusal is permanent (401, 403, 404, 400, ...): retrying would only repeat it; its
+    error is the one the server's JSON body names ({"error":"<wire name>"}), else the one the
+    status stands for (detail/error_table.hpp). */
+inline StatusVerdict classify_status(unsigned status, std::string_view body = {}) {
+  if (status == 408 || status == 429 || (status >= 500 && status <= 599)) return {error::unavailable, true};
+  std::optional<herald::error> named;
+  if (auto const at = body.find(R"("error":")"); at != std::string_view::npos) {
+    auto const from = at + 9;
+    if (auto const to = body.find('"', from); to != std::string_view::npos)
+      named = herald::detail::error_from_wire(body.substr(from, to - from));
   }
-  if (status >= 500 && status <= 599) return {error::unavailable, true};
+  if (named) return {*named, false};
+  if (auto const e = herald::detail::error_from_status(status)) return {*e, false};
   return {error::unexpected_status, false};
 }
 

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <type_traits>
 
-namespace herald::client::detail {
+namespace herald::inline v0::client::detail {
 
 /// One dispatched event. The views are valid during the callback only.
 struct SseDispatch {

@@ -15,7 +15,7 @@
 #include <string>
 #include <utility>
 
-namespace herald::client::detail {
+namespace herald::inline v0::client::detail {
 
 using tcp = net::ip::tcp;
 
@@ -92,7 +92,7 @@ class PlainConnector final : public Connector {
 
 }  // namespace herald::client::detail
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 inline std::shared_ptr<Connector> plain_tcp() {
   return std::make_shared<detail::PlainConnector>();

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 inline std::optional<Url> parse_url(std::string_view text) {
   auto lower = [](std::string_view s) {

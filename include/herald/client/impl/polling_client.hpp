@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-namespace herald::client::detail {
+namespace herald::inline v0::client::detail {
 
 /// A wait as the `wait` parameter takes it: seconds with millisecond precision ("25", "0.05").
 inline std::string wait_parameter(std::chrono::milliseconds wait) {
@@ -119,7 +119,7 @@ class PollImpl final : public Core {
     auto res = c->parser->release();
     auto const status = res.result_int();
     if (status != 200 && status != 304) {
-      auto const verdict = classify_status(status);
+      auto const verdict = classify_status(status, res.body());
       return verdict.retry ? lost(verdict.ec) : fail(verdict.ec);
     }
     if (!res.keep_alive()) disconnect();
@@ -192,7 +192,7 @@ class PollImpl final : public Core {
 
 }  // namespace herald::client::detail
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 inline PollingClient::PollingClient(executor_type const& ex, std::string_view url, Options options)
     : ClientHandle(std::make_shared<detail::PollImpl>(ex, detail::checked_url(url, detail::Schemes::http),

@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-namespace herald::client::detail {
+namespace herald::inline v0::client::detail {
 
 class SseImpl final : public Core {
  public:
@@ -32,7 +32,10 @@ class SseImpl final : public Core {
       : Core(ex, std::move(url), std::move(options)), parser_(options_.max_message) {
     target_ = url_.target;
     for (auto const& t : options_.topics) append_query(target_, "topic", t);
+    // One topic: bare data, whose topic the client knows. Several (or every topic): envelopes,
+    // which name each event's topic.
     if (options_.topics.size() == 1) topic_ = options_.topics.front();
+    else append_query(target_, "envelope", "1");
     if (options_.since) {
       resume_id_ = std::to_string(*options_.since);
       set_last({}, *options_.since);
@@ -130,6 +133,7 @@ class SseImpl final : public Core {
     auto const parsed = d.has_id ? ::herald::detail::parse_event_id(d.last_event_id) : std::nullopt;
     bool const numeric = parsed.has_value();
     EventId const id = numeric ? *parsed : 0;
+    if (topic_.empty()) return dispatch_envelope(d, numeric, id);
     if (d.type == "reset") {
       if (auto r = parse_reset_data(parse_json(d.data))) {
         // The notice's id is where the stream stands after it (herald: the client's own
@@ -155,6 +159,22 @@ class SseImpl final : public Core {
     return deliver(ev, {});
   }
 
+  /// An event whose data is its JSON envelope (a stream of several topics).
+  bool dispatch_envelope(SseDispatch const& d, bool numeric, EventId id) {
+    auto env = parse_envelope(parse_json(d.data), d.data);
+    if (!env) {
+      lost(error::bad_response);
+      return false;
+    }
+    if (d.has_id) {
+      auto const prev = last({});
+      if (env->reset || !numeric || !prev || id > *prev) resume_id_ = std::string(d.last_event_id);
+      if (env->reset && numeric) set_last({}, id);
+    }
+    if (env->reset) return notify_reset(*env->reset);
+    return deliver(env->event, {});
+  }
+
   void disconnect() override {
     if (!conn_) return;
     conn_->stream.impl().close();
@@ -171,7 +191,7 @@ class SseImpl final : public Core {
 
 }  // namespace herald::client::detail
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 inline SseClient::SseClient(executor_type const& ex, std::string_view url, Options options)
     : ClientHandle(std::make_shared<detail::SseImpl>(ex, detail::checked_url(url, detail::Schemes::http),

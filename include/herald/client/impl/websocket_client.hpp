@@ -21,16 +21,13 @@
 #include <utility>
 #include <vector>
 
-namespace herald::client::detail {
+namespace herald::inline v0::client::detail {
 
 namespace websocket = boost::beast::websocket;
 
-/// The herald::error whose message() is `text` (how the server names errors on the wire).
+/// The herald::error named `text` on the wire (detail/error_table.hpp); bad_response if none.
 inline boost::system::error_code error_from_text(std::string_view text) {
-  for (int e = static_cast<int>(herald::error::unauthorized); e <= static_cast<int>(herald::error::backplane_unavailable); ++e) {
-    auto const ec = make_error_code(static_cast<herald::error>(e));
-    if (ec.message() == text) return ec;
-  }
+  if (auto const e = herald::detail::error_from_wire(text)) return *e;
   return error::bad_response;
 }
 
@@ -191,16 +188,15 @@ class WsImpl final : public Core {
     }));
   }
 
-  /// What a close frame from the server means, in herald's terms.
+  /** What a close frame from the server means, in herald's terms: the error its reason names
+      on the wire, else the one its code stands for (detail/error_table.hpp). */
   static boost::system::error_code close_reason(Conn const& c, boost::system::error_code ec) {
     if (ec != websocket::error::closed) return ec;
-    switch (c.ws.reason().code) {
-      case 1001: return herald::error::shutting_down;
-      case 1009: return herald::error::message_too_big;
-      case 1011: return herald::error::hook_failed;
-      case 1013: return herald::error::slow_consumer;
-      default: return ec;
-    }
+    auto const& reason = c.ws.reason();
+    if (auto const e = herald::detail::error_from_wire(std::string_view(reason.reason.data(), reason.reason.size())))
+      return *e;
+    if (auto const e = herald::detail::error_from_close_code(static_cast<std::uint16_t>(reason.code))) return *e;
+    return ec;
   }
 
   bool followed(std::string_view topic) const {
@@ -335,7 +331,7 @@ class WsImpl final : public Core {
 
 }  // namespace herald::client::detail
 
-namespace herald::client {
+namespace herald::inline v0::client {
 
 inline WebSocketClient::WebSocketClient(executor_type const& ex, std::string_view url, Options options)
     : ClientHandle(std::make_shared<detail::WsImpl>(ex, detail::checked_url(url, detail::Schemes::ws),

@@ -4,9 +4,10 @@
 // until the first event or the wait ends), and the one-request connection used for embedding.
 
 #include <herald/detail/channel_core.hpp>
+#include <herald/detail/connection.hpp>
+#include <herald/detail/cors.hpp>
 #include <herald/detail/poll_format.hpp>
 #include <herald/detail/response.hpp>
-#include <herald/detail/subscriber.hpp>
 #include <herald/transports/polling.hpp>
 
 #include <boost/asio/bind_executor.hpp>
@@ -27,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-namespace herald::detail {
+namespace herald::inline v0::detail {
 
 using PollChannel = ChannelImpl<Polling>;
 
@@ -68,30 +69,21 @@ inline PollResult shape(std::vector<EventPtr> const& events, bool reset, EventId
   return r;
 }
 
-inline std::string join_list(std::vector<std::string> const& items) {
-  std::string out;
-  for (auto const& item : items) {
-    if (!out.empty()) out += ", ";
-    out += item;
-  }
-  return out;
+/// The methods a polling path serves, and the request headers it reads.
+inline std::vector<std::string> const& poll_methods() {
+  static std::vector<std::string> const m{"GET", "HEAD", "OPTIONS"};
+  return m;
 }
-
-/// Vary, and for an allowed cross-origin request the CORS answer headers.
-inline void add_cors(Response& res, PollChannel const& ch, CorsGrant const& cors) {
-  res.set(http::field::vary, "Origin");
-  if (cors.allow.empty()) return;
-  res.set(http::field::access_control_allow_origin, cors.allow);
-  if (cors.credentials && ch.transport_options().cors_credentials)
-    res.set(http::field::access_control_allow_credentials, "true");
-  res.set(http::field::access_control_expose_headers, "ETag");
+inline std::vector<std::string> const& poll_headers() {
+  static std::vector<std::string> const h{"If-None-Match", "Last-Event-ID"};
+  return h;
 }
 
 inline Response poll_error(PollChannel const& ch, boost::system::error_code ec, std::string_view detail,
                            unsigned version, bool keep_alive, CorsGrant const& cors) {
   auto res = error_response(ec, detail, version, keep_alive);
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS");
-  add_cors(res, ch, cors);
+  add_cors(res, cors, ch.options().cors, "ETag");
   return res;
 }
 
@@ -101,7 +93,7 @@ inline Response poll_response(PollChannel const& ch, PollPlan const& plan, PollR
                               bool short_poll) {
   Response res{http::status::ok, plan.version};
   res.set(http::field::content_type, "application/json");
-  add_cors(res, ch, plan.cors);
+  add_cors(res, plan.cors, ch.options().cors, "ETag");
   res.keep_alive(plan.keep_alive);
   if (short_poll) {
     res.set(http::field::cache_control, "private, no-cache");
@@ -120,72 +112,46 @@ inline Response poll_response(PollChannel const& ch, PollPlan const& plan, PollR
   return res;
 }
 
-/// The answer to OPTIONS: a CORS preflight when the request has an Origin.
-inline Response poll_preflight(PollChannel const& ch, Request const& req, CorsGrant const& cors) {
-  auto const& o = ch.transport_options();
-  if (!req[http::field::origin].empty() && cors.allow.empty())
-    return poll_error(ch, error::origin_not_allowed, {}, req.version(), req.keep_alive(), {});
-  Response res{http::status::no_content, req.version()};
-  res.set(http::field::allow, "GET, HEAD, OPTIONS");
-  add_cors(res, ch, cors);
-  if (!cors.allow.empty()) {
-    res.set(http::field::access_control_allow_methods, join_list(o.cors_methods));
-    if (!o.cors_headers.empty())
-      res.set(http::field::access_control_allow_headers, join_list(o.cors_headers));
-    res.set(http::field::access_control_max_age, std::to_string(o.cors_max_age.count()));
-  }
-  res.keep_alive(req.keep_alive());
-  return res;  // 204: no Content-Length
-}
-
-/** A held poll. It is a Subscriber registered with the poll's cursor, so the hub replays
-    anything published since the client's cursor and then queues live events; the first wake-up
-    answers with what is queued. A long poll waits for that up to its wait. A short poll is
-    held only while its replay is read from the hub's backplane, and is answered when that
-    read completes. Everything runs on the connection's strand `ex`; the hub only queues and
-    posts. It counts as one of the channel's connections while held. */
-class PollExchange final : public Subscriber, public SessionBase, public Held {
+/** A held poll: a Connection registered with the poll's cursor, so the hub replays anything
+    published since the client's cursor and then queues live events; the first wake-up answers
+    with what is queued. A long poll waits for that up to its wait. A short poll is held only
+    while its replay is read from the hub's backplane, and is answered when that read completes.
+    Everything runs on the connection's strand; the hub only queues and posts. It counts as one
+    of the channel's connections while held, and calls no on_open/on_close (a poll is a request,
+    not a connection). Every way it ends answers once: an event, the end of the wait, shutdown
+    (Connection: close), abort or disconnect_all (the same), or the client going away (cancel:
+    no answer). */
+class PollExchange final : public Connection, public Held {
  public:
   PollExchange(std::shared_ptr<PollChannel> channel, net::any_io_executor ex, Respond respond, PollPlan plan,
                bool short_poll)
-      : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
-        channel_(std::move(channel)),
-        ex_(std::move(ex)),
-        timer_(ex_),
+      : Connection(std::move(channel), Polling::name, ex, /*lingers=*/false),
+        timer_(std::move(ex)),
         respond_(std::move(respond)),
         plan_(std::move(plan)),
         short_(short_poll) {}
 
-  // Only reached registered when the io_context was destroyed with the poll still held.
-  ~PollExchange() override {
-    if (!registered_) return;
-    hub().unsubscribe(this, plan_.topics);
-    channel_->remove(this);
-    hub().connection_closed();
-  }
-
   /** Register, subscribe and arm the wait. When the channel is full or stopping, answers 503 at
-      once and returns false. On ex. */
-  bool start() {
-    if (!channel_->add(this, self())) {
-      auto const ec = channel_->stopping() ? make_error_code(error::shutting_down)
-                                           : make_error_code(error::too_many_connections);
-      hub().log(LogLevel::info, Polling::name, connection_id(), ec, "long poll refused");
-      done_ = true;
+      once and returns false. On the strand. */
+  bool start(Admission&& admission) {
+    admission.topics = plan_.topics;
+    admission.since = plan_.since;
+    if (auto ec = adopt(std::move(admission))) {
+      refused(ec);
       auto respond = std::move(respond_);
-      respond(poll_error(*channel_, ec, {}, plan_.version, plan_.keep_alive, plan_.cors));
+      respond_ = nullptr;
+      finish(ec);
+      respond(poll_error(ch(), ec, {}, plan_.version, plan_.keep_alive, plan_.cors));
       return false;
     }
-    registered_ = true;
-    hub().connection_opened();
     // Anything above the cursor published since the caller's read is replayed into the inbox
     // under the hub's lock, so there is no gap between that read and this registration. A
     // replay from the backplane is one answer: at most limit + 1 events (so `more` is exact).
-    deferred_ = hub().subscribe(shared_from_this(), plan_.topics, plan_.since, plan_.limit + 1).deferred;
+    open(/*announce=*/false, plan_.limit + 1);
     if (short_) {
       // Served from memory after all (the node caught up meanwhile): answer now.
-      if (!deferred_) {
-        net::post(ex_, [self = self()] { self->expire(true); });
+      if (!deferred()) {
+        post_to(strand(), [self = self()] { self->expire(true); });
         return true;
       }
       // Nothing else holds a short poll while its replay is read (its connection keeps it
@@ -203,64 +169,58 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
     return true;
   }
 
+  /// The client went away: no answer, everything released now.
   void cancel() override {
-    if (done_) return;
-    done_ = true;
-    release();
-    respond_ = nullptr;  // drops the connection's handler: nothing holds it any more
+    respond_ = nullptr;
+    finish(net::error::operation_aborted);
   }
-
-  /** Shutdown, disconnect_all() and abort all end a held poll the same way: it is answered now
-      with whatever is queued (often nothing) and `Connection: close`, so the client simply
-      polls again from its cursor (elsewhere, or here once the channel admits again). */
-  void stop() override {
-    net::post(ex_, [self = self()] { self->expire(false); });
-  }
-
-  void abort() override { stop(); }
 
  private:
   std::shared_ptr<PollExchange> self() {
     return std::static_pointer_cast<PollExchange>(Subscriber::shared_from_this());
   }
 
-  HubState& hub() const noexcept { return channel_->state(); }
+  PollChannel& ch() const noexcept { return static_cast<PollChannel&>(channel()); }
 
-  void on_ready() override {
-    net::post(ex_, [self = self()] { self->wake(); });
+  void drain() override {
+    if (!respond_) return;
+    batch_.clear();
+    if (take(batch_)) answer_batch(true);
   }
 
   // A burst beyond the queue bound before the wake-up ran: answer from history instead.
   void on_overflow() override {
-    net::post(ex_, [self = self()] {
-      if (!self->done_) self->from_history(true);
+    post_to(strand(), [self = self()] {
+      if (self->respond_) self->from_history(true);
     });
   }
 
   std::size_t wire_size(StoredEvent const& ev) const override { return json_envelope(ev).size(); }
 
   void on_replayed(boost::system::error_code ec) override {
-    net::post(ex_, [self = self(), ec] {
-      if (self->done_) return;
+    post_to(strand(), [self = self(), ec] {
+      if (!self->respond_) return;
       if (ec) {
         auto const& p = self->plan_;
-        return self->deliver(poll_error(*self->channel_, ec, "history unavailable; poll again", p.version,
-                                        p.keep_alive, p.cors),
-                             0);
+        return self->deliver(
+            poll_error(self->ch(), ec, "history unavailable; poll again", p.version, p.keep_alive, p.cors), 0);
       }
       if (self->short_) self->expire(true);
     });
   }
 
-  void wake() {
-    if (done_) return;
-    batch_.clear();
-    if (take(batch_)) answer_batch(true);
+  /// Shutdown: answered now with what is queued, and Connection: close.
+  void goodbye(Flush) override { expire(false); }
+
+  /// Aborted (or disconnect_all) while held: answered like a shutdown.
+  void shut() override {
+    timer_.cancel();
+    expire(false);
   }
 
-  /// The wait ended (or the channel is shutting down): answer with what is queued, maybe nothing.
+  /// The wait ended (or the channel is ending): answer with what is queued, maybe nothing.
   void expire(bool keep_alive) {
-    if (done_) return;
+    if (!respond_) return;
     if (!keep_alive) plan_.keep_alive = false;
     batch_.clear();
     take(batch_);
@@ -273,10 +233,10 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
     // A reset notice means the hub could not replay from the cursor: let read() say what is
     // left (which also recovers from an OverflowPolicy::reset), unless the replay came from the
     // backplane, which already said it: the answer is the batch, flagged.
-    if (reset && !deferred_) return from_history(keep_alive);
+    if (reset && !deferred()) return from_history(keep_alive);
     if (reset) std::erase_if(batch_, notice);
     auto const r = shape(batch_, reset, hub().last(), plan_.since, plan_.limit);
-    deliver(poll_response(*channel_, plan_, r, short_), r.events.size());
+    deliver(poll_response(ch(), plan_, r, short_), r.events.size());
   }
 
   void from_history(bool keep_alive) {
@@ -284,40 +244,26 @@ class PollExchange final : public Subscriber, public SessionBase, public Held {
     auto b = hub().read(plan_.topics, plan_.since, plan_.limit + 1);
     batch_ = std::move(b.events);
     auto const r = shape(batch_, b.reset, b.cursor, plan_.since, plan_.limit);
-    deliver(poll_response(*channel_, plan_, r, short_), r.events.size());
+    deliver(poll_response(ch(), plan_, r, short_), r.events.size());
   }
 
   void deliver(Response&& res, std::size_t events) {
-    done_ = true;
-    release();
-    if (events != 0) hub().delivered(events);
-    batch_.clear();
     auto respond = std::move(respond_);
     respond_ = nullptr;
+    finish({});
+    if (events != 0) delivered(events);
+    wrote(res.body().size());
+    batch_.clear();
     respond(std::move(res));
   }
 
-  void release() {
-    timer_.cancel();
-    if (!registered_) return;
-    registered_ = false;
-    hub().unsubscribe(this, plan_.topics);
-    channel_->remove(this);
-    hub().connection_closed();
-  }
-
-  std::shared_ptr<PollChannel> channel_;
-  net::any_io_executor ex_;
   net::steady_timer timer_;
-  Respond respond_;
+  Respond respond_;  // empty once answered or cancelled
   PollPlan plan_;
   static constexpr std::chrono::seconds replay_bound{30};
 
   std::vector<EventPtr> batch_;
   bool const short_;
-  bool deferred_ = false;
-  bool registered_ = false;
-  bool done_ = false;
 };
 
 /** Answer a poll: at once when it can be (errors, preflight, short polls, long polls that find
@@ -327,16 +273,16 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
   auto const& topts = ch->transport_options();
   unsigned const version = req.version();
   bool const keep_alive = req.keep_alive();
-  auto cors = cors_grant(req[http::field::origin], req[http::field::host], ch->options().allowed_origins);
+  auto cors = ch->cors(req);
   auto fail = [&](boost::system::error_code ec, std::string_view detail) -> std::shared_ptr<Held> {
-    ch->state().log(LogLevel::info, Polling::name, 0, ec, "poll refused");
+    ch->refused(ec, Polling::name, 0);
     respond(poll_error(*ch, ec, detail, version, keep_alive, cors));
     return nullptr;
   };
 
   auto const method = req.method();
   if (method == http::verb::options) {
-    respond(poll_preflight(*ch, req, cors));
+    respond(preflight(req, cors, ch->options().cors, poll_methods(), poll_headers()));
     return nullptr;
   }
   if (method != http::verb::get && method != http::verb::head)
@@ -360,7 +306,7 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
   if (!hold) plan.if_none_match = req[http::field::if_none_match];
 
   auto& hub = ch->state();
-  if (!params.since) {
+  if (!admission.since) {
     // No cursor: start from now. A short poll learns the cursor; a long poll waits for news.
     plan.since = hub.last();
     if (!hold) {
@@ -368,21 +314,23 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
       return nullptr;
     }
   } else {
-    plan.since = *params.since;
+    plan.since = *admission.since;
     // A cursor this node's memory cannot serve (with a backplane) is answered from the
     // backplane's history, by a held exchange, short poll or long.
     if (hub.covers(plan.topics, plan.since)) {
       auto b = hub.read(plan.topics, plan.since, plan.limit + 1);
       if (!b.events.empty() || b.reset || !hold) {
         auto const r = shape(b.events, b.reset, b.cursor, plan.since, plan.limit);
-        if (!r.events.empty()) hub.delivered(r.events.size());
-        respond(poll_response(*ch, plan, r, !hold));
+        if (!r.events.empty()) ch->delivered(r.events.size());
+        auto res = poll_response(*ch, plan, r, !hold);
+        ch->counters().add(ch->counters().written_bytes, res.body().size());
+        respond(std::move(res));
         return nullptr;
       }
     }
   }
   auto held = std::make_shared<PollExchange>(std::move(ch), ex, std::move(respond), std::move(plan), !hold);
-  if (!held->start()) return nullptr;
+  if (!held->start(std::move(admission))) return nullptr;
   return held;
 }
 
@@ -456,19 +404,8 @@ class PollConnection : public std::enable_shared_from_this<PollConnection<Stream
 
 }  // namespace herald::detail
 
-namespace herald {
+namespace herald::inline v0 {
 
-namespace detail {
-inline bool http_token(std::string_view s) noexcept {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    bool const ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                    std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
-}  // namespace detail
 
 inline void Polling::validate(PollingOptions const& o) {
   if (o.max_wait.count() < 0)
@@ -481,24 +418,16 @@ inline void Polling::validate(PollingOptions const& o) {
     throw std::invalid_argument("herald: PollingOptions::default_limit must not exceed max_limit");
   if (o.max_limit > detail::max_limit_parameter)
     throw std::invalid_argument("herald: PollingOptions::max_limit is too large");
-  for (auto const& m : o.cors_methods)
-    if (!detail::http_token(m))
-      throw std::invalid_argument("herald: PollingOptions::cors_methods holds an invalid method");
-  for (auto const& h : o.cors_headers)
-    if (!detail::http_token(h))
-      throw std::invalid_argument("herald: PollingOptions::cors_headers holds an invalid header name");
-  if (o.cors_max_age.count() < 0)
-    throw std::invalid_argument("herald: PollingOptions::cors_max_age must not be negative");
 }
 
-inline std::shared_ptr<detail::Held> Polling::answer(std::shared_ptr<detail::ChannelImpl<Polling>> channel,
+inline std::shared_ptr<Held> Polling::answer(std::shared_ptr<ChannelContext<Polling>> channel,
                                                      Request&& req, net::any_io_executor const& ex,
-                                                     detail::Respond respond) {
+                                                     Respond respond) {
   return detail::answer_poll(std::move(channel), std::move(req), ex, respond);
 }
 
 template <class Stream>
-void Polling::start(std::shared_ptr<detail::ChannelImpl<Polling>> channel, Stream&& stream, Request&& req) {
+void Polling::start(std::shared_ptr<ChannelContext<Polling>> channel, Stream&& stream, Request&& req) {
   std::make_shared<detail::PollConnection<std::decay_t<Stream>>>(std::move(channel), std::move(stream))
       ->start(std::move(req));
 }

@@ -1,0 +1,146 @@
+#pragma once
+
+#include <herald/detail/cors.hpp>
+#include <herald/detail/history_store.hpp>
+#include <herald/detail/http.hpp>
+#include <herald/detail/topic.hpp>
+#include <herald/error.hpp>
+#include <herald/hooks.hpp>
+#include <herald/options.hpp>
+
+#include <boost/beast/http/field.hpp>
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace herald::inline v0::detail {
+
+/** Admission: what every transport checks before it answers a request or subscribes a topic.
+    Pure functions of the channel's options and the request, so that one rule gives one
+    message on every transport; the error refuses, `detail` tells the client why. */
+
+/// What admission decided for a request that may proceed.
+struct Admission {
+  std::string principal;
+  TopicSet topics;
+  QueryParams query;
+  /// Where the client resumes from (read_cursor); none: from now.
+  std::optional<EventId> since;
+};
+
+/** The one rule for a topic a client asks for, in a query or at run time: a valid name within
+    the channel's length limit, and one of the channel's fixed topics when it has some. */
+inline boost::system::error_code admit_topic(ChannelOptions const& o, std::string_view topic,
+                                             std::string& detail) {
+  if (!valid_topic(topic, o.limits.max_topic_length)) {
+    detail = "invalid topic name";
+    return error::bad_topic;
+  }
+  if (!o.topics.empty() && std::find(o.topics.begin(), o.topics.end(), topic) == o.topics.end()) {
+    detail = "topic not offered on this channel: ";
+    detail += topic;
+    return error::forbidden;
+  }
+  return {};
+}
+
+/// The subscription count rule, for a connection that would hold `count` topics.
+inline boost::system::error_code admit_count(ChannelOptions const& o, std::size_t count, std::string& detail) {
+  if (count <= o.limits.max_subscriptions) return {};
+  detail = "at most " + std::to_string(o.limits.max_subscriptions) + " topics per connection";
+  return error::too_many_subscriptions;
+}
+
+/** The authorize_topic hook for `topic` ("*": every topic). A hook that throws refuses with
+    error::hook_failed (no detail: the client learns nothing of the server's failure). */
+inline boost::system::error_code authorize_topic(ChannelOptions const& o, std::string_view principal,
+                                                 std::string_view topic, std::string& detail) {
+  if (!o.authorize_topic) return {};
+  try {
+    if (o.authorize_topic(principal, topic)) return {};
+  } catch (...) {
+    return error::hook_failed;
+  }
+  detail = topic == "*" ? std::string("not allowed to subscribe to every topic")
+                        : "not allowed to subscribe to " + std::string(topic);
+  return error::forbidden;
+}
+
+/** The cursor of a request, the same on every transport: the Last-Event-ID header (what
+    EventSource sends when it reconnects) wins; else the `since` or `lastEventId` query
+    parameter, at most one of them, once. Every cursor given must be an event id. */
+inline boost::system::error_code read_cursor(Request const& req, QueryParams const& query,
+                                             std::optional<EventId>& since, std::string& detail) {
+  auto bad = [&](std::string_view name) -> boost::system::error_code {
+    detail = std::string(name) + " must be an event id (decimal digits)";
+    return error::bad_cursor;
+  };
+  std::optional<EventId> param;
+  std::string_view seen;
+  for (auto const& [key, value] : query) {
+    if (key != "since" && key != "lastEventId") continue;
+    if (!seen.empty()) {
+      detail = seen == key ? key + " given twice" : "give since or lastEventId, not both";
+      return error::bad_cursor;
+    }
+    seen = key;
+    param = parse_event_id(value);
+    if (!param) return bad(key);
+  }
+  if (auto const header = req["Last-Event-ID"]; !header.empty()) {
+    since = parse_event_id(header);
+    if (!since) return bad("Last-Event-ID");
+    return {};
+  }
+  since = param;
+  return {};
+}
+
+/** Decide whether `req` may proceed: origin, query, authorization, topics, their count, topic
+    authorization and the cursor. Hooks that throw refuse with error::hook_failed. A request
+    naming no topic gets the channel's fixed topics, or, if it has none and `empty_means_all`,
+    every topic (else no topic at all: WebSocket clients subscribe later). */
+inline boost::system::error_code admit_request(ChannelOptions const& o, Request const& req, Admission& out,
+                                               std::string& detail, bool empty_means_all) {
+  if (!origin_allowed(req[http::field::origin], req[http::field::host], o.allowed_origins))
+    return error::origin_not_allowed;
+  auto query = parse_query(target_query(req.target()));
+  if (!query) {
+    detail = "malformed query string";
+    return error::bad_request;
+  }
+  if (o.authorize) {
+    try {
+      Verdict v = o.authorize(req);
+      if (!v.allowed()) {
+        detail = v.text();
+        return v.reason();
+      }
+      out.principal = v.text();
+    } catch (...) {
+      return error::hook_failed;
+    }
+  }
+  auto& topics = out.topics.topics;
+  for (auto const& [key, value] : *query) {
+    if (key != "topic") continue;
+    if (auto ec = admit_topic(o, value, detail)) return ec;
+    if (std::find(topics.begin(), topics.end(), value) == topics.end()) topics.push_back(value);
+  }
+  if (topics.empty()) {
+    topics = o.topics;
+    out.topics.all = o.topics.empty() && empty_means_all;
+  }
+  if (auto ec = admit_count(o, topics.size(), detail)) return ec;
+  if (out.topics.all)
+    if (auto ec = authorize_topic(o, out.principal, "*", detail)) return ec;
+  for (auto const& t : topics)
+    if (auto ec = authorize_topic(o, out.principal, t, detail)) return ec;
+  if (auto ec = read_cursor(req, *query, out.since, detail)) return ec;
+  out.query = std::move(*query);
+  return {};
+}
+
+}  // namespace herald::detail

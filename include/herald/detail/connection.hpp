@@ -1,0 +1,374 @@
+#pragma once
+
+#include <herald/detail/channel_core.hpp>
+#include <herald/detail/executor.hpp>
+#include <herald/detail/handler_memory.hpp>
+#include <herald/detail/subscriber.hpp>
+#include <herald/error.hpp>
+#include <herald/session.hpp>
+
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace herald::inline v0::detail {
+
+/// How much of what is queued a graceful end still writes before the goodbye.
+enum class Flush : std::uint8_t {
+  /// Nothing: the queue is dropped (overflow, a hook that threw).
+  nothing,
+  /// The connection's own messages (replies, Session::send), no further events (Session::close).
+  own,
+  /// Everything queued (shutdown, a replay that could not be read).
+  all,
+};
+
+/** The life of one server connection, written once for every transport: registration with the
+    channel, subscription (and its reset notices), on_open / on_close, the hub's wake-ups, the
+    close verbs and how a close is logged. A transport derives from it and writes only its wire
+    I/O and protocol: how to drain the queue (drain), how to say goodbye (goodbye) and how to
+    close its stream (shut).
+
+    Life: admitting -> open -> closing -> closed. A refused request never opens (the transport
+    answers the refusal itself); an open connection ends through end() (graceful: the
+    transport writes what `Flush` allows, its goodbye, then calls finish()) or finish() (now).
+    finish() runs once and releases everything: subscriptions, the registration, on_close.
+
+    Threads: everything runs on strand(); stop(), abort() and close() may be called from any
+    thread and post to it. The hub calls the Subscriber side (offer, on_ready, on_overflow,
+    on_replayed) from publishing threads; those post too.
+
+    Close verbs, one each:
+      stop()     any thread   end(error::shutting_down, Flush::all)   channel shutdown
+      abort()    any thread   finish(error::shutting_down)             abort, disconnect_all
+      close(ec)  any thread   end(ec, Flush::own)                      herald::Session::close
+      end()      strand       graceful
+      finish()   strand       now; the transport calls it when its goodbye is written
+*/
+class Connection : public Subscriber, public SessionBase, public Peer {
+ public:
+  enum class State : std::uint8_t { admitting, open, closing, closed };
+
+  // SessionBase ------------------------------------------------------------------------------
+  void stop() final {
+    post_to(strand_, [self = self()] { self->end(error::shutting_down, Flush::all); });
+  }
+  void abort() final {
+    post_to(strand_, [self = self()] { self->finish(error::shutting_down); });
+  }
+
+  // Peer (herald::Session) -------------------------------------------------------------------
+  std::uint64_t id() const noexcept final { return connection_id(); }
+  // Set at admission, before the first Session handle exists, then never changed.
+  std::string const& principal() const noexcept final { return principal_; }
+  std::vector<std::string> subscriptions() const final {
+    std::lock_guard lock{topics_mutex_};
+    return topics_.topics;
+  }
+  /// Transports that carry the connection's own messages override it; the others drop them.
+  SendStatus send(std::string, bool) override { return SendStatus::dropped; }
+  void close(boost::system::error_code reason) final {
+    post_to(strand_, [self = self(), reason] { self->end(reason, Flush::own); });
+  }
+
+ protected:
+  /** `transport` names the transport in logs. `lingers`: wake-ups may let the loop turn
+      while more events arrive (Subscriber::linger), so that they go out in one write. */
+  Connection(std::shared_ptr<ChannelCore> channel, std::string_view transport, net::any_io_executor strand,
+             bool lingers)
+      : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
+        channel_(std::move(channel)),
+        strand_(std::move(strand)),
+        transport_(transport),
+        lingers_(lingers) {}
+
+  // Reached unfinished only when the io_context was destroyed with the connection's handlers
+  // still queued: the hub and the channel may outlive the loop, so they let go of it here.
+  ~Connection() override {
+    if (state_ == State::closed) return;
+    if (!topics_.topics.empty() || topics_.all) {
+      hub().unsubscribe(this, topics_);
+      channel_->counters().sub(channel_->counters().subscriptions, topics_.all ? 1 : topics_.topics.size());
+    }
+    if (registered_) channel_->remove(this);
+    if (counted_) {
+      hub().connection_closed();
+      channel_->counters().sub(channel_->counters().connections, 1);
+    }
+  }
+
+  std::shared_ptr<Connection> self() { return std::static_pointer_cast<Connection>(shared_from_this()); }
+
+  ChannelCore& channel() const noexcept { return *channel_; }
+  HubState& hub() const noexcept { return channel_->state(); }
+  net::any_io_executor const& strand() const noexcept { return strand_; }
+  State state() const noexcept { return state_; }
+  bool is_open() const noexcept { return state_ == State::open; }
+  bool ended() const noexcept { return state_ >= State::closing; }
+  /// The reason end() or finish() was given; what on_close reports.
+  boost::system::error_code reason() const noexcept { return reason_; }
+  /// The cursor the request asked to resume from.
+  std::optional<EventId> since() const noexcept { return since_; }
+
+  void log(LogLevel level, boost::system::error_code ec, std::string_view what) const noexcept {
+    hub().log(level, transport_, connection_id(), ec, what);
+  }
+
+  // Opening ----------------------------------------------------------------------------------
+
+  /** Admit `req` (ChannelCore::admit) and register with the channel (too_many_connections or
+      shutting_down when it is full or stopping). On refusal returns the error, sets `detail`,
+      and logs; the transport answers the client. */
+  boost::system::error_code admit(Request const& req, std::string& detail, bool empty_means_all = true) {
+    Admission a;
+    auto ec = channel_->admit(req, a, detail, empty_means_all);
+    if (!ec) ec = adopt(std::move(a));
+    if (ec) refused(ec);
+    return ec;
+  }
+
+  /// Take over what an admission decided and register (polls are admitted before they are held).
+  boost::system::error_code adopt(Admission&& a) {
+    principal_ = std::move(a.principal);
+    since_ = a.since;
+    pending_topics_ = std::move(a.topics);
+    if (!channel_->add(this, self()))
+      return channel_->stopping() ? error::shutting_down : error::too_many_connections;
+    registered_ = true;
+    return {};
+  }
+
+  void refused(boost::system::error_code ec) const noexcept { channel_->refused(ec, transport_, connection_id()); }
+
+  /// `n` events written to the client; `bytes` on the wire (herald::Metrics).
+  void delivered(std::size_t n) const noexcept { channel_->delivered(n); }
+  void wrote(std::size_t bytes) const noexcept {
+    channel_->counters().add(channel_->counters().written_bytes, bytes);
+  }
+
+  std::size_t queued_bytes(void const* channel) const override {
+    return channel == channel_.get() ? Subscriber::queued_bytes() : 0;
+  }
+
+  /** Open: count the connection, subscribe the admitted topics from the cursor (a reset notice
+      first when it cannot be served without a gap), and, with `announce`, run on_open. At most
+      `limit` events are replayed from a backplane (0: all). Returns false when on_open threw
+      and the connection is ending. */
+  bool open(bool announce, std::size_t limit = 0) {
+    state_ = State::open;
+    hub().connection_opened();
+    counted_ = true;
+    auto& c = channel_->counters();
+    c.add(c.connections, 1);
+    c.add(c.connections_opened, 1);
+    if (pending_end_) {
+      end(reason_, *pending_end_);
+      return false;
+    }
+    if (!pending_topics_.topics.empty() || pending_topics_.all) {
+      auto const r = hub().subscribe(shared_from_this(), pending_topics_, since_, limit);
+      deferred_ = r.deferred;
+      if (r.reset) log(LogLevel::info, error::cursor_expired, "reset notice sent");
+      c.add(c.replayed, r.replayed);
+      c.add(c.subscriptions, pending_topics_.all ? 1 : pending_topics_.topics.size());
+      std::lock_guard lock{topics_mutex_};
+      topics_ = std::move(pending_topics_);
+    }
+    log(LogLevel::debug, {}, "opened");
+    if (!announce) return true;
+    announced_ = true;
+    auto s = session();
+    if (channel_->opened(s)) return true;
+    log(LogLevel::error, error::hook_failed, "on_open threw");
+    end(error::hook_failed, Flush::nothing);
+    return false;
+  }
+
+  /// Whether the subscription's replay is read from the backplane (on_replayed follows).
+  bool deferred() const noexcept { return deferred_; }
+
+  herald::Session session() {
+    return herald::Session{std::weak_ptr<Peer>(std::static_pointer_cast<Peer>(self()))};
+  }
+
+  // Subscriptions at run time ----------------------------------------------------------------
+
+  struct Subscribed {
+    boost::system::error_code ec;
+    std::string detail;
+    /// Events above it reach the client (the ack's cursor).
+    EventId cursor = 0;
+  };
+
+  bool subscribed_to(std::string_view topic) const {
+    auto const& t = topics_.topics;
+    return std::find(t.begin(), t.end(), topic) != t.end();
+  }
+
+  /** Subscribe `topic` from `since`, under the same rules as a request's topics. Subscribing
+      again is a no-op whose cursor is the hub's newest id. */
+  Subscribed subscribe(std::string const& topic, std::optional<EventId> since) {
+    auto const& o = channel_->options();
+    Subscribed out;
+    if ((out.ec = admit_topic(o, topic, out.detail))) return out;
+    if (subscribed_to(topic)) {
+      out.cursor = hub().last();
+      return out;
+    }
+    if ((out.ec = admit_count(o, topics_.topics.size() + 1, out.detail))) return out;
+    if ((out.ec = authorize_topic(o, principal_, topic, out.detail))) {
+      if (out.ec == error::hook_failed) log(LogLevel::error, out.ec, "authorize_topic threw");
+      return out;
+    }
+    // Replay and registration are one step under the hub's lock: no gap, no duplicate.
+    auto const r = hub().subscribe(shared_from_this(), TopicSet{{topic}, false}, since);
+    if (r.reset) log(LogLevel::info, error::cursor_expired, "reset notice sent");
+    out.cursor = r.last;
+    auto& c = channel_->counters();
+    c.add(c.replayed, r.replayed);
+    c.add(c.subscriptions, 1);
+    std::lock_guard lock{topics_mutex_};
+    topics_.topics.push_back(topic);
+    return out;
+  }
+
+  /// Unsubscribe `topic`; false if it was not subscribed. No event of it is offered after this.
+  bool unsubscribe(std::string const& topic) {
+    if (!subscribed_to(topic)) return false;
+    hub().unsubscribe(this, TopicSet{{topic}, false});
+    channel_->counters().sub(channel_->counters().subscriptions, 1);
+    std::lock_guard lock{topics_mutex_};
+    auto& t = topics_.topics;
+    t.erase(std::find(t.begin(), t.end(), topic));
+    return true;
+  }
+
+  /// No further events: the hub forgets this connection's topics.
+  void unsubscribe_all() {
+    TopicSet gone;
+    {
+      std::lock_guard lock{topics_mutex_};
+      gone = std::move(topics_);
+      topics_ = {};
+    }
+    if (gone.topics.empty() && !gone.all) return;
+    hub().unsubscribe(this, gone);
+    channel_->counters().sub(channel_->counters().subscriptions, gone.all ? 1 : gone.topics.size());
+  }
+
+  // Closing ----------------------------------------------------------------------------------
+
+  /** End gracefully with `reason` (success: a normal close): no further events are offered;
+      the transport writes what `flush` allows and its goodbye, then calls finish(). An admitted
+      connection not open yet (a WebSocket in its handshake) ends as soon as it opens. */
+  void end(boost::system::error_code reason, Flush flush) {
+    if (state_ == State::admitting && registered_) {
+      // Admitted but not open yet (a WebSocket in its handshake): it ends as it opens.
+      reason_ = reason;
+      pending_end_ = flush;
+      return;
+    }
+    if (state_ != State::open) return;
+    state_ = State::closing;
+    reason_ = reason;
+    unsubscribe_all();
+    goodbye(flush);
+  }
+
+  /** Close now and release everything, once: the stream (shut), subscriptions, the
+      registration, the counts; then log and run on_close. A connection already ending keeps
+      the reason it ends for. A refused one (never registered) only changes state: its stream
+      went with the refusal. */
+  void finish(boost::system::error_code reason) {
+    if (state_ == State::closed) return;
+    if (state_ != State::closing) reason_ = reason;
+    state_ = State::closed;
+    // Refused before registration: the transport answered the request with the stream.
+    if (!registered_) return;
+    shut();
+    unsubscribe_all();
+    channel_->remove(this);
+    if (!counted_) return;  // never opened (a WebSocket handshake that failed)
+    hub().connection_closed();
+    channel_->counters().sub(channel_->counters().connections, 1);
+    auto const ec = reason_;
+    bool const normal = !ec || ec == error::shutting_down || ec == net::error::eof ||
+                        ec == net::error::operation_aborted || ec == net::error::connection_reset;
+    log(normal ? LogLevel::debug : LogLevel::info, ec, "closed");
+    if (!announced_) return;
+    auto s = session();
+    if (!channel_->closed(s, ec)) log(LogLevel::error, error::hook_failed, "on_close threw");
+  }
+
+  // What a transport writes ------------------------------------------------------------------
+
+  /// Write what is queued (events in the inbox, the transport's own messages). On the strand.
+  virtual void drain() = 0;
+  /** Begin the graceful end (reason() says why): write what `flush` allows, then the
+      transport's goodbye (a close frame, a final retry:), then call finish(). */
+  virtual void goodbye(Flush flush) = 0;
+  /// Close the stream and cancel the transport's timers; called once, by finish().
+  virtual void shut() = 0;
+
+  // Subscriber: the hub's side ----------------------------------------------------------------
+
+  /// Drain on the strand (handler memory from HandlerCache: this runs per write).
+  void on_ready() override { post_drain(); }
+
+  /** Events are queued (a wake-up, or a write of events just completed): drain now, or first
+      let the loop turn while more are on their way, so that they go out in one write. */
+  void drain_soon() {
+    if (lingers_ && linger()) return post_drain();
+    drain();
+  }
+
+  void post_drain() {
+    post_to(strand_, cached([self = self()] { self->drain_soon(); }));
+  }
+
+  /// The queue bound was hit under OverflowPolicy::disconnect: a slow consumer.
+  void on_overflow() override {
+    post_to(strand_, [self = self()] {
+      if (self->state_ != State::open) return;
+      self->hub().slow_consumer();
+      self->channel_->counters().add(self->channel_->counters().slow_consumer, 1);
+      self->log(LogLevel::warning, error::slow_consumer, "queue bound exceeded; closing");
+      self->end(error::slow_consumer, Flush::nothing);
+    });
+  }
+
+  /// A replay from the backplane failed: what is queued goes out, then the client resumes later.
+  void on_replayed(boost::system::error_code ec) override {
+    if (ec) post_to(strand_, [self = self(), ec] { self->end(ec, Flush::all); });
+  }
+
+ private:
+  std::shared_ptr<ChannelCore> channel_;
+  net::any_io_executor strand_;
+  std::string_view transport_;
+  std::string principal_;
+  std::optional<EventId> since_;
+  TopicSet pending_topics_;
+  // Topics subscribed now: written on the strand, read by Session::subscriptions anywhere.
+  mutable std::mutex topics_mutex_;
+  TopicSet topics_;
+  boost::system::error_code reason_;
+  State state_ = State::admitting;
+  std::optional<Flush> pending_end_;
+  bool const lingers_;
+  bool registered_ = false;
+  bool counted_ = false;
+  bool announced_ = false;
+  bool deferred_ = false;
+};
+
+}  // namespace herald::detail

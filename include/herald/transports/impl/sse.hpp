@@ -1,0 +1,223 @@
+#pragma once
+
+#include <herald/detail/buffer_view.hpp>
+#include <herald/detail/channel_core.hpp>
+#include <herald/detail/connection.hpp>
+#include <herald/detail/cors.hpp>
+#include <herald/detail/handler_memory.hpp>
+#include <herald/detail/response.hpp>
+#include <herald/detail/sse_format.hpp>
+#include <herald/transports/sse.hpp>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/field.hpp>
+
+#include <array>
+#include <type_traits>
+#include <vector>
+
+namespace herald::inline v0::detail {
+
+/** One SSE connection: the wire side of a Connection. One write is in flight at a time, and it
+    gathers everything queued since the last one; a single timer serves the heartbeat and the
+    write timeout. */
+template <class Stream>
+class SseSession final : public Connection {
+ public:
+  SseSession(std::shared_ptr<ChannelImpl<Sse>> channel, Stream&& stream)
+      : Connection(std::move(channel), Sse::name, serialized(stream.get_executor()), /*lingers=*/true),
+        stream_(std::move(stream)),
+        timer_(strand()) {}
+
+  void start(Request&& req) {
+    net::dispatch(strand(), [self = self(), req = std::move(req)]() mutable { self->run(req); });
+  }
+
+ private:
+  std::shared_ptr<SseSession> self() { return std::static_pointer_cast<SseSession>(shared_from_this()); }
+
+  ChannelImpl<Sse>& ch() const noexcept { return static_cast<ChannelImpl<Sse>&>(channel()); }
+
+  SseOptions const& topts() const noexcept { return ch().transport_options(); }
+
+  std::size_t wire_size(StoredEvent const& ev) const override { return sse_bytes(ev, envelope_).size(); }
+
+  void run(Request const& req) {
+    std::string detail;
+    boost::system::error_code ec;
+    if (req.method() != http::verb::get) refused(ec = error::method_not_allowed);
+    else ec = admit(req, detail);
+    if (ec) {
+      write_and_close(std::move(stream_), error_response(ec, detail, req.version(), false));
+      return finish(ec);
+    }
+
+    envelope_ = topts().envelope;
+    if (auto const q = parse_query(target_query(req.target())))
+      for (auto const& [key, value] : *q)
+        if (key == "envelope") envelope_ = value != "0" && value != "false";
+
+    head_ =
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: text/event-stream\r\n"
+        "Cache-Control: no-cache\r\n"
+        "X-Accel-Buffering: no\r\n";
+    cors_headers(ch().cors(req), ch().options().cors, {}, [&](http::field name, std::string_view value) {
+      head_ += http::to_string(name);
+      head_ += ": ";
+      head_ += value;
+      head_ += "\r\n";
+    });
+    head_ += "\r\n";
+    head_ += sse_retry(topts().retry);
+
+    last_write_ = std::chrono::steady_clock::now();
+    if (!open(/*announce=*/true)) return;
+    pump();
+    read();
+    if (!ticking_) tick();
+  }
+
+  void drain() override { pump(); }
+
+  void pump() {
+    if (writing_ || state() == State::closed) return;
+    batch_.clear();
+    buffers_.clear();
+    if (!head_.empty()) buffers_.push_back(net::buffer(head_));
+    if (!control_.empty()) buffers_.push_back(net::buffer(control_));
+    if (take(batch_))
+      for (auto const& ev : batch_) buffers_.push_back(net::buffer(sse_bytes(*ev, envelope_)));
+    if (buffers_.empty()) {
+      if (state() == State::closing) {
+        if (final_sent_) return finish(reason());
+        // The stream ends with a retry: so EventSource reconnects (to another node) promptly.
+        final_sent_ = true;
+        control_ = final_ = sse_retry(topts().retry);
+        pump();
+      }
+      return;
+    }
+    writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
+    if (!ticking_) tick();  // without a heartbeat, the timer runs only while a write does
+    net::async_write(stream_, BufferView(buffers_),
+                     cached(net::bind_executor(strand(), [self = self()](boost::system::error_code ec, std::size_t n) {
+                       self->on_write(ec, n);
+                     })));
+  }
+
+  void on_write(boost::system::error_code ec, std::size_t bytes) {
+    writing_ = false;
+    if (ec) return finish(ec);
+    wrote(bytes);
+    if (!batch_.empty()) delivered(batch_.size());
+    batch_.clear();
+    if (!head_.empty()) std::string().swap(head_);
+    control_ = {};
+    last_write_ = std::chrono::steady_clock::now();
+    drain_soon();
+  }
+
+  // The client sends nothing after its request; reading is how a disconnect is noticed.
+  void read() {
+    stream_.async_read_some(
+        net::buffer(discard_),
+        net::bind_executor(strand(), [self = self()](boost::system::error_code ec, std::size_t n) {
+          if (ec) return self->finish(ec);
+          self->received_ += n;
+          if (self->received_ > max_unsolicited) return self->finish(error::bad_request);
+          self->read();
+        }));
+  }
+
+  /** One timer serves the write timeout and the heartbeat, armed for the deadline that comes
+      next: the write in flight's (write_timeout after it started) and the heartbeat's
+      (heartbeat after the last write; while a write is in flight, not before `heartbeat` from
+      now, since that write is not silence). Both fire on time, not up to a period late, and a
+      busy stream re-arms it about once per heartbeat, not once per write. */
+  void tick() {
+    auto const wt = ch().options().limits.write_timeout;
+    auto const hb = topts().heartbeat;
+    auto const now = std::chrono::steady_clock::now();
+    auto at = std::chrono::steady_clock::time_point::max();
+    if (writing_ && wt.count() > 0) at = write_started_ + wt;
+    if (hb.count() > 0) at = std::min(at, writing_ ? std::max(last_write_ + hb, now + hb) : last_write_ + hb);
+    ticking_ = at != std::chrono::steady_clock::time_point::max();
+    if (!ticking_) return;
+    timer_.expires_at(at);
+    timer_.async_wait([self = self()](boost::system::error_code ec) {
+      if (ec || self->state() == State::closed) return;
+      self->on_tick();
+    });
+  }
+
+  void on_tick() {
+    auto const now = std::chrono::steady_clock::now();
+    auto const wt = ch().options().limits.write_timeout;
+    auto const hb = topts().heartbeat;
+    if (writing_ && wt.count() > 0 && now - write_started_ >= wt) return finish(error::write_timeout);
+    if (!writing_ && hb.count() > 0 && now - last_write_ >= hb) {
+      control_ = sse_heartbeat;
+      pump();
+    }
+    tick();
+  }
+
+  /// Shutdown and failed replays flush the stream and end it with a retry; the rest end it now.
+  void goodbye(Flush flush) override {
+    if (flush == Flush::all) return pump();
+    finish(reason());
+  }
+
+  void shut() override {
+    timer_.cancel();
+    close_stream(stream_);
+  }
+
+  static constexpr std::size_t max_unsolicited = 64 * 1024;
+
+  Stream stream_;
+  net::steady_timer timer_;
+  std::string head_;
+  std::string final_;
+  std::string_view control_;
+  std::vector<EventPtr> batch_;
+  std::vector<net::const_buffer> buffers_;
+  std::chrono::steady_clock::time_point last_write_{};
+  std::chrono::steady_clock::time_point write_started_{};
+  std::size_t received_ = 0;
+  std::array<char, 32> discard_{};
+  bool writing_ = false;
+  bool ticking_ = false;
+  bool envelope_ = false;  // events as JSON envelopes (a stream of several topics)
+  bool final_sent_ = false;
+};
+
+}  // namespace herald::detail
+
+namespace herald::inline v0 {
+
+template <class Stream>
+void Sse::start(std::shared_ptr<ChannelContext<Sse>> channel, Stream&& stream, Request&& req) {
+  using S = std::decay_t<Stream>;
+  if constexpr (std::is_same_v<S, beast::tcp_stream>) {
+    // The session's own timer covers write timeouts and heartbeats, so a tcp_stream's timers
+    // and state would only cost memory on every idle connection (and its pending read is a
+    // larger operation): the plain socket it wraps is enough.
+    auto session = std::make_shared<detail::SseSession<net::ip::tcp::socket>>(std::move(channel),
+                                                                              stream.release_socket());
+    session->start(std::move(req));
+  } else {
+    auto session = std::make_shared<detail::SseSession<S>>(std::move(channel), std::move(stream));
+    session->start(std::move(req));
+  }
+}
+
+}  // namespace herald
