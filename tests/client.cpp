@@ -325,6 +325,11 @@ TEST_CASE("client: the SSE parser handles CRLF split across chunks, a partial BO
   CHECK(t.feed(std::string(10, 'x'), on_event, on_retry) == hc::detail::SseParser::Result::too_big);
   hc::detail::SseParser u{16};
   CHECK(u.feed("data: 0123456789\ndata: 0123456789\n", on_event, on_retry) == hc::detail::SseParser::Result::too_big);
+  // A whole over-long line in one chunk is as too big as one pieced together from several
+  // (found by tests/fuzz/fuzz_sse_parser.cpp: the bound held only for lines split by chunks).
+  hc::detail::SseParser v{16};
+  CHECK(v.feed("event: " + std::string(40, 'e') + "\ndata: x\n\n", on_event, on_retry) ==
+        hc::detail::SseParser::Result::too_big);
 }
 
 // --- unit: envelopes ---------------------------------------------------------------------------

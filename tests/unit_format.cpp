@@ -884,7 +884,11 @@ TEST_CASE("redis_url: what cannot be used is refused with a reason", "[unit][for
   using herald::detail::parse_redis_url;
   for (char const* bad : {"http://h:6379", "rediss://h", "redis://h:0", "redis://h:65536", "redis://h:x",
                           "redis://h/db", "redis://h/1?timeout=3", "redis://[::1", "redis://[::1]x",
-                          "redis://:%zz@h", "unix://relative.sock", "unix:///s?x=1", ""}) {
+                          "redis://:%zz@h", "unix://relative.sock", "unix:///s?x=1", "",
+                          // found by fuzzing (tests/fuzz/corpus/redis_url/negative): a sign passed
+                          "redis://h:-1", "redis://h/-2", "unix:///s?db=-1", "redis://h:+1",
+                          // and a host with a colon or bracket outside brackets
+                          "redis://]::3]:", "redis://a:b:6379", "redis://::1", "redis://h]"}) {
     INFO(bad);
     std::string problem;
     CHECK_FALSE(parse_redis_url(bad, problem));

@@ -2,6 +2,7 @@
 // polling reads, shared encodings and concurrent publishing. No sockets: subscribers are test
 // doubles registered on detail::HubState directly, and the io_context is never run.
 
+#include <herald/detail/json_format.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/stored_event.hpp>
 #include <herald/detail/subscriber.hpp>
@@ -373,6 +374,24 @@ TEST_CASE("Hub: ids keep increasing across restarts with an id file", "[unit][hu
   }
 }
 
+TEST_CASE("Hub: an automatic payload is JSON only when it can be spliced into an envelope as it is", "[unit][hub]") {
+  using herald::PayloadKind;
+  using herald::detail::payload_kind;
+  CHECK(payload_kind(R"({"a":[1,2]})") == PayloadKind::json);
+  CHECK(payload_kind(" 42\n") == PayloadKind::json);
+  CHECK(payload_kind("not json") == PayloadKind::text);
+  // Found by tests/fuzz/fuzz_envelope.cpp: nlohmann's parser stops at a NUL byte and skips a
+  // byte order mark, so these passed as JSON and, spliced verbatim, broke the envelope.
+  using namespace std::string_view_literals;
+  for (auto const payload : {"{} \0junk"sv, "\xEF\xBB\xBF{}"sv, "1\0"sv}) {
+    INFO(payload);
+    CHECK(payload_kind(payload) == PayloadKind::text);
+    herald::Event ev{.id = 1, .topic = "t", .data = std::string(payload), .kind = payload_kind(payload)};
+    auto const envelope = nlohmann::json::parse(herald::detail::encode_json_envelope(ev));
+    CHECK(envelope["data"] == std::string(payload));
+  }
+}
+
 TEST_CASE("Hub: an unusable id file makes the constructor throw std::system_error", "[unit][hub]") {
   TempDir dir;
   boost::asio::io_context ioc;
@@ -385,6 +404,21 @@ TEST_CASE("Hub: an unusable id file makes the constructor throw std::system_erro
     auto const file = dir.file("ids");
     write_file(file, "");
     CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+  }
+  // Found by tests/fuzz/fuzz_id_store.cpp: only the first 31 bytes were read, so leading
+  // zeros hid what followed (a larger mark, or junk).
+  SECTION("digits, then more than a short read sees") {
+    auto const file = dir.file("ids");
+    write_file(file, std::string(40, '0') + "junk\n");
+    CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+    write_file(file, std::string(70, '0') + "7\n");
+    CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+  }
+  SECTION("leading zeros within the bound are the number they spell") {
+    auto const file = dir.file("ids");
+    write_file(file, std::string(40, '0') + "7000\n");
+    Hub hub{ioc.get_executor(), HubOptions{.id_file = file}};
+    CHECK(hub.publish("t", "x") == 7001);
   }
   SECTION("in a directory that does not exist") {
     auto const file = (dir.path / "missing" / "ids").string();

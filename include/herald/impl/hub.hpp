@@ -23,6 +23,16 @@
 namespace herald {
 namespace detail {
 
+/** How an automatic payload travels: JSON when it is a JSON text that can be spliced into an
+    envelope as it is, otherwise text. nlohmann's parser reads a NUL byte as the end of input
+    and skips a leading byte order mark, so it accepts `{} \0junk` and a BOM before `{}`;
+    spliced verbatim, either would break every JSON envelope that carries it (found by
+    tests/fuzz/fuzz_envelope.cpp). */
+inline PayloadKind payload_kind(std::string_view data) {
+  if (data.find('\0') != std::string_view::npos || data.starts_with("\xEF\xBB\xBF")) return PayloadKind::text;
+  return nlohmann::json::accept(data) ? PayloadKind::json : PayloadKind::text;
+}
+
 /** The shared state behind a Hub: an id source (IdStore, or the backplane), a history store
     and the local topic index, put together under one mutex.
 
@@ -291,8 +301,7 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
   }
 
   EventId publish_here(Event&& ev) {
-    if (ev.kind == PayloadKind::automatic)
-      ev.kind = nlohmann::json::accept(ev.data) ? PayloadKind::json : PayloadKind::text;
+    if (ev.kind == PayloadKind::automatic) ev.kind = payload_kind(ev.data);
     auto const at = now();
     auto stored = std::make_shared<StoredEvent>(std::move(ev), at);
     std::lock_guard lock{mutex_};
@@ -310,8 +319,7 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
   }
 
   void forward(Event&& ev, Backplane::publish_handler handler) {
-    if (ev.kind == PayloadKind::automatic)
-      ev.kind = nlohmann::json::accept(ev.data) ? PayloadKind::json : PayloadKind::text;
+    if (ev.kind == PayloadKind::automatic) ev.kind = payload_kind(ev.data);
     EventId known = 0;
     {
       std::lock_guard lock{mutex_};
