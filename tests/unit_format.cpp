@@ -239,7 +239,8 @@ std::vector<herald::error> all_errors() {
           error::message_too_big,    error::bad_control_message,
           error::slow_consumer,      error::cursor_expired,
           error::idle_timeout,       error::write_timeout,
-          error::shutting_down,      error::hook_failed};
+          error::shutting_down,      error::hook_failed,
+          error::backplane_unavailable, error::too_many_topics};
 }
 
 }  // namespace
@@ -714,6 +715,8 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::write_timeout, http::status::internal_server_error},
       {error::shutting_down, http::status::service_unavailable},
       {error::hook_failed, http::status::internal_server_error},
+      {error::backplane_unavailable, http::status::service_unavailable},
+      {error::too_many_topics, http::status::service_unavailable},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {
@@ -760,6 +763,8 @@ TEST_CASE("herald error category", "[unit][format]") {
   CHECK(herald::make_error_code(error::origin_not_allowed) == condition::rejected);
   CHECK(herald::make_error_code(error::slow_consumer) == condition::overloaded);
   CHECK(herald::make_error_code(error::too_many_connections) == condition::overloaded);
+  CHECK(herald::make_error_code(error::too_many_topics) == condition::overloaded);
+  CHECK(herald::detail::to_close_code(error::too_many_topics) == 1013);
   CHECK(herald::make_error_code(error::bad_topic) == condition::protocol_violation);
   CHECK(herald::make_error_code(error::message_too_big) == condition::protocol_violation);
   CHECK(herald::make_error_code(error::forbidden) != condition::overloaded);

@@ -25,7 +25,8 @@ inline http::status to_http_status(boost::system::error_code ec) noexcept {
     case error::message_too_big: return http::status::payload_too_large;
     case error::too_many_connections:
     case error::shutting_down:
-    case error::backplane_unavailable: return http::status::service_unavailable;
+    case error::backplane_unavailable:
+    case error::too_many_topics: return http::status::service_unavailable;
     default: return http::status::internal_server_error;
   }
 }
@@ -53,7 +54,8 @@ inline std::uint16_t to_close_code(boost::system::error_code ec) noexcept {
     case error::message_too_big: return 1009;
     case error::too_many_connections:
     case error::slow_consumer:
-    case error::backplane_unavailable: return 1013;
+    case error::backplane_unavailable:
+    case error::too_many_topics: return 1013;
     default: return 1011;
   }
 }

@@ -33,6 +33,7 @@ class ErrorCategory final : public boost::system::error_category {
       case error::shutting_down: return "shutting down";
       case error::hook_failed: return "hook failed";
       case error::backplane_unavailable: return "backplane unavailable";
+      case error::too_many_topics: return "too many topics";
     }
     return "herald error";
   }
@@ -51,6 +52,7 @@ class ErrorCategory final : public boost::system::error_category {
       case error::write_timeout:
       case error::shutting_down:
       case error::backplane_unavailable:
+      case error::too_many_topics:
         return condition::overloaded;
       case error::bad_request:
       case error::bad_topic:

@@ -27,7 +27,7 @@ namespace websocket = boost::beast::websocket;
 
 /// The herald::error whose message() is `text` (how the server names errors on the wire).
 inline boost::system::error_code error_from_text(std::string_view text) {
-  for (int e = static_cast<int>(herald::error::unauthorized); e <= static_cast<int>(herald::error::backplane_unavailable); ++e) {
+  for (int e = static_cast<int>(herald::error::unauthorized); e <= static_cast<int>(herald::error::too_many_topics); ++e) {
     auto const ec = make_error_code(static_cast<herald::error>(e));
     if (ec.message() == text) return ec;
   }
