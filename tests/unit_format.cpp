@@ -199,6 +199,7 @@ bool is_enumerator(herald::error e) {
     case error::shutting_down:
     case error::hook_failed:
     case error::backplane_unavailable:
+    case error::too_many_topics:
       return true;
   }
   return false;
@@ -778,6 +779,7 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::shutting_down, http::status::service_unavailable},
       {error::hook_failed, http::status::internal_server_error},
       {error::backplane_unavailable, http::status::service_unavailable},
+      {error::too_many_topics, http::status::service_unavailable},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {
@@ -824,6 +826,8 @@ TEST_CASE("herald error category", "[unit][format]") {
   CHECK(herald::make_error_code(error::origin_not_allowed) == condition::rejected);
   CHECK(herald::make_error_code(error::slow_consumer) == condition::overloaded);
   CHECK(herald::make_error_code(error::too_many_connections) == condition::overloaded);
+  CHECK(herald::make_error_code(error::too_many_topics) == condition::overloaded);
+  CHECK(herald::detail::to_close_code(error::too_many_topics) == 1013);
   CHECK(herald::make_error_code(error::bad_topic) == condition::protocol_violation);
   CHECK(herald::make_error_code(error::message_too_big) == condition::protocol_violation);
   CHECK(herald::make_error_code(error::forbidden) != condition::overloaded);
@@ -986,7 +990,11 @@ TEST_CASE("redis_url: what cannot be used is refused with a reason", "[unit][for
   using herald::detail::parse_redis_url;
   for (char const* bad : {"http://h:6379", "rediss://h", "redis://h:0", "redis://h:65536", "redis://h:x",
                           "redis://h/db", "redis://h/1?timeout=3", "redis://[::1", "redis://[::1]x",
-                          "redis://:%zz@h", "unix://relative.sock", "unix:///s?x=1", ""}) {
+                          "redis://:%zz@h", "unix://relative.sock", "unix:///s?x=1", "",
+                          // found by fuzzing (tests/fuzz/corpus/redis_url/negative): a sign passed
+                          "redis://h:-1", "redis://h/-2", "unix:///s?db=-1", "redis://h:+1",
+                          // and a host with a colon or bracket outside brackets
+                          "redis://]::3]:", "redis://a:b:6379", "redis://::1", "redis://h]"}) {
     INFO(bad);
     std::string problem;
     CHECK_FALSE(parse_redis_url(bad, problem));

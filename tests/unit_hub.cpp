@@ -11,6 +11,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/system/system_error.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -374,6 +375,24 @@ TEST_CASE("Hub: ids keep increasing across restarts with an id file", "[unit][hu
   }
 }
 
+TEST_CASE("Hub: an automatic payload is JSON only when it can be spliced into an envelope as it is", "[unit][hub]") {
+  using herald::PayloadKind;
+  using herald::detail::payload_kind;
+  CHECK(payload_kind(R"({"a":[1,2]})") == PayloadKind::json);
+  CHECK(payload_kind(" 42\n") == PayloadKind::json);
+  CHECK(payload_kind("not json") == PayloadKind::text);
+  // Found by tests/fuzz/fuzz_envelope.cpp: nlohmann's parser stops at a NUL byte and skips a
+  // byte order mark, so these passed as JSON and, spliced verbatim, broke the envelope.
+  using namespace std::string_view_literals;
+  for (auto const payload : {"{} \0junk"sv, "\xEF\xBB\xBF{}"sv, "1\0"sv}) {
+    INFO(payload);
+    CHECK(payload_kind(payload) == PayloadKind::text);
+    herald::Event ev{.id = 1, .topic = "t", .data = std::string(payload), .kind = payload_kind(payload)};
+    auto const envelope = nlohmann::json::parse(herald::detail::encode_json_envelope(ev));
+    CHECK(envelope["data"] == std::string(payload));
+  }
+}
+
 TEST_CASE("Hub: an unusable id file makes the constructor throw std::system_error", "[unit][hub]") {
   TempDir dir;
   boost::asio::io_context ioc;
@@ -386,6 +405,21 @@ TEST_CASE("Hub: an unusable id file makes the constructor throw std::system_erro
     auto const file = dir.file("ids");
     write_file(file, "");
     CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+  }
+  // Found by tests/fuzz/fuzz_id_store.cpp: only the first 31 bytes were read, so leading
+  // zeros hid what followed (a larger mark, or junk).
+  SECTION("digits, then more than a short read sees") {
+    auto const file = dir.file("ids");
+    write_file(file, std::string(40, '0') + "junk\n");
+    CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+    write_file(file, std::string(70, '0') + "7\n");
+    CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.id_file = file}}), std::system_error);
+  }
+  SECTION("leading zeros within the bound are the number they spell") {
+    auto const file = dir.file("ids");
+    write_file(file, std::string(40, '0') + "7000\n");
+    Hub hub{ioc.get_executor(), HubOptions{.id_file = file}};
+    CHECK(hub.publish("t", "x") == 7001);
   }
   SECTION("in a directory that does not exist") {
     auto const file = (dir.path / "missing" / "ids").string();
@@ -1350,4 +1384,192 @@ TEST_CASE("Hub::async_publish takes lazy tokens and runs from another thread", "
   runner.join();
   CHECK(a == std::pair{boost::system::error_code{}, EventId{1}});
   CHECK(b.first == herald::error::bad_topic);
+}
+
+// =============================================================================================
+// Budgets: topics and retained bytes (HubOptions::max_topics, max_history_bytes), and topics
+// that are forgotten once nothing is retained and nobody follows them
+// =============================================================================================
+
+TEST_CASE("Hub: rooms a client opens and leaves are forgotten as their history ages out", "[unit][hub]") {
+  // The probe that found the leak: a chat client subscribes to a new room, posts one message
+  // and leaves, over and over. Memory must come back once the history has aged out.
+  boost::asio::io_context ioc;
+  ManualClock clock;
+  clock.advance(1h);
+  Hub hub{ioc.get_executor(), HubOptions{.history_age = 10s, .first_id = 1, .clock = clock.fn()}};
+  auto& state = *hub.state();
+  auto const baseline = hub.stats();
+  CHECK(baseline.topics == 0);
+  CHECK(baseline.history_bytes == 0);
+
+  constexpr int rooms = 2000;
+  std::vector<EventId> ids;
+  for (int i = 0; i < rooms; ++i) {
+    auto const room = "room-" + std::to_string(i);
+    auto sub = make_sub();
+    state.subscribe(sub, topics({room.c_str()}), std::nullopt);
+    ids.push_back(hub.publish(room, R"({"text":"hi"})"));
+    state.unsubscribe(sub.get(), topics({room.c_str()}));
+  }
+  auto const busy = hub.stats();
+  CHECK(busy.topics == rooms);  // each room still holds its message for resumes
+  CHECK(busy.history_bytes >= rooms * std::string_view(R"({"text":"hi"})").size());
+
+  clock.advance(10s + 1ms);
+  auto const after = hub.stats();
+  CHECK(after.topics == baseline.topics);
+  CHECK(after.history_bytes == baseline.history_bytes);
+
+  // Forgotten is not silent: a resume from before a forgotten room's message is told so.
+  CHECK(state.read(topics({"room-7"}), ids[7] - 1, 0).reset);
+  CHECK_FALSE(state.read(topics({"room-7"}), ids.back(), 0).reset);
+  // A room that comes back starts a new history, still marked as having lost the old one.
+  auto const again = hub.publish("room-7", "back");
+  CHECK(ids_of(hub.history("room-7")) == std::vector<EventId>{again});
+  CHECK(state.read(topics({"room-7"}), ids[7] - 1, 0).reset);
+  CHECK(hub.stats().topics == 1);
+}
+
+TEST_CASE("Hub: without history a topic nobody follows is forgotten at once", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 0, .first_id = 1}};
+  auto& state = *hub.state();
+  for (int i = 0; i < 100; ++i) hub.publish("t" + std::to_string(i), "x");
+  CHECK(hub.stats().topics == 0);
+  CHECK(hub.stats().history_bytes == 0);
+  auto sub = make_sub();
+  state.subscribe(sub, topics({"kept"}), std::nullopt);
+  auto const id = hub.publish("kept", "x");
+  CHECK(hub.stats().topics == 1);
+  CHECK(state.read(topics({"kept"}), id - 1, 0).reset);
+  state.unsubscribe(sub.get(), topics({"kept"}));
+  CHECK(hub.stats().topics == 0);
+  CHECK(state.read(topics({"kept"}), id - 1, 0).reset);
+}
+
+TEST_CASE("Hub: a publish beyond max_topics fails with too_many_topics until topics age out", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  ManualClock clock;
+  clock.advance(1h);
+  Hub hub{ioc.get_executor(),
+          HubOptions{.history_age = 10s, .max_topics = 3, .first_id = 1, .clock = clock.fn()}};
+  hub.publish("a", "1");
+  hub.publish("b", "1");
+  clock.advance(5s);
+  hub.publish("c", "1");
+
+  // The synchronous publish throws the error; its error_code overload reports it.
+  try {
+    hub.publish("d", "1");
+    FAIL("publish beyond max_topics did not throw");
+  } catch (boost::system::system_error const& e) {
+    CHECK(e.code() == herald::error::too_many_topics);
+  }
+  boost::system::error_code ec;
+  CHECK(hub.publish("d", "1", {}, ec) == 0);
+  CHECK(ec == herald::error::too_many_topics);
+  std::optional<std::pair<boost::system::error_code, EventId>> done;
+  hub.async_publish("d", "1", [&](boost::system::error_code e, EventId id) { done.emplace(e, id); });
+  CHECK_FALSE(done);  // never inside the call
+  ioc.run();
+  REQUIRE(done);
+  CHECK(done->first == herald::error::too_many_topics);
+  CHECK(done->second == 0);
+  CHECK(hub.stats().topics == 3);
+  CHECK(hub.stats().last_id == 3);  // refused publishes take no id
+
+  // Topics the hub already holds go on; a new one fits once an old one has aged out.
+  CHECK(hub.publish("a", "2", {}, ec) == 4);
+  CHECK_FALSE(ec);
+  clock.advance(5s + 1ms);  // b's only event is now older than 10 s; a and c are younger
+  CHECK(hub.publish("d", "1", {}, ec) == 5);
+  CHECK_FALSE(ec);
+  CHECK(hub.stats().topics == 3);
+  CHECK(hub.history("b").empty());
+  CHECK_THROWS_AS(hub.publish("e", "1"), boost::system::system_error);
+}
+
+TEST_CASE("Hub: max_history_bytes evicts the history of the topics published least recently", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  std::string const payload(1000, 'x');
+  herald::Event probe;
+  probe.topic = "a";
+  probe.data = payload;
+  auto const one = herald::detail::HistoryStore::event_bytes(probe);
+  Hub hub{ioc.get_executor(), HubOptions{.max_history_bytes = 4 * one + one / 2, .first_id = 1}};
+  auto& state = *hub.state();
+  auto const a1 = hub.publish("a", payload);
+  auto const a2 = hub.publish("a", payload);
+  auto const b1 = hub.publish("b", payload);
+  auto const c1 = hub.publish("c", payload);
+  CHECK(hub.stats().history_bytes == 4 * one);
+  // The fifth event does not fit: "a", published least recently, gives up its oldest.
+  auto const c2 = hub.publish("c", payload);
+  CHECK(hub.stats().history_bytes == 4 * one);
+  CHECK(ids_of(hub.history("a")) == std::vector<EventId>{a2});
+  CHECK(ids_of(hub.history("b")) == std::vector<EventId>{b1});
+  CHECK(ids_of(hub.history("c")) == std::vector<EventId>{c1, c2});
+  CHECK(state.read(topics({"a"}), a1 - 1, 0).reset);  // the eviction is told, never silent
+  CHECK_FALSE(state.read(topics({"a"}), a1, 0).reset);
+
+  // Two more for "c": "a" is emptied (and forgotten: nobody follows it), then "b" gives way.
+  hub.publish("c", payload);
+  hub.publish("c", payload);
+  CHECK(hub.stats().history_bytes <= 4 * one + one / 2);
+  // A forgotten topic's cursors are judged by the store-wide mark (b's last eviction here).
+  CHECK(state.read(topics({"a"}), a2, 0).reset);
+  CHECK_FALSE(state.read(topics({"a"}), b1, 0).reset);
+  CHECK(hub.history("a").empty());
+  CHECK(hub.history("b").empty());
+  CHECK(hub.history("c").size() == 4);
+  CHECK(hub.stats().topics == 1);
+
+  // An event larger than the whole budget is refused.
+  std::optional<boost::system::error_code> done;
+  hub.async_publish("c", std::string(5 * one, 'y'), [&](boost::system::error_code e, EventId) { done = e; });
+  ioc.run();
+  REQUIRE(done);
+  CHECK(*done == herald::error::message_too_big);
+  CHECK(hub.history("c").size() == 4);
+}
+
+TEST_CASE("Hub: budgets must be positive", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.max_topics = 0}}), std::invalid_argument);
+  CHECK_THROWS_AS((Hub{ioc.get_executor(), HubOptions{.max_history_bytes = 0}}), std::invalid_argument);
+}
+
+TEST_CASE("backplane: the hub's budgets hold for publishes and for what the ingress brings", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  auto bp = std::make_shared<ManualBackplane>();
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 100, .max_topics = 2, .backplane = bp}};
+  auto& state = *hub.state();
+  bp->sink.lock()->discontinuity(100, true);
+  auto sub = make_sub();
+  state.subscribe(sub, topics({"c"}), std::nullopt);
+  bp->feed({{101, "a"}, {102, "b"}, {103, "c"}, {104, "a"}});
+  // "c" does not fit this node's memory: delivered live, not retained.
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{103});
+  CHECK(ids_of(hub.history("a")) == std::vector<EventId>{101, 104});
+  CHECK(hub.history("c").empty());
+  CHECK(hub.stats().history_bytes > 0);
+  // A resume below it is not served from here (the backplane's history has it).
+  CHECK_FALSE(state.covers(topics({"c"}), 102));
+  CHECK(state.covers(topics({"a"}), 100));
+
+  // A publish to a new topic is refused here, before the backplane sees it.
+  std::optional<boost::system::error_code> done;
+  hub.async_publish("d", "x", [&](boost::system::error_code e, EventId) { done = e; });
+  ioc.run();
+  REQUIRE(done);
+  CHECK(*done == herald::error::too_many_topics);
+  CHECK(bp->publishes.empty());
+  boost::system::error_code ec;
+  hub.publish("d", "x", {}, ec);
+  CHECK(ec == herald::error::too_many_topics);
+  CHECK(bp->publishes.empty());
+  hub.publish("a", "x", {}, ec);  // a topic this node holds goes on to the backplane
+  CHECK_FALSE(ec);
+  CHECK(bp->publishes.size() == 1);
 }

@@ -51,6 +51,10 @@ enum class error {
       with it was not published; a connection closed with it should resume later (HTTP 503,
       WebSocket 1013). */
   backplane_unavailable,
+  /** The hub retains history for as many topics as HubOptions::max_topics allows: a publish
+      to a new topic was refused (HTTP 503, WebSocket 1013: topics are forgotten as their
+      history ages out, so a later try may succeed). */
+  too_many_topics,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.

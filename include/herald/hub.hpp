@@ -33,6 +33,19 @@ struct HubOptions {
   std::size_t history_events = HERALD_DEFAULT_HISTORY_EVENTS;
   /// Events older than this are dropped from history; zero keeps them regardless of age.
   std::chrono::steady_clock::duration history_age = std::chrono::minutes(10);
+  /** Topics the hub retains history for, at most. A publish that would add one more fails
+      with error::too_many_topics. A topic with nothing retained and no subscriber on this
+      hub is forgotten (its events age out after history_age), so this bounds the topics a
+      hub remembers at once, not the topics it ever sees. The default holds tens of thousands
+      of live rooms; at about 2 KB of bookkeeping per topic it bounds that part to ~200 MB. */
+  std::size_t max_topics = 100'000;
+  /** Bytes of retained history over every topic (payload, topic name, event type and ~250
+      bytes of bookkeeping per event; each wire format a client uses adds one encoded copy on
+      top). Beyond it the history of the topics published least recently is evicted first:
+      history is what resumes are served from, so a full history costs old cursors a reset
+      notice, never publishing itself. An event larger than the whole budget fails with
+      error::message_too_big. */
+  std::size_t max_history_bytes = 256u * 1024u * 1024u;
   /// File that keeps ids increasing across restarts. Empty: ids start from the wall clock (µs).
   std::string id_file;
   /// Lowest first id; 0 lets id_file or the clock decide (with a backplane: the lowest id
@@ -80,8 +93,10 @@ struct HubStats {
   ResetReasons reset_reasons;
   /// Times the backplane's stream broke and live connections were sent a reset notice.
   std::uint64_t discontinuities = 0;
-  /// Topics the hub tracks now.
+  /// Topics the hub tracks now: those with retained history or a local subscriber.
   std::size_t topics = 0;
+  /// What the retained history counts against HubOptions::max_history_bytes.
+  std::size_t history_bytes = 0;
   /// The last id handed out (with a backplane: the last id this node has taken in).
   EventId last_id = 0;
 };
@@ -108,19 +123,30 @@ class Hub {
 
       Never blocks on a subscriber: each connection's bounded queue takes the event or applies
       its overflow policy. Throws std::invalid_argument for an invalid topic name or event
-      type, and std::system_error if the id file cannot be written.
+      type, boost::system::system_error with error::too_many_topics or
+      error::message_too_big when the event does not fit the hub's budgets (HubOptions::
+      max_topics, max_history_bytes), and std::system_error if the id file cannot be written.
 
-      With a backplane the id is assigned remotely: publish() starts async_publish, returns 0
-      at once and never blocks; a publish that fails is logged (LogLevel::warning) and counted
-      by the backplane. Use async_publish to learn the id or the error.
+      With a backplane the id is assigned remotely: publish() checks the budgets, starts
+      async_publish, returns 0 at once and never blocks; a publish that fails later is logged
+      (LogLevel::warning) and counted by the backplane. Use async_publish to learn the id or
+      the error.
   */
   EventId publish(std::string_view topic, std::string_view data, PublishOptions options = {});
+
+  /** publish() that reports every herald error in `ec` (bad_topic, bad_request,
+      too_many_topics, message_too_big) and returns 0 then, instead of throwing; for code that
+      publishes what clients send. Still throws std::system_error if the id file cannot be
+      written. */
+  EventId publish(std::string_view topic, std::string_view data, PublishOptions options,
+                  boost::system::error_code& ec);
 
   /** Publish, and complete with the event's id once it is stored: at once without a
       backplane; after the backplane's round trip with one.
 
       Completion signature: void(boost::system::error_code, EventId). Errors:
       error::bad_topic (invalid topic name), error::bad_request (invalid event type),
+      error::too_many_topics and error::message_too_big (the hub's budgets, see HubOptions),
       error::backplane_unavailable (the backplane could not be reached in time: the event was
       not published), net::error::operation_aborted (the backplane was stopped). The handler
       never runs inside this call. Works with every completion token (callbacks,

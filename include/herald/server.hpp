@@ -131,7 +131,7 @@ class Server {
   */
   template <class Token = net::default_completion_token_t<executor_type>>
   auto async_stop(std::chrono::steady_clock::duration grace,
-                  Token&& token = net::default_completion_token_t<executor_type>{});
+                  Token&& token = net::default_completion_token_t<executor_type>());
 
   executor_type get_executor() const noexcept;
 

@@ -56,18 +56,22 @@ class IdStore {
   EventId last() const noexcept { return next_ - 1; }
 
  private:
+  static constexpr std::size_t max_file_size = 64;
+
   EventId read_mark() const {
     std::FILE* f = std::fopen(path_.c_str(), "rb");
     if (!f) {
       if (errno == ENOENT) return 0;
       throw std::system_error(errno, std::generic_category(), "herald: cannot read id file " + path_);
     }
-    char buf[32] = {};
-    std::size_t const n = std::fread(buf, 1, sizeof buf - 1, f);
+    // The whole file is read: a prefix that happens to be digits (leading zeros, then more)
+    // must not pass for the mark. herald writes at most 21 bytes; longer files are refused.
+    char buf[max_file_size + 1] = {};
+    std::size_t const n = std::fread(buf, 1, sizeof buf, f);
     std::fclose(f);
     // Digits and one optional newline, nothing else: a sign or an overflowing value must not
     // wrap around and restart ids from 1.
-    std::string_view text(buf, n);
+    std::string_view text(buf, n > max_file_size ? 0 : n);
     if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
     EventId mark = 0;
     auto const [end, ec] = std::from_chars(text.data(), text.data() + text.size(), mark);

@@ -47,8 +47,10 @@ inline std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
+/// Decimal digits only, at most `max`. from_chars alone would take a sign ("-1" for a port).
 template <class Int>
 bool parse_decimal(std::string_view s, Int& out, Int max) noexcept {
+  if (s.empty() || s.front() < '0' || s.front() > '9') return false;
   Int v{};
   auto const [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || v > max) return false;
@@ -59,7 +61,8 @@ bool parse_decimal(std::string_view s, Int& out, Int max) noexcept {
 /** Parse `redis://[[user]:password@]host[:port][/db]` (IPv6 hosts in brackets) or
     `unix:///path/to/socket[?db=N]`. Returns nullopt and sets `problem` for anything else:
     another scheme, a port outside 1..65535, a database that is not a number, a query on a
-    redis:// URL (TLS and other options are not supported), broken percent-escapes. */
+    redis:// URL (TLS and other options are not supported), broken percent-escapes, a colon or
+    bracket in a host outside brackets. */
 inline std::optional<RedisEndpoint> parse_redis_url(std::string_view url, std::string& problem) {
   RedisEndpoint ep;
   auto fail = [&](char const* why) -> std::optional<RedisEndpoint> {
@@ -122,9 +125,15 @@ inline std::optional<RedisEndpoint> parse_redis_url(std::string_view url, std::s
       if (after.front() != ':') return fail("junk after the [IPv6] host");
       port = after.substr(1);
     }
-  } else if (auto colon = host.rfind(':'); colon != std::string_view::npos) {
-    port = host.substr(colon + 1);
-    host = host.substr(0, colon);
+  } else {
+    if (auto colon = host.rfind(':'); colon != std::string_view::npos) {
+      port = host.substr(colon + 1);
+      host = host.substr(0, colon);
+    }
+    // "redis://a:b:6379" or "redis://]x:1": an IPv6 address goes in brackets, and a bracket
+    // belongs to nothing else.
+    if (host.find_first_of(":[]") != std::string_view::npos)
+      return fail("an IPv6 host goes in brackets: redis://[::1]:6379");
   }
   if (!host.empty()) ep.host = std::string(host);
   if (!port.empty() && (!parse_decimal(port, ep.port, 65535) || ep.port == 0))

@@ -11,6 +11,7 @@
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,16 @@
 
 namespace herald::inline v0 {
 namespace detail {
+
+/** How an automatic payload travels: JSON when it is a JSON text that can be spliced into an
+    envelope as it is, otherwise text. nlohmann's parser reads a NUL byte as the end of input
+    and skips a leading byte order mark, so it accepts `{} \0junk` and a BOM before `{}`;
+    spliced verbatim, either would break every JSON envelope that carries it (found by
+    tests/fuzz/fuzz_envelope.cpp). */
+inline PayloadKind payload_kind(std::string_view data) {
+  if (data.find('\0') != std::string_view::npos || data.starts_with("\xEF\xBB\xBF")) return PayloadKind::text;
+  return nlohmann::json::accept(data) ? PayloadKind::json : PayloadKind::text;
+}
 
 /** The shared state behind a Hub: an id source (IdStore, or the backplane), a history store
     and the local topic index, put together under one mutex.
@@ -65,10 +76,12 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
       : ex_(std::move(ex)),
         options_(std::move(options)),
         ids_(options_.backplane ? std::string() : options_.id_file, options_.first_id, options_.id_block),
-        history_(options_.history_events, options_.history_age),
+        history_(options_.history_events, options_.history_age, options_.max_history_bytes),
         backplane_(options_.backplane) {
     if (options_.history_age < std::chrono::steady_clock::duration::zero())
       throw std::invalid_argument("herald: HubOptions::history_age must not be negative");
+    if (options_.max_topics == 0 || options_.max_history_bytes == 0)
+      throw std::invalid_argument("herald: HubOptions::max_topics and max_history_bytes must be positive");
     if (backplane_ && !options_.id_file.empty())
       throw std::invalid_argument("herald: HubOptions::id_file and backplane exclude each other");
     // Before the backplane says where its stream starts, nothing is known to be in memory.
@@ -106,15 +119,22 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
     return {};
   }
 
-  EventId publish(std::string_view topic, std::string_view data, PublishOptions const& po) {
-    if (auto problem = invalid_publish(topic, po.type); !problem.empty())
-      throw std::invalid_argument("herald: " + std::string(problem));
+  /** Hub::publish's work: the id, or 0 with `ec` set (bad_topic, bad_request, too_many_topics,
+      message_too_big). With a backplane: 0, and the publish goes on in the background. */
+  EventId publish(std::string_view topic, std::string_view data, PublishOptions const& po,
+                  boost::system::error_code& ec) {
+    ec = {};
+    if (auto problem = invalid_publish(topic, po.type); !problem.empty()) {
+      ec = valid_topic(topic) ? error::bad_request : error::bad_topic;
+      return 0;
+    }
     Event ev;
     ev.topic = topic;
     ev.type = po.type;
     ev.data = data;
     ev.kind = po.kind;
-    if (!backplane_) return publish_here(std::move(ev));
+    if (!backplane_) return publish_here(std::move(ev), ec);
+    if ((ec = fits(ev))) return 0;
     forward(std::move(ev), Backplane::publish_handler(
                                [w = weak_from_this()](boost::system::error_code ec, EventId) {
                                  if (auto self = w.lock(); self && ec)
@@ -124,15 +144,16 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
   }
 
   void async_publish(Event&& ev, Backplane::publish_handler handler) {
+    boost::system::error_code ec;
+    EventId id = 0;
     if (auto problem = invalid_publish(ev.topic, ev.type); !problem.empty()) {
-      auto const ec = valid_topic(ev.topic) ? error::bad_request : error::bad_topic;
-      return net::post(ex_, net::append(std::move(handler), make_error_code(ec), EventId{0}));
+      ec = valid_topic(ev.topic) ? error::bad_request : error::bad_topic;
+    } else if (!backplane_) {
+      id = publish_here(std::move(ev), ec);
+    } else if (!(ec = fits(ev))) {
+      return forward(std::move(ev), std::move(handler));
     }
-    if (!backplane_) {
-      EventId const id = publish_here(std::move(ev));
-      return net::post(ex_, net::append(std::move(handler), boost::system::error_code{}, id));
-    }
-    forward(std::move(ev), std::move(handler));
+    net::post(ex_, net::append(std::move(handler), ec, id));
   }
 
   /** Register `sub` for `set` and, when `since` is given, queue every retained event above it
@@ -174,6 +195,10 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
   void unsubscribe(Subscriber const* sub, TopicSet const& set) {
     std::lock_guard lock{mutex_};
     index_.remove(sub, set);
+    // A topic nobody follows any more and with nothing retained is forgotten now.
+    for (auto const& t : set.topics)
+      if (!index_.contains(t)) history_.forget_if_empty(t);
+    history_.sweep(now(), keep());
     // A replay still being read for these topics is dropped when it arrives.
     std::erase_if(pending_, [&](Pending const& p) {
       return p.sub == sub &&
@@ -219,7 +244,7 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
     return last_;
   }
 
-  HubStats stats() const {
+  HubStats stats() {
     HubStats s;
     s.connections = connections_.load(std::memory_order_relaxed);
     s.connections_total = connections_total_.load(std::memory_order_relaxed);
@@ -232,7 +257,10 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
     s.resets = s.reset_reasons.cursor_expired + s.reset_reasons.slow_consumer + s.reset_reasons.backplane_gap;
     s.discontinuities = discontinuities_.load(std::memory_order_relaxed);
     std::lock_guard lock{mutex_};
+    // What has aged out is let go before it is counted.
+    history_.sweep(now(), keep());
     s.topics = history_.topics() + index_.topics([&](std::string_view t) { return history_.contains(t); });
+    s.history_bytes = history_.bytes();
     s.last_id = last_;
     return s;
   }
@@ -266,8 +294,12 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
     stored.reserve(events.size());
     for (auto& ev : events) stored.push_back(std::make_shared<StoredEvent>(std::move(ev), at));
     std::lock_guard lock{mutex_};
+    history_.sweep(at, keep());
+    // The hub's budgets hold for events from other nodes too: one that does not fit this
+    // node's memory is still delivered to the connections here, but not retained (a resume
+    // below it reads the backplane's history, or gets the reset notice).
     for (auto const& ev : stored)
-      if (ev->id() > last_) take(ev, at);
+      if (ev->id() > last_) take(ev, at, static_cast<bool>(fits_locked(ev->event())));
   }
 
   void discontinuity(EventId position, bool initial) override {
@@ -293,28 +325,54 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
     return since <= last_ && since >= coverage_ && since >= history_.floor(set, at);
   }
 
-  EventId publish_here(Event&& ev) {
-    if (ev.kind == PayloadKind::automatic)
-      ev.kind = nlohmann::json::accept(ev.data) ? PayloadKind::json : PayloadKind::text;
+  /// What tells the history store that a topic must be remembered: a local subscriber.
+  struct Keep {
+    TopicIndex const* index;
+    bool operator()(std::string_view topic) const { return index->contains(topic); }
+  };
+  Keep keep() const { return Keep{&index_}; }
+
+  /** Whether `ev` fits the hub's budgets: a topic beyond max_topics (after letting go of what
+      has aged out) or an event larger than the whole history budget does not. Under the lock. */
+  boost::system::error_code fits_locked(Event const& ev) {
+    if (options_.history_events == 0) return {};
+    if (HistoryStore::event_bytes(ev) > options_.max_history_bytes) return error::message_too_big;
+    if (history_.contains(ev.topic) || history_.topics() < options_.max_topics) return {};
+    history_.sweep(now(), keep());
+    if (history_.topics() < options_.max_topics) return {};
+    return error::too_many_topics;
+  }
+
+  boost::system::error_code fits(Event const& ev) {
+    std::lock_guard lock{mutex_};
+    return fits_locked(ev);
+  }
+
+  EventId publish_here(Event&& ev, boost::system::error_code& ec) {
+    if (ev.kind == PayloadKind::automatic) ev.kind = payload_kind(ev.data);
     auto const at = now();
     auto stored = std::make_shared<StoredEvent>(std::move(ev), at);
     std::lock_guard lock{mutex_};
+    // Checked under the same lock as the append: two publishes cannot both take the last slot.
+    if ((ec = fits_locked(stored->event()))) return 0;
     stored->event_.id = ids_.next();
     take(stored, at);
+    history_.sweep(at, keep());
     return stored->id();
   }
 
-  /// Retain and fan out an event that has its id (above last_). Under the lock.
-  void take(EventPtr const& ev, std::chrono::steady_clock::time_point at) {
+  /** Retain (unless `skip_history`: the event did not fit) and fan out an event that has its
+      id (above last_). Under the lock. */
+  void take(EventPtr const& ev, std::chrono::steady_clock::time_point at, bool skip_history = false) {
     last_ = ev->id();
-    history_.append(ev, at);
+    if (skip_history) history_.not_retained(ev->event().topic, ev->id());
+    else history_.append(ev, at, keep());
     if (auto const n = index_.fan_out(ev)) resets_slow_.fetch_add(n, std::memory_order_relaxed);
     published_.fetch_add(1, std::memory_order_relaxed);
   }
 
   void forward(Event&& ev, Backplane::publish_handler handler) {
-    if (ev.kind == PayloadKind::automatic)
-      ev.kind = nlohmann::json::accept(ev.data) ? PayloadKind::json : PayloadKind::text;
+    if (ev.kind == PayloadKind::automatic) ev.kind = payload_kind(ev.data);
     EventId known = 0;
     {
       std::lock_guard lock{mutex_};
@@ -467,7 +525,17 @@ inline void Hub::start_publish(std::shared_ptr<detail::HubState> const& state, E
 }
 
 inline EventId Hub::publish(std::string_view topic, std::string_view data, PublishOptions options) {
-  return state_->publish(topic, data, options);
+  boost::system::error_code ec;
+  EventId const id = state_->publish(topic, data, options, ec);
+  if (ec == error::bad_topic || ec == error::bad_request)
+    throw std::invalid_argument("herald: " + std::string(detail::HubState::invalid_publish(topic, options.type)));
+  if (ec) throw boost::system::system_error(ec, "herald: publish");
+  return id;
+}
+
+inline EventId Hub::publish(std::string_view topic, std::string_view data, PublishOptions options,
+                            boost::system::error_code& ec) {
+  return state_->publish(topic, data, options, ec);
 }
 
 inline std::vector<Event> Hub::history(std::string_view topic, EventId since) const {

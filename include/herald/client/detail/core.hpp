@@ -451,7 +451,7 @@ class ClientHandle {
       the client while the operation is pending completes it too.
   */
   template <class Token = net::default_completion_token_t<executor_type>>
-  auto async_stop(Token&& token = net::default_completion_token_t<executor_type>{}) {
+  auto async_stop(Token&& token = net::default_completion_token_t<executor_type>()) {
     return net::async_initiate<Token, void(boost::system::error_code)>(StopInit{impl_}, token);
   }
 

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace herald::inline v0::client::detail {
 
@@ -101,11 +102,13 @@ void for_each_element(std::string_view s, F&& f) {
   }
 }
 
-/// The raw text of member `key` of the JSON object `s`, if present.
+/** The raw text of member `key` of the JSON object `s`, if present. A key given twice yields
+    its last value, as nlohmann's parser keeps it: the raw text must be the value the parsed
+    document holds (found by tests/fuzz/fuzz_envelope.cpp). */
 inline std::optional<std::string_view> member_text(std::string_view s, std::string_view key) {
   std::optional<std::string_view> out;
   for_each_member(s, [&](std::string_view k, std::string_view v) {
-    if (!out && k == key) out = v;
+    if (k == key) out = v;
   });
   return out;
 }
@@ -219,6 +222,48 @@ inline std::optional<Envelope> parse_envelope(nlohmann::json const& doc, std::st
       out.reset->topic = out.event.topic;
       out.event.event_kind = EventKind::reset;
     }
+  }
+  return out;
+}
+
+/// A polling answer, read: {"events":[<envelope>,…],"cursor":N} with optional "reset"/"more".
+struct PollAnswer {
+  std::vector<Envelope> events;
+  EventId cursor = 0;
+  bool reset = false;
+  bool more = false;
+};
+
+/** Read a polling answer's body. nullopt when any part of it is malformed (then nothing of it
+    may be delivered): not an object, no "events" array or no "cursor" id, or an element that
+    is not a text envelope (a binary head has no place in a poll answer). */
+inline std::optional<PollAnswer> parse_poll_answer(std::string_view body) {
+  auto const doc = parse_json(body);
+  if (!doc.is_object()) return std::nullopt;
+  auto const events = doc.find("events");
+  auto const cursor = doc.find("cursor");
+  if (events == doc.end() || !events->is_array() || cursor == doc.end()) return std::nullopt;
+  auto const cursor_id = json_id(*cursor);
+  if (!cursor_id) return std::nullopt;
+  // Each element's raw text, so a JSON payload keeps its exact bytes.
+  std::vector<std::string_view> raw;
+  raw.reserve(events->size());
+  if (auto const text = member_text(body, "events"))
+    for_each_element(*text, [&](std::string_view e) { raw.push_back(e); });
+  if (raw.size() != events->size()) return std::nullopt;
+  auto flag = [&](char const* name) {
+    auto const it = doc.find(name);
+    return it != doc.end() && it->is_boolean() && it->get<bool>();
+  };
+  PollAnswer out;
+  out.cursor = *cursor_id;
+  out.reset = flag("reset");
+  out.more = flag("more");
+  out.events.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    auto env = parse_envelope((*events)[i], raw[i]);
+    if (!env || env->binary_head) return std::nullopt;
+    out.events.push_back(std::move(*env));
   }
   return out;
 }

@@ -74,8 +74,9 @@ class SseParser {
         break;
       }
       std::string_view line = chunk.substr(i, j - i);
+      // The bound holds however the line arrived: whole in this chunk or pieced together.
+      if (line_.size() + line.size() > max_event_) return Result::too_big;
       if (!line_.empty()) {
-        if (line_.size() + line.size() > max_event_) return Result::too_big;
         line_.append(line);
         line = line_;
       }

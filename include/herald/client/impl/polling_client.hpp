@@ -135,46 +135,28 @@ class PollImpl final : public Core {
 
   /// Deliver an answer's events; false when the client stops or the answer was malformed.
   bool apply(std::string const& body) {
-    auto const doc = parse_json(body);
-    auto bad = [this] {
+    auto answer = parse_poll_answer(body);
+    if (!answer) {
       lost(error::bad_response);
       return false;
-    };
-    if (!doc.is_object()) return bad();
-    auto const events = doc.find("events");
-    auto const cursor_field = doc.find("cursor");
-    if (events == doc.end() || !events->is_array() || cursor_field == doc.end()) return bad();
-    auto const cursor = json_id(*cursor_field);
-    if (!cursor) return bad();
-    auto flag = [&](char const* name) {
-      auto const it = doc.find(name);
-      return it != doc.end() && it->is_boolean() && it->get<bool>();
-    };
-    std::vector<std::string_view> raw;
-    raw.reserve(events->size());
-    if (auto const text = member_text(body, "events"))
-      for_each_element(*text, [&](std::string_view e) { raw.push_back(e); });
-    if (raw.size() != events->size()) return bad();
-
-    if (flag("reset")) {
+    }
+    if (answer->reset) {
       // What history still has follows; its ids may lie below the positions held so far.
       last_.clear();
       // The answer names no topic: the notice covers every topic followed.
       std::string topic = options_.topics.size() == 1 ? options_.topics.front() : std::string();
       if (!notify_reset(Reset{std::move(topic), 0, "cursor_expired"})) return false;
     }
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-      auto env = parse_envelope((*events)[i], raw[i]);
-      if (!env || env->binary_head) return bad();
-      if (env->reset) {
-        set_last(env->event.topic, env->event.id);
-        if (!notify_reset(*env->reset)) return false;
-      } else if (!deliver(env->event, env->event.topic)) {
+    for (auto& env : answer->events) {
+      if (env.reset) {
+        set_last(env.event.topic, env.event.id);
+        if (!notify_reset(*env.reset)) return false;
+      } else if (!deliver(env.event, env.event.topic)) {
         return false;
       }
     }
-    cursor_ = *cursor;
-    more_ = flag("more");
+    cursor_ = answer->cursor;
+    more_ = answer->more;
     return true;
   }
 

@@ -1,0 +1,255 @@
+// The multi-threaded end-to-end cases ([threads]), in a TU of their own so that the TSan tree
+// (scripts/test: build/tsan-threads) builds only this file, unit_hub.cpp (the hub's own
+// threaded cases) and the Catch2 main instead of every test TU. The ASan tree runs them too,
+// with everything else.
+//
+// Each server runs on worker threads (an io_context run by two threads, or a thread_pool);
+// the clients and every assertion stay on the test thread.
+
+#include <herald/herald.hpp>
+#include <herald/transports/polling.hpp>
+#include <herald/transports/websocket.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_client.hpp"
+#include "loopback.hpp"
+#include "ws_client.hpp"
+
+namespace {
+
+namespace net = boost::asio;
+using json = nlohmann::json;
+using test::run_until;
+
+}  // namespace
+
+TEST_CASE("websocket: publish and Session::send from other threads while the server runs on two", "[e2e][websocket][threads]") {
+  // The server's io_context runs on two worker threads; the clients' on the test thread.
+  net::io_context server_ioc;
+  herald::Hub hub{server_ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live{hub, "/live"};
+  std::mutex mutex;
+  std::vector<herald::Session> sessions;
+  live.on_open([&](herald::Session& s) {
+    std::lock_guard lock{mutex};
+    sessions.push_back(s);
+  });
+  live.on_message([](herald::Session& s, herald::Message const& m) { s.send(std::string(m.data)); });
+  herald::Server server{server_ioc.get_executor()};
+  server.add(live);
+  auto const ep = server.listen("127.0.0.1", 0);
+  auto guard = net::make_work_guard(server_ioc);
+  std::vector<std::thread> workers;
+  // Joined on every exit, also when a REQUIRE throws.
+  struct Join {
+    net::io_context& ioc;
+    std::vector<std::thread>& threads;
+    ~Join() {
+      ioc.stop();
+      for (auto& t : threads)
+        if (t.joinable()) t.join();
+    }
+  } join{server_ioc, workers};
+  for (int i = 0; i < 2; ++i) workers.emplace_back([&] { server_ioc.run(); });
+
+  constexpr int clients = 8;
+  constexpr int events = 200;
+  constexpr int sends = 20;
+  net::io_context ioc;
+  std::vector<std::unique_ptr<test::WsClient>> cs;
+  for (int i = 0; i < clients; ++i) {
+    cs.push_back(std::make_unique<test::WsClient>(ioc));
+    cs.back()->connect(ep, "/live?topic=a&topic=b");
+  }
+  REQUIRE(run_until(ioc, [&] {
+    std::lock_guard lock{mutex};
+    return sessions.size() == clients;
+  }));
+
+  std::thread pa{[&] {
+    for (int i = 0; i < events; ++i) hub.publish("a", std::to_string(i));
+  }};
+  std::thread pb{[&] {
+    std::vector<herald::Session> copy;
+    {
+      std::lock_guard lock{mutex};
+      copy = sessions;
+    }
+    for (int i = 0; i < events; ++i) {
+      hub.publish("b", std::to_string(i));
+      if (i % (events / sends) == 0)
+        for (auto& s : copy) s.send("app " + std::to_string(i));
+    }
+  }};
+  // Meanwhile every client also talks to the server.
+  for (auto& c : cs) c->send("ping from client");
+  pa.join();
+  pb.join();
+  auto const sa = hub.publish("a", "sentinel");
+  auto const sb = hub.publish("b", "sentinel");
+  // The clients' own messages leave only once this thread runs their loop again, so the echo
+  // may come after the sentinels.
+  auto echoed_once = [](test::WsClient const& c) {
+    return std::count_if(c.frames().begin(), c.frames().end(),
+                         [](test::WsFrame const& f) { return f.data == "ping from client"; }) == 1;
+  };
+  REQUIRE(run_until(ioc, [&] {
+    for (auto const& c : cs)
+      if (!c->saw_id(sa) || !c->saw_id(sb) || !echoed_once(*c)) return false;
+    return true;
+  }, std::chrono::seconds(30)));
+  for (auto const& c : cs) {
+    std::vector<std::uint64_t> a, b;
+    int app = 0, echoed = 0;
+    for (auto const& f : c->frames()) {
+      if (f.data.starts_with("app ")) ++app;
+      else if (f.data == "ping from client") ++echoed;
+      else {
+        auto const j = json::parse(f.data);
+        (j["topic"] == "a" ? a : b).push_back(j["id"]);
+      }
+    }
+    CHECK(a.size() == events + 1);
+    CHECK(b.size() == events + 1);
+    CHECK(std::is_sorted(a.begin(), a.end()));
+    CHECK(std::is_sorted(b.begin(), b.end()));
+    CHECK(app == sends);
+    CHECK(echoed == 1);
+  }
+  std::atomic<bool> stopped{false};
+  server.async_stop(std::chrono::seconds(5), [&](boost::system::error_code) { stopped = true; });
+  REQUIRE(run_until(ioc, [&] {
+    for (auto const& c : cs)
+      if (!c->ended()) return false;
+    return stopped.load();
+  }));
+  for (auto const& c : cs) CHECK(c->close_code() == 1001);
+  CHECK(live.connections() == 0);
+}
+
+namespace {
+
+/** Chains long polls, one connection each (Connection: close), every answer's cursor going
+    into the next request; collects the ids it is given. */
+class Poller {
+ public:
+  Poller(net::io_context& ioc, net::ip::tcp::endpoint ep) : ioc_(ioc), ep_(ep) { next(); }
+
+  /// Take a finished answer and send the next poll; false once an answer was not a clean 200.
+  bool step() {
+    if (failed_ || !raw_->closed()) return !failed_;
+    auto const& data = raw_->data();
+    auto const body = data.find("\r\n\r\n");
+    if (raw_->status() != 200 || body == std::string::npos) {
+      failed_ = true;
+      return false;
+    }
+    auto const j = json::parse(data.substr(body + 4), nullptr, false);
+    if (j.is_discarded() || j.contains("reset")) {
+      failed_ = true;
+      return false;
+    }
+    for (auto const& e : j["events"]) ids.push_back(e["id"].get<std::uint64_t>());
+    cursor_ = j["cursor"].get<std::uint64_t>();
+    next();
+    return true;
+  }
+
+  bool saw(std::uint64_t id) const { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+  std::vector<std::uint64_t> ids;
+
+ private:
+  void next() {
+    raw_ = std::make_unique<test::RawClient>(ioc_);
+    raw_->request(ep_, "GET /poll?topic=a&topic=b&wait=5&since=" + std::to_string(cursor_) +
+                           " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  }
+
+  net::io_context& ioc_;
+  net::ip::tcp::endpoint ep_;
+  std::unique_ptr<test::RawClient> raw_;
+  std::uint64_t cursor_ = 0;
+  bool failed_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("polling: a server on a thread_pool answers chained long polls while two threads publish",
+          "[e2e][polling][threads]") {
+  net::thread_pool pool{2};
+  herald::Hub hub{pool.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::Polling> poll{hub, "/poll"};
+  herald::Server server{pool.get_executor()};
+  server.add(poll);
+  auto const ep = server.listen("127.0.0.1", 0);
+  // Stopped and joined on every exit, also when a REQUIRE throws, before the server goes.
+  struct Stop {
+    herald::Server& server;
+    net::thread_pool& pool;
+    ~Stop() {
+      std::atomic<bool> stopped{false};
+      server.async_stop(std::chrono::seconds(5), [&](boost::system::error_code) { stopped = true; });
+      auto const end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!stopped && std::chrono::steady_clock::now() < end) std::this_thread::yield();
+      pool.stop();
+      pool.join();
+    }
+  } stop{server, pool};
+
+  constexpr int pollers = 4;
+  constexpr int events = 300;
+  net::io_context ioc;
+  std::vector<std::unique_ptr<Poller>> ps;
+  for (int i = 0; i < pollers; ++i) ps.push_back(std::make_unique<Poller>(ioc, ep));
+  auto step_all = [&] {
+    bool ok = true;
+    for (auto& p : ps) ok = p->step() && ok;
+    return ok;
+  };
+  // Every poller holds a poll (cursor 0: from the start) before the publishers start.
+  REQUIRE(run_until(ioc, [&] { return !step_all() || poll.connections() == pollers; }));
+  REQUIRE(step_all());
+
+  std::vector<std::uint64_t> published_a, published_b;
+  std::thread pa{[&] {
+    for (int i = 0; i < events; ++i) published_a.push_back(hub.publish("a", std::to_string(i)));
+  }};
+  std::thread pb{[&] {
+    for (int i = 0; i < events; ++i) published_b.push_back(hub.publish("b", std::to_string(i)));
+  }};
+  bool const polled = run_until(ioc, [&] { return !step_all() || ps.front()->ids.size() >= 50; },
+                                std::chrono::seconds(30));
+  pa.join();
+  pb.join();
+  REQUIRE(polled);
+  auto const sentinel = hub.publish("a", "sentinel");
+  REQUIRE(run_until(ioc, [&] {
+    if (!step_all()) return true;
+    return std::all_of(ps.begin(), ps.end(), [&](auto const& p) { return p->saw(sentinel); });
+  }, std::chrono::seconds(30)));
+  REQUIRE(step_all());
+
+  std::vector<std::uint64_t> expected;
+  std::merge(published_a.begin(), published_a.end(), published_b.begin(), published_b.end(),
+             std::back_inserter(expected));
+  expected.push_back(sentinel);
+  for (auto const& p : ps) CHECK(p->ids == expected);  // each once, in id order, no gap
+}
