@@ -44,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
 from harness import (Failure, Lines, check, cv, free_port, log, spawn, spki_sha256,  # noqa: E402
-                     start_watchdog, stop_all)
+                     start_redis, start_watchdog, stop_all)
 import harness  # noqa: E402
 
 RECIPE = os.path.join(ROOT, "deploy", "nginx", "herald.conf")
@@ -89,20 +89,6 @@ def make_certificate(tmp):
 
 
 # --- redis and the nodes ------------------------------------------------------------------------
-
-def start_redis(tmp):
-    for _ in range(5):
-        port = free_port()
-        proc = spawn([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp, "--save", "",
-                      "--appendonly", "no", "--daemonize", "no"], stderr=subprocess.STDOUT)
-        out = Lines(proc.stdout)
-        ready = lambda: any("Ready to accept connections" in line for line in out.text())
-        wait_for(lambda: ready() or out.eof, "redis-server starts", 10)
-        if ready():
-            return proc, port
-        proc.wait(timeout=10)
-    raise Failure("redis-server did not start")
-
 
 class Node:
     def __init__(self, name, redis_url):
@@ -401,7 +387,7 @@ def main():
     started = time.monotonic()
     try:
         ca, chain, key, spki = make_certificate(tmp)
-        redis, redis_port = start_redis(tmp)
+        redis, redis_port = start_redis(REDIS, tmp)
         url = "redis://127.0.0.1:%d" % redis_port
         nodes = [Node("A", url), Node("B", url)]
         for n in nodes:

@@ -102,3 +102,19 @@ def spki_sha256(openssl, cert):
     der = run(["pkey", "-pubin", "-outform", "der"], pub)
     digest = run(["dgst", "-sha256", "-binary"], der)
     return run(["base64", "-A"], digest).decode().strip()
+
+
+def start_redis(redis_server, tmp):
+    """A redis-server of the test's own (free port, no persistence); ready when it says so.
+    A port free_port() saw free can be taken before Redis binds it: then Redis exits; retry."""
+    for _ in range(5):
+        port = free_port()
+        proc = spawn([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp, "--save", "",
+                      "--appendonly", "no", "--daemonize", "no"], stderr=subprocess.STDOUT)
+        out = Lines(proc.stdout)
+        ready = lambda: any("Ready to accept connections" in line for line in out.text())  # noqa: E731
+        wait_for(lambda: ready() or out.eof, "redis-server starts", 10)
+        if ready():
+            return proc, port
+        proc.wait(timeout=10)
+    raise Failure("redis-server did not start")
