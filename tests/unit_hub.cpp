@@ -2,6 +2,7 @@
 // polling reads, shared encodings and concurrent publishing. No sockets: subscribers are test
 // doubles registered on detail::HubState directly, and the io_context is never run.
 
+#include <herald/detail/id_store.hpp>
 #include <herald/detail/json_format.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/stored_event.hpp>
@@ -18,11 +19,14 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <barrier>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <iterator>
 #include <future>
 #include <fstream>
 #include <memory>
@@ -461,6 +465,132 @@ TEST_CASE("Hub: without an id file ids start from the wall clock in microseconds
   CHECK(id + 60'000'000 >= before);
   CHECK(id <= after + 60'000'000);
   CHECK(hub.publish("t", "y") > id);
+}
+
+namespace {
+
+/** An id writer that holds its `stall`-th call (1-based; the constructor's reservation is call
+    1) until open() or a generous deadline, or fails it with an I/O error, then writes as the
+    real writer does. The test thread waits for entered() with a deadline, never a sleep. */
+struct SlowDisk {
+  enum class Mode { stall, fail };
+  int stall;
+  Mode mode = Mode::stall;
+  std::mutex m;
+  std::condition_variable cv;
+  int calls = 0;
+  bool in_stall = false;
+  bool released = false;
+
+  std::function<void(std::string const&, EventId)> writer() {
+    return [this](std::string const& path, EventId mark) {
+      {
+        std::unique_lock lock{m};
+        if (++calls == stall) {
+          if (mode == Mode::fail) throw std::system_error(std::make_error_code(std::errc::io_error), "test disk");
+          in_stall = true;
+          cv.notify_all();
+          cv.wait_for(lock, 60s, [&] { return released; });
+        }
+      }
+      herald::detail::write_id_file(path, mark);
+    };
+  }
+  bool entered() {
+    std::unique_lock lock{m};
+    return cv.wait_for(lock, 30s, [&] { return in_stall; });
+  }
+  void open() {
+    {
+      std::lock_guard lock{m};
+      released = true;
+    }
+    cv.notify_all();
+  }
+};
+
+std::string read_text(std::string const& path) {
+  std::ifstream f{path, std::ios::binary};
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+TEST_CASE("Hub: a stalled id file write does not stall publishing of reserved ids", "[unit][hub][threads]") {
+  TempDir dir;
+  auto const file = dir.file("ids");
+  boost::asio::io_context ioc;
+  SlowDisk disk{.stall = 2};  // call 1 reserves ids 1..8 at construction; call 2 is 9..16
+  std::vector<EventId> ids;
+  auto hub = std::make_unique<Hub>(ioc.get_executor(),
+                                   HubOptions{.id_file = file, .id_block = 8, .id_writer = disk.writer()});
+  for (int i = 0; i < 4; ++i) ids.push_back(hub->publish("t", "x"));
+  CHECK(ids == std::vector<EventId>{1, 2, 3, 4});
+
+  // Id 5 leaves fewer than half the block: its publish writes the next block, and stalls there.
+  auto fifth = std::async(std::launch::async, [&] { return hub->publish("t", "5"); });
+  REQUIRE(disk.entered());
+
+  // Meanwhile the reserved ids flow, and the hub's lock is free (history takes it).
+  auto others = std::async(std::launch::async, [&] {
+    std::vector<EventId> out;
+    for (int i = 0; i < 3; ++i) out.push_back(hub->publish("t", "x"));
+    out.push_back(static_cast<EventId>(hub->history("t").size()));
+    return out;
+  });
+  bool const flowed = others.wait_for(20s) == std::future_status::ready;
+  if (!flowed) disk.open();  // let the stuck threads finish before the REQUIRE unwinds
+  REQUIRE(flowed);
+  CHECK(others.get() == std::vector<EventId>{6, 7, 8, 8});
+
+  // A crash now leaves the file at 8, the last id handed out: a restart never repeats one.
+  CHECK(read_text(file) == "8\n");
+  std::filesystem::copy_file(file, dir.file("ids.crash"));
+  {
+    Hub after_crash{ioc.get_executor(), HubOptions{.id_file = dir.file("ids.crash"), .id_block = 8}};
+    CHECK(after_crash.publish("t", "x") == 9);
+  }
+
+  // Id 9 is not reserved yet: its publish waits for the write in flight.
+  auto ninth = std::async(std::launch::async, [&] { return hub->publish("t", "9"); });
+  CHECK(ninth.wait_for(0s) != std::future_status::ready);
+  disk.open();
+  REQUIRE(fifth.wait_for(20s) == std::future_status::ready);
+  REQUIRE(ninth.wait_for(20s) == std::future_status::ready);
+  CHECK(fifth.get() == 5);
+  CHECK(ninth.get() == 9);
+  CHECK(read_text(file) == "16\n");
+  hub.reset();
+
+  Hub restarted{ioc.get_executor(), HubOptions{.id_file = file, .id_block = 8}};
+  CHECK(restarted.publish("t", "x") == 17);
+}
+
+TEST_CASE("Hub: a failed ahead-of-time id write is logged and retried before ids run out", "[unit][hub]") {
+  TempDir dir;
+  auto const file = dir.file("ids");
+  boost::asio::io_context ioc;
+  SlowDisk disk{.stall = 2, .mode = SlowDisk::Mode::fail};
+  std::vector<herald::LogRecord> logged;
+  std::vector<EventId> ids;
+  {
+    Hub hub{ioc.get_executor(), HubOptions{.id_file = file, .id_block = 8, .id_writer = disk.writer(),
+                                           .log = [&](herald::LogRecord const& r) { logged.push_back(r); }}};
+    // Id 5's publish tries to reserve 9..16 and fails: id 5 is out all the same.
+    for (int i = 0; i < 5; ++i) ids.push_back(hub.publish("t", "x"));
+    CHECK(ids == std::vector<EventId>{1, 2, 3, 4, 5});
+    REQUIRE(logged.size() == 1);
+    CHECK(logged[0].level == herald::LogLevel::error);
+    CHECK(logged[0].ec.value() == EIO);
+    CHECK(read_text(file) == "8\n");
+    // The next publish asks again (call 3 succeeds), long before the reserved ids run out.
+    CHECK(hub.publish("t", "x") == 6);
+    CHECK(read_text(file) == "16\n");
+    for (EventId want = 7; want <= 9; ++want) CHECK(hub.publish("t", "x") == want);
+    CHECK(logged.size() == 1);
+  }
+  Hub restarted{ioc.get_executor(), HubOptions{.id_file = file, .id_block = 8}};
+  CHECK(restarted.publish("t", "x") == 17);
 }
 
 // =============================================================================================

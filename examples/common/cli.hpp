@@ -90,10 +90,10 @@ inline Cli parse_cli(int argc, char** argv, std::vector<Flag> flags = {}) {
 }
 
 /// The first line every example prints, flushed so scripts reading a pipe see it at once.
-inline void announce(std::string const& host, std::uint16_t port) {
+inline void announce(std::string const& host, std::uint16_t port, std::string_view scheme = "http") {
   bool const v6 = host.find(':') != std::string::npos;
-  std::cout << "listening on http://" << (v6 ? "[" : "") << host << (v6 ? "]" : "") << ':' << port
-            << std::endl;
+  std::cout << "listening on " << scheme << "://" << (v6 ? "[" : "") << host << (v6 ? "]" : "") << ':'
+            << port << std::endl;
 }
 
 /** `server.listen(cli.host, cli.port)` (a herald::Server), then the announce line; returns the

@@ -8,6 +8,7 @@ struct Event;
 struct HubOptions;
 class Hub;
 class Server;
+class TlsServer;
 class Session;
 
 struct Sse;

@@ -51,8 +51,13 @@ struct HubOptions {
   /// Lowest first id; 0 lets id_file or the clock decide (with a backplane: the lowest id
   /// this node asks the backplane for).
   EventId first_id = 0;
-  /// Ids reserved per write of id_file.
+  /** Ids reserved per write of id_file. The next block is written when half of this one is
+      used, outside the hub's lock, by the publish that crossed the half: that publish returns
+      after the write; the others draw reserved ids meanwhile. */
   std::uint64_t id_block = 4096;
+  /** Writes id_file's mark durably; empty: write-temp, fsync, rename. A seam for tests (a slow
+      disk); it must throw std::system_error on failure. */
+  std::function<void(std::string const& path, EventId mark)> id_writer;
   /// Clock for history age; empty means std::chrono::steady_clock::now. Tests inject one.
   std::function<std::chrono::steady_clock::time_point()> clock;
   /// Log hook (none by default) and the lowest level it receives.

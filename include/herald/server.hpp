@@ -10,6 +10,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -23,7 +24,10 @@
 namespace herald::inline v0 {
 
 namespace detail {
+template <class... Streams>
 class ServerState;
+template <class Stream>
+struct ServerStream;
 }
 
 /// Limits and timeouts of herald::Server. Every default is safe for a public server.
@@ -73,36 +77,34 @@ inline std::optional<std::string> query_param(std::string_view target, std::stri
   return found;
 }
 
-/** A small standalone HTTP/1.1 server: listener, router by path, keep-alive for plain requests,
-    404 for unknown paths, graceful stop. It runs on the application's executor and starts no
-    threads.
+/** The server behind herald::Server and herald::TlsServer: listeners, a router by path,
+    keep-alive for plain requests, 404 for unknown paths, graceful stop. It runs on the
+    application's executor and starts no threads.
 
-    Thread safety: add() and handle() before listen(); the rest from any thread.
+    `Streams` are the stream types its connections can have (beast::tcp_stream, and
+    beast::ssl_stream<beast::tcp_stream> for herald::TlsServer): each channel added gets a
+    hand-off for each of them, compiled where the server type is named, so code that names
+    only herald::Server never sees OpenSSL.
 
-    Example:
-      herald::Server server{ioc.get_executor()};
-      server.add(feed);
-      server.listen("127.0.0.1", 8080);
-      ioc.run();
+    Thread safety: add(), handle() and handle_async() before listen(); the rest from any thread.
 */
-class Server {
+template <class... Streams>
+class BasicServer {
  public:
   using executor_type = net::any_io_executor;
 
-  explicit Server(executor_type ex, ServerOptions options = {});
-  Server(Server const&) = delete;
-  Server& operator=(Server const&) = delete;
-  /// Closes the listener and every connection still open.
-  ~Server();
+  explicit BasicServer(executor_type ex, ServerOptions options = {});
+  BasicServer(BasicServer const&) = delete;
+  BasicServer& operator=(BasicServer const&) = delete;
+  /// Closes the listeners and every connection still open.
+  ~BasicServer();
 
   /// Route the channel's path to it. Throws std::invalid_argument if the path is taken.
   template <Transport T>
-  Server& add(Channel<T> const& channel) {
-    return add_endpoint(channel.endpoint());
-  }
+  BasicServer& add(Channel<T> const& channel);
 
   /// Serve `path` with `handler` (any method). Throws std::invalid_argument if the path is taken.
-  Server& handle(std::string path, Handler handler);
+  BasicServer& handle(std::string path, Handler handler);
 
   /** Serve `path` with `handler`, which answers through its Reply when it is ready. The
       connection stays the server's (keep-alive, limits, graceful stop), and the answer gets its
@@ -113,13 +115,15 @@ class Server {
           hub.async_publish("t", req.body(), [reply](auto ec, herald::EventId id) { reply(…); });
         });
   */
-  Server& handle_async(std::string path, AsyncHandler handler);
+  BasicServer& handle_async(std::string path, AsyncHandler handler);
 
-  /** Bind and start accepting. `host` is an IP literal or "localhost"; port 0 picks a free port.
-      Returns the bound endpoint. Throws boost::system::system_error on failure. */
+  /** Bind a plain-TCP listener (http, ws) and start accepting. `host` is an IP literal or
+      "localhost"; port 0 picks a free port. Returns the bound endpoint. May be called again for
+      more listeners (another address or port); they share routes, limits and async_stop.
+      Throws boost::system::system_error on failure. */
   net::ip::tcp::endpoint listen(std::string_view host, std::uint16_t port);
 
-  /// The bound endpoint (after listen).
+  /// The endpoint of the first listener.
   net::ip::tcp::endpoint local_endpoint() const;
 
   /** Stop gracefully: stop accepting, close idle connections, ask every channel to tell its
@@ -135,9 +139,33 @@ class Server {
 
   executor_type get_executor() const noexcept;
 
+ protected:
+  /// Bind a listener whose connections are `Stream`s made with `config` (see detail::ServerStream).
+  template <class Stream>
+  net::ip::tcp::endpoint listen_as(std::string_view host, std::uint16_t port,
+                                   typename detail::ServerStream<Stream>::Config config);
+
  private:
-  Server& add_endpoint(std::shared_ptr<detail::Endpoint> endpoint);
-  std::shared_ptr<detail::ServerState> state_;
+  std::shared_ptr<detail::ServerState<Streams...>> state_;
+};
+
+/** A small standalone HTTP/1.1 server over plain TCP (http, ws): listener, router by path,
+    keep-alive for plain requests, 404 for unknown paths, graceful stop. It runs on the
+    application's executor and starts no threads. For https and wss, herald::TlsServer
+    (<herald/tls_server.hpp>, link herald::tls) has the same interface and also listens with a
+    certificate.
+
+    Thread safety: add() and handle() before listen(); the rest from any thread.
+
+    Example:
+      herald::Server server{ioc.get_executor()};
+      server.add(feed);
+      server.listen("127.0.0.1", 8080);
+      ioc.run();
+*/
+class Server final : public BasicServer<beast::tcp_stream> {
+ public:
+  using BasicServer::BasicServer;
 };
 
 }  // namespace herald

@@ -17,8 +17,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <stdexcept>
+#include <system_error>
 #include <unordered_map>
 
 namespace herald::inline v0 {
@@ -40,7 +44,8 @@ inline PayloadKind payload_kind(std::string_view data) {
     The mutex orders everything: events are numbered (without a backplane) and queued to
     subscribers under it, so every connection sees its topics in id order and a resume
     (replay + registration) is atomic with respect to publishing. Nothing under the lock
-    blocks: queues are bounded and wake-ups are posts.
+    blocks: queues are bounded, wake-ups are posts, and the id file is written outside it
+    (IdStore reserves the next block ahead, see publish_here).
 
     With a backplane, events enter only through ingress() (BackplaneSink), already numbered
     and in id order, from every node; the history store is then this node's memory of the
@@ -75,7 +80,8 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
   HubState(net::any_io_executor ex, HubOptions options)
       : ex_(std::move(ex)),
         options_(std::move(options)),
-        ids_(options_.backplane ? std::string() : options_.id_file, options_.first_id, options_.id_block),
+        ids_(options_.backplane ? std::string() : options_.id_file, options_.first_id, options_.id_block,
+             options_.id_writer),
         history_(options_.history_events, options_.history_age, options_.max_history_bytes),
         backplane_(options_.backplane) {
     if (options_.history_age < std::chrono::steady_clock::duration::zero())
@@ -352,13 +358,57 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
     if (ev.kind == PayloadKind::automatic) ev.kind = payload_kind(ev.data);
     auto const at = now();
     auto stored = std::make_shared<StoredEvent>(std::move(ev), at);
-    std::lock_guard lock{mutex_};
-    // Checked under the same lock as the append: two publishes cannot both take the last slot.
-    if ((ec = fits_locked(stored->event()))) return 0;
-    stored->event_.id = ids_.next();
-    take(stored, at);
-    history_.sweep(at, keep());
-    return stored->id();
+    std::unique_lock lock{mutex_};
+    for (;;) {
+      // Checked under the same lock as the append: two publishes cannot both take the last
+      // slot (and again after waiting for ids, which let other publishes in).
+      if ((ec = fits_locked(stored->event()))) return 0;
+      auto const draw = ids_.next();
+      if (draw.id != 0) {
+        stored->event_.id = draw.id;
+        take(stored, at);
+        history_.sweep(at, keep());
+        lock.unlock();
+        // This event is out; its own publish pays for reserving the next block, and a failure
+        // is only logged (the write is asked for again before the reserved ids run out).
+        if (draw.write != 0) write_ids(draw.write, false);
+        return stored->id();
+      }
+      if (draw.write != 0) {
+        lock.unlock();
+        write_ids(draw.write, true);  // no id is left: this publish cannot go on without it
+        lock.lock();
+      } else {
+        ids_written_.wait(lock);  // releases the lock: another publish is writing the next block
+      }
+    }
+  }
+
+  /** Write an id mark outside the hub's lock (IdStore::next asked this caller to), record the
+      outcome under it and wake publishers waiting for ids. Throws the writer's error if
+      `rethrow`. */
+  void write_ids(EventId mark, bool rethrow) {
+    std::exception_ptr failure;
+    // The writer reports errno values (std::generic_category); the log hook takes Boost's.
+    boost::system::error_code code{EIO, boost::system::generic_category()};
+    try {
+      ids_.write(mark);
+    } catch (std::system_error const& e) {
+      failure = std::current_exception();
+      code.assign(e.code().value(), e.code().category() == std::generic_category()
+                                        ? boost::system::generic_category()
+                                        : boost::system::system_category());
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    {
+      std::lock_guard lock{mutex_};
+      ids_.written(mark, !failure);
+    }
+    ids_written_.notify_all();
+    if (!failure) return;
+    if (rethrow) std::rethrow_exception(failure);
+    log(LogLevel::error, "hub", 0, code, "cannot reserve ids ahead in the id file");
   }
 
   /** Retain (unless `skip_history`: the event did not fit) and fan out an event that has its
@@ -490,6 +540,8 @@ class HubState final : public BackplaneSink, public std::enable_shared_from_this
   net::any_io_executor ex_;
   HubOptions const options_;
   mutable std::mutex mutex_;
+  /// Publishers that found no reserved id wait here (with mutex_) for the write in flight.
+  std::condition_variable ids_written_;
   IdStore ids_;
   HistoryStore history_;
   TopicIndex index_;
