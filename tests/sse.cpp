@@ -290,7 +290,7 @@ TEST_CASE("sse: the Origin allowlist guards browser requests", "[e2e][sse][auth]
   }
 }
 
-TEST_CASE("sse: ?envelope names each event's topic; bare data stays the default", "[e2e][sse]") {
+TEST_CASE("sse: ?envelope names each event's topic, and bare data stays the default", "[e2e][sse]") {
   Fixture f;
   SseClient bare{f.ioc}, enveloped{f.ioc}, off{f.ioc};
   bare.raw.get(f.ep, "/api/feed?topic=a&topic=b", accept_sse);
