@@ -117,7 +117,7 @@ def run(port):
                 % (port, key)).encode())
     got = read_until(ws, lambda d: b"\r\n\r\n" in d and len(d.partition(b"\r\n\r\n")[2]) > 2, deadline)
     check(got.startswith(b"HTTP/1.1 101"), "the WebSocket upgrade succeeds and an event follows")
-    # One refusal: a bad cursor is a 400 on the SSE member.
+    # One refusal: a bad cursor is a 400 (a plain GET on /live goes to the polling member).
     status, _, _ = get(port, "/live?topic=metrics&since=nope")
     check(status == 400, "a bad cursor is refused with 400")
 
@@ -160,7 +160,7 @@ def run(port):
           "bytes written counted on the SSE member")
     check(value(families, "herald_subscriptions", channel="/live", transport="websocket") == 1,
           "the WebSocket's one subscription is counted")
-    check(value(families, "herald_refusals_total", channel="/live", transport="sse", status="400",
+    check(value(families, "herald_refusals_total", channel="/live", transport="polling", status="400",
                 reason="bad cursor") == 1, "the refused request is counted by status and reason")
     check((value(families, "herald_events_published_total", hub="default") or 0) >= 1,
           "the hub's published events are counted")
