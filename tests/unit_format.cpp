@@ -200,6 +200,7 @@ bool is_enumerator(herald::error e) {
     case error::hook_failed:
     case error::backplane_unavailable:
     case error::too_many_topics:
+    case error::host_not_allowed:
       return true;
   }
   return false;
@@ -780,6 +781,7 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::hook_failed, http::status::internal_server_error},
       {error::backplane_unavailable, http::status::service_unavailable},
       {error::too_many_topics, http::status::service_unavailable},
+      {error::host_not_allowed, http::status::misdirected_request},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {
@@ -873,7 +875,16 @@ TEST_CASE("error_table: one row per error, and the server's and the clients' map
     }
     if (row->primary_status) CHECK(error_from_status(row->status) == e);
     if (row->primary_close) CHECK(error_from_close_code(row->close_code) == e);
+    // A retryable refusal is a 503 that says when to come back; no other answer says so.
+    if (row->retryable) CHECK(row->status == 503);
+    auto const res = error_response(e, {}, 11, false, std::chrono::seconds(9));
+    CHECK((res[boost::beast::http::field::retry_after] == "9") == row->retryable);
   }
+  CHECK(retryable(herald::error::too_many_connections));
+  CHECK(retryable(herald::error::shutting_down));
+  CHECK(retryable(herald::error::backplane_unavailable));
+  CHECK_FALSE(retryable(herald::error::forbidden));
+  CHECK_FALSE(retryable(boost::system::error_code{}));
   CHECK(error_table.size() == all_errors().size());
   CHECK_FALSE(error_from_wire("no such error"));
   CHECK(herald::client::detail::classify_status(418).ec == herald::client::error::unexpected_status);

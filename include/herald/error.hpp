@@ -55,6 +55,9 @@ enum class error {
       to a new topic was refused (HTTP 503, WebSocket 1013: topics are forgotten as their
       history ages out, so a later try may succeed). */
   too_many_topics,
+  /** The request's Host is not on the channel's allowed_hosts (HTTP 421 Misdirected Request):
+      a DNS-rebinding page names its own host, which this server does not serve. */
+  host_not_allowed,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.
