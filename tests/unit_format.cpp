@@ -430,6 +430,14 @@ TEST_CASE("sse_retry and sse_heartbeat", "[unit][format]") {
   CHECK(retry.retry == 1500);
   CHECK(retry.events.empty());
 
+  // A retryable refusal: a comment and a retry, no event an application could see.
+  auto const refusal = herald::detail::sse_refusal("too many connections", 2000ms);
+  CHECK(refusal == ": refused: too many connections\nretry: 2000\n\n");
+  auto const parsed = parse_event_stream(refusal);
+  CHECK(parsed.retry == 2000);
+  CHECK(parsed.events.empty());
+  CHECK(parsed.comments == 1);
+
   std::string_view const hb = herald::detail::sse_heartbeat;
   REQUIRE_FALSE(hb.empty());
   CHECK(hb.front() == ':');
@@ -672,6 +680,21 @@ TEST_CASE("admit_topic: one rule for query topics and run-time subscribes", "[un
   CHECK_FALSE(admit_topic(fixed, "b", detail));
   CHECK(admit_topic(fixed, "c", detail) == herald::error::forbidden);
   CHECK(detail == "topic not offered on this channel: c");
+}
+
+TEST_CASE("host_allowed: names, ports, wildcard subdomains; anything else and no Host are refused",
+          "[unit][format]") {
+  using herald::detail::host_allowed;
+  std::vector<std::string> const none;
+  CHECK(host_allowed("anything", none));
+  CHECK(host_allowed("", none));
+  std::vector<std::string> const list{"app.example", "api.example:8443", "*.example.org", "[::1]"};
+  for (auto h : {"app.example", "APP.Example", "app.example:80", "app.example.", "api.example:8443",
+                 "a.example.org", "x.y.example.org:1", "[::1]", "[::1]:9"})
+    CHECK(host_allowed(h, list));
+  for (auto h : {"", "evil.example", "api.example", "api.example:443", "example.org", "xexample.org",
+                 "app.example.evil", "app.example:", "app.example:8x", "[::2]", "[::1", ":80"})
+    CHECK_FALSE(host_allowed(h, list));
 }
 
 TEST_CASE("cors_grant: credentials only for an origin named by the application", "[unit][format]") {
