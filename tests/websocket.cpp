@@ -408,12 +408,13 @@ TEST_CASE("websocket: handshake refusals are plain HTTP answers, never a 101", "
   CHECK(beast_ok->open());
   CHECK(beast_ok->response()[http::field::sec_websocket_protocol].empty());
 
-  // The connection limit (3) answers 503.
+  // The connection limit (3) answers 503, which is worth retrying later: Retry-After says when.
   auto third = raw("/live", "Authorization: Bearer good\r\n");
   CHECK(third->status() == 101);
   REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 3; }));
   auto fourth = raw("/live", "Authorization: Bearer good\r\n");
   CHECK(fourth->status() == 503);
+  CHECK(fourth->header("Retry-After") == "5");
   CHECK(json::parse(fourth->body())["error"] == "too many connections");
 }
 

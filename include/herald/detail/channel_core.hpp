@@ -66,6 +66,13 @@ class ChannelCore {
       throw std::invalid_argument("herald: Limits::queue_events and queue_bytes must be positive");
     if (options_.limits.max_subscriptions == 0)
       throw std::invalid_argument("herald: Limits::max_subscriptions must be positive");
+    for (auto const& h : options_.allowed_hosts) {
+      std::string_view name, port;
+      if (!split_authority(h, name, port) || name == "*." || h.find_first_of(" /\t") != std::string::npos)
+        throw std::invalid_argument("herald: ChannelOptions::allowed_hosts holds an invalid entry: " + h);
+    }
+    if (options_.limits.retry_after.count() <= 0)
+      throw std::invalid_argument("herald: Limits::retry_after must be positive");
     for (auto const& h : options_.cors.headers)
       if (!http_token(h)) throw std::invalid_argument("herald: CorsOptions::headers holds an invalid header name");
     if (options_.cors.max_age.count() < 0)

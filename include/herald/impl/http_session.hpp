@@ -53,7 +53,7 @@ class HttpSession final : public ServerConnection,
       server_->log(LogLevel::warning, ec, "connection refused");
       // Over TLS the answer would need a handshake first, which is what the limit spares.
       if constexpr (ServerStream<Stream>::handshake) close_stream(stream_);
-      else write_and_close(std::move(stream_), error_response(ec, {}, 11, false));
+      else write_and_close(std::move(stream_), error_response(ec, {}, 11, false, server_->options().retry_after));
       return;
     }
     registered_ = true;

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <tuple>
 #include <unordered_map>
 #include <variant>
@@ -60,7 +61,10 @@ class ServerState : public std::enable_shared_from_this<ServerState<Streams...>>
   using Routed = ChannelRoute<Streams...>;
   using Route = std::variant<Routed, Handler, AsyncHandler>;
 
-  ServerState(net::any_io_executor ex, ServerOptions options) : ex_(std::move(ex)), options_(std::move(options)) {}
+  ServerState(net::any_io_executor ex, ServerOptions options) : ex_(std::move(ex)), options_(std::move(options)) {
+    if (options_.retry_after.count() <= 0)
+      throw std::invalid_argument("herald: ServerOptions::retry_after must be positive");
+  }
 
   net::any_io_executor const& executor() const noexcept { return ex_; }
   ServerOptions const& options() const noexcept { return options_; }

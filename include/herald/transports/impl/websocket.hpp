@@ -125,7 +125,7 @@ class WsSession final : public Connection {
       ec = admit(req, detail, /*empty_means_all=*/false);
     }
     if (ec) {
-      auto res = error_response(ec, detail, req.version(), false);
+      auto res = error_response(ec, detail, req.version(), false, ch().options().limits.retry_after);
       if (!upgrade) {
         res.result(http::status::upgrade_required);
         res.set(http::field::upgrade, "websocket");
