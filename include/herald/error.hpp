@@ -55,6 +55,9 @@ enum class error {
       to a new topic was refused (HTTP 503, WebSocket 1013: topics are forgotten as their
       history ages out, so a later try may succeed). */
   too_many_topics,
+  /** A WebSocket client sent more messages or bytes than WebSocketOptions::inbound_rate
+      allows: an error frame, then close 1008 (HTTP 429). */
+  rate_limited,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.
