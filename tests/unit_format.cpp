@@ -201,6 +201,7 @@ bool is_enumerator(herald::error e) {
     case error::backplane_unavailable:
     case error::too_many_topics:
     case error::host_not_allowed:
+    case error::rate_limited:
       return true;
   }
   return false;
@@ -805,6 +806,7 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::backplane_unavailable, http::status::service_unavailable},
       {error::too_many_topics, http::status::service_unavailable},
       {error::host_not_allowed, http::status::misdirected_request},
+      {error::rate_limited, http::status::too_many_requests},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {
@@ -889,7 +891,7 @@ TEST_CASE("error_table: one row per error, and the server's and the clients' map
     CHECK(error_from_wire(row->wire) == e);
     auto const body = error_body(e, "why");
     auto const verdict = herald::client::detail::classify_status(row->status, body);
-    if (row->status >= 500 || row->status == 408) {
+    if (row->status >= 500 || row->status == 408 || row->status == 429) {
       CHECK(verdict.retry);
       CHECK(verdict.ec == herald::client::error::unavailable);
     } else {
@@ -1241,6 +1243,19 @@ TEST_CASE("ws_protocol: acks, errors, binary heads and subprotocols", "[unit][we
   CHECK_FALSE(ws::sendable_close_code(1005));
   CHECK_FALSE(ws::sendable_close_code(1006));
   CHECK_FALSE(ws::sendable_close_code(999));
+  CHECK_FALSE(ws::sendable_close_code(5000));
+  CHECK_FALSE(ws::sendable_close_code(65535));
+
+  // Sec-WebSocket-Key: the base64 of 16 bytes, nothing else.
+  CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25jZQ==").empty());
+  CHECK(ws::key_problem("AAAAAAAAAAAAAAAAAAAA+/==").empty());
+  CHECK(ws::key_problem("") == "Sec-WebSocket-Key is missing");
+  for (std::string_view bad : {"abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ===",
+                               "dGhlIHNhbXBsZSBub25jZQAA", "dGhlIHNhbXBsZSBub25jZQ==x"})
+    CHECK(ws::key_problem(bad).find("24 characters ending in ==") != std::string_view::npos);
+  CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25j-Q==").find("base64 alphabet") != std::string_view::npos);
+  CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25j Q==").find("base64 alphabet") != std::string_view::npos);
+  CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25jZ===").find("base64 alphabet") != std::string_view::npos);
 }
 
 TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[unit][websocket]") {
@@ -1253,6 +1268,7 @@ TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[
   CHECK(to_close_code(error::message_too_big) == 1009);
   CHECK(to_close_code(error::hook_failed) == 1011);
   CHECK(to_close_code(error::slow_consumer) == 1013);
+  CHECK(to_close_code(error::rate_limited) == 1008);
   CHECK(to_close_code(boost::asio::error::connection_reset) == 1011);
 }
 

@@ -63,6 +63,9 @@ enum class error {
   /** The request's Host is not on the channel's allowed_hosts (HTTP 421 Misdirected Request):
       a DNS-rebinding page names its own host, which this server does not serve. */
   host_not_allowed,
+  /** A WebSocket client sent more messages or bytes than WebSocketOptions::inbound_rate
+      allows: an error frame, then close 1008 (HTTP 429). */
+  rate_limited,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.

@@ -277,6 +277,20 @@ struct channel_state_of<T> {
   using type = typename T::channel_state;
 };
 
+template <class T>
+class ChannelImpl;
+
+/** Start transport T on a connection. `already_read`, the bytes read past the request (frames
+    a WebSocket client sent in the same packet as its upgrade), reaches a transport whose
+    start() takes it; the others never read from the connection after its request. */
+template <class T, class Stream>
+void start_transport(std::shared_ptr<ChannelImpl<T>> ch, Stream&& stream, Request&& req, std::string&& already_read) {
+  if constexpr (requires { T::start(ch, std::forward<Stream>(stream), std::move(req), std::move(already_read)); })
+    T::start(std::move(ch), std::forward<Stream>(stream), std::move(req), std::move(already_read));
+  else
+    T::start(std::move(ch), std::forward<Stream>(stream), std::move(req));
+}
+
 /// A channel's state for transport T: the core plus T's options, shared with its connections.
 template <class T>
 class ChannelImpl final : public ChannelCore,
@@ -299,8 +313,8 @@ class ChannelImpl final : public ChannelCore,
   typename channel_state_of<T>::type& channel_state() noexcept { return state_; }
 
   template <class Stream>
-  void accept_stream(Stream&& stream, Request&& req) {
-    T::start(this->shared_from_this(), std::forward<Stream>(stream), std::move(req));
+  void accept_stream(Stream&& stream, Request&& req, std::string&& already_read = {}) {
+    start_transport<T>(this->shared_from_this(), std::forward<Stream>(stream), std::move(req), std::move(already_read));
   }
 
   std::string const& path() const noexcept override { return ChannelCore::path(); }

@@ -12,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
@@ -135,7 +136,9 @@ class HttpSession final : public ServerConnection,
       tcp().expires_never();
       server_->remove(this);
       registered_ = false;
-      std::get<std::function<void(Stream&&, Request&&)>>(channel->accept)(std::move(stream_), std::move(req));
+      // A client may send its first WebSocket frames in the same packet as the upgrade.
+      std::get<std::function<void(Stream&&, Request&&, std::string&&)>>(channel->accept)(
+          std::move(stream_), std::move(req), beast::buffers_to_string(buffer_.data()));
       return;
     }
     if (auto const* async = std::get_if<AsyncHandler>(route)) return later(*async, std::move(req));

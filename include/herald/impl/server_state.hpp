@@ -51,7 +51,8 @@ class ServerConnection {
 template <class... Streams>
 struct ChannelRoute {
   std::shared_ptr<Endpoint> endpoint;
-  std::tuple<std::function<void(Streams&&, Request&&)>...> accept;
+  /// Takes the stream, its request and the bytes read past the request.
+  std::tuple<std::function<void(Streams&&, Request&&, std::string&&)>...> accept;
 };
 
 /// Shared by the server handle and its connections, so connections never outlive what they use.
