@@ -578,7 +578,7 @@ TEST_CASE("client sse: refusals that retrying cannot fix close the client", "[e2
 
 // --- e2e: against herald's own server ------------------------------------------------------------
 
-TEST_CASE("client sse: a full channel's retryable refusal is no open; the client comes back and resumes",
+TEST_CASE("client sse: a full channel's retryable refusal is no open, and the client comes back and resumes",
           "[e2e][client]") {
   net::io_context ioc;
   World w{ioc, {.first_id = 1}, {.limits = {.max_connections = 1, .retry_after = 1s}}};

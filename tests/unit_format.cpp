@@ -683,7 +683,7 @@ TEST_CASE("admit_topic: one rule for query topics and run-time subscribes", "[un
   CHECK(detail == "topic not offered on this channel: c");
 }
 
-TEST_CASE("host_allowed: names, ports, wildcard subdomains; anything else and no Host are refused",
+TEST_CASE("host_allowed: names, ports and wildcard subdomains pass, anything else and no Host are refused",
           "[unit][format]") {
   using herald::detail::host_allowed;
   std::vector<std::string> const none;

@@ -691,7 +691,7 @@ TEST_CASE("websocket: a close code RFC 6455 forbids fails the connection and is 
   CHECK_FALSE(closed[2]);
 }
 
-TEST_CASE("websocket: a client over its inbound rate gets an error frame, then 1008; others are served", "[e2e][websocket]") {
+TEST_CASE("websocket: a client over its inbound rate gets an error frame, then 1008, while others are served", "[e2e][websocket]") {
   // One message a second after a burst of 10, and about a byte a second after 2 KiB: the
   // refill during the test is at most a token or two, so the counts below are exact enough.
   Fixture f{{}, {.read_message_max = 1024, .inbound_rate = {.messages_per_second = 1, .message_burst = 10,
