@@ -76,7 +76,9 @@ int main(int argc, char** argv) {
   options.limits.max_connections = 1'000'000;
   options.limits.queue_events = args.queue;
   options.allowed_origins = {"*"};
-  herald::Channel<herald::WebSocket> ws{hub, "/ws", options};
+  // The WebSocket publisher is the benchmark's own load: no inbound rate limit.
+  herald::Channel<herald::WebSocket> ws{
+      hub, "/ws", options, {.inbound_rate = {.messages_per_second = 0, .bytes_per_second = 0}}};
   herald::Channel<herald::Sse> sse{hub, "/sse", options};
   herald::Channel<herald::Polling> poll{hub, "/poll", options};
 

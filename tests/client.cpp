@@ -578,6 +578,34 @@ TEST_CASE("client sse: refusals that retrying cannot fix close the client", "[e2
 
 // --- e2e: against herald's own server ------------------------------------------------------------
 
+TEST_CASE("client sse: a full channel's retryable refusal is no open, and the client comes back and resumes",
+          "[e2e][client]") {
+  net::io_context ioc;
+  World w{ioc, {.first_id = 1}, {.limits = {.max_connections = 1, .retry_after = 1s}}};
+  test::RawClient occupant{ioc};
+  occupant.get(w.ep, "/sse?topic=t", "Accept: text/event-stream\r\n");
+  REQUIRE(run_until(ioc, [&] { return w.feed.connections() == 1; }));
+
+  // The client's own cursor: it has seen `seen` and missed `missed` while refused.
+  auto const seen = w.hub.publish("t", "seen");
+  hc::SseClient c{ioc.get_executor(), w.url("http", "/sse"),
+                  {.topics = {"t"}, .since = seen, .backoff = quick_backoff()}};
+  Record rec;
+  rec.attach(c);
+  c.start();
+  auto const missed = w.hub.publish("t", "missed");
+  REQUIRE(run_until(ioc, [&] { return rec.count(hc::State::reconnecting) >= 3; }));
+  CHECK(rec.count(hc::State::open) == 0);  // a refusal is not a stream that opened and ended
+  CHECK(rec.states[1] == std::pair{hc::State::reconnecting, boost::system::error_code(hc::error::unavailable)});
+
+  occupant.close();
+  REQUIRE(run_until(ioc, [&] { return rec.saw(missed); }));
+  auto const live = w.hub.publish("t", "live");
+  REQUIRE(run_until(ioc, [&] { return rec.saw(live); }));
+  CHECK(rec.ids() == std::vector<herald::EventId>{missed, live});
+  CHECK(rec.count(hc::State::open) == 1);
+}
+
 namespace {
 
 template <class Client>

@@ -384,7 +384,7 @@ TEST_CASE("negotiated: Channel::accept embedding routes to the matching member",
       };
       auto c = std::make_shared<Conn>(Conn{beast::tcp_stream(std::move(socket)), {}, {}});
       http::async_read(c->stream, c->buffer, c->req, [&, c](boost::system::error_code ec, std::size_t) {
-        if (!ec) live.accept(std::move(c->stream), std::move(c->req));
+        if (!ec) live.accept(std::move(c->stream), std::move(c->req), c->buffer.data());
       });
       accept_one();
     });
@@ -411,6 +411,14 @@ TEST_CASE("negotiated: Channel::accept embedding routes to the matching member",
   poll.get(ep, "/live?topic=t&since=0");
   REQUIRE(run_until(ioc, [&] { return poll.closed(); }));
   CHECK(json::parse(poll.body())["events"][0]["id"] == id);
+
+  // A frame in the same packet as the upgrade reaches the WebSocket member.
+  test::RawClient packed(ioc);
+  packed.request(ep, "GET /live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" +
+                         test::client_frame(0x1, "packed"));
+  REQUIRE(run_until(ioc, [&] { return got.size() == 2 || packed.closed(); }));
+  CHECK(got.back() == "packed");
   acceptor.close();
   live.shutdown();
   REQUIRE(run_until(ioc, [&] { return live.connections() == 0; }));

@@ -2,6 +2,7 @@
 // sockets. The io_context runs on the test thread; every wait is a condition with a deadline.
 
 #include <herald/herald.hpp>
+#include <herald/metrics.hpp>
 #include <herald/detail/poll_format.hpp>
 #include <herald/transports/polling.hpp>
 
@@ -651,6 +652,78 @@ TEST_CASE("polling: keep-alive carries polls, a held poll and another path on on
   CHECK_FALSE(c.error());
 }
 
+TEST_CASE("polling: an answer stops at max_answer_bytes, says more, and the next polls get the rest",
+          "[e2e][polling]") {
+  Fixture f{{}, {.max_answer_bytes = 4096}};
+  std::vector<EventId> published;
+  for (int i = 0; i < 20; ++i) published.push_back(f.hub.publish("t", std::string(1000, static_cast<char>('a' + i))));
+  auto const big = f.hub.publish("t", std::string(10'000, 'z'));  // larger than the bound: goes alone
+  published.push_back(big);
+  auto const after = f.hub.publish("t", "small");
+  published.push_back(after);
+
+  std::vector<EventId> got;
+  EventId cursor = 0;
+  for (int polls = 0; polls < 30; ++polls) {
+    auto const r = f.once(get("/poll?topic=t&limit=1000&since=" + std::to_string(cursor)));
+    REQUIRE(r.status == 200);
+    auto const j = r.body_json();
+    auto const ids = ids_in(j);
+    REQUIRE_FALSE(ids.empty());
+    if (ids.size() > 1) CHECK(r.body.size() <= 4096 + 64);  // the envelopes, plus the cursor and flags
+    if (ids.front() == big) CHECK(ids.size() == 1);
+    got.insert(got.end(), ids.begin(), ids.end());
+    CHECK(j["cursor"] == ids.back());
+    cursor = ids.back();
+    if (!j.contains("more")) break;
+    CHECK(j["more"] == true);
+  }
+  CHECK(got == published);  // in order, nothing lost, nothing twice
+
+  // A long poll answers live events under the same bound.
+  test::RawClient held{f.ioc};
+  held.request(f.ep, get("/poll?topic=t&limit=1000&wait=10&since=" + std::to_string(after)));
+  REQUIRE(run_until(f.ioc, [&] { return f.poll.connections() == 1; }));
+  for (int i = 0; i < 3; ++i) f.hub.publish("t", std::string(3000, 'x'));
+  REQUIRE(run_until(f.ioc, [&] { return replies(held.data()).size() == 1; }));
+  auto const live = replies(held.data())[0].body_json();
+  CHECK(ids_in(live).size() < 3);
+  CHECK(live["more"] == true);
+}
+
+TEST_CASE("polling: answers nobody reads hold at most max_answer_bytes each", "[e2e][polling]") {
+  constexpr std::size_t bound = 64 * 1024;
+  Fixture f{{}, {.max_answer_bytes = bound}};
+  herald::Metrics metrics;
+  metrics.add(f.poll);
+  auto written = [&] {
+    auto const text = metrics.text();
+    std::string const key = R"(herald_written_bytes_total{channel="/poll",transport="polling"} )";
+    auto const at = text.find(key);
+    return at == std::string::npos ? std::size_t{0} : std::stoul(text.substr(at + key.size()));
+  };
+  std::string const payload(4096, 'p');
+  for (int i = 0; i < 200; ++i) f.hub.publish("t", payload);  // 800 KiB of history
+
+  auto const one = f.once(get("/poll?topic=t&since=0&limit=1000"));
+  REQUIRE(one.status == 200);
+  CHECK(one.body_json()["more"] == true);
+  auto const size = one.body.size();
+  CHECK(size <= bound + payload.size() + 128);
+  REQUIRE(written() == size);
+
+  // Twenty clients ask for everything and never read: what the server builds for them is
+  // twenty bounded answers, not twenty copies of the history.
+  std::vector<std::unique_ptr<test::RawClient>> stalled;
+  for (int i = 0; i < 20; ++i) {
+    stalled.push_back(std::make_unique<test::RawClient>(f.ioc));
+    stalled.back()->receive_buffer(4096);
+    stalled.back()->request(f.ep, get("/poll?topic=t&since=0&limit=1000"), /*read=*/false);
+  }
+  REQUIRE(run_until(f.ioc, [&] { return written() == 21 * size; }));
+  CHECK(size * 10 < 200 * payload.size());  // an unbounded answer would copy all 800 KiB
+}
+
 TEST_CASE("polling: held polls count toward the channel's connection limit", "[e2e][polling]") {
   Fixture f{{.limits = {.max_connections = 1}}};
   test::RawClient held{f.ioc};
@@ -659,6 +732,7 @@ TEST_CASE("polling: held polls count toward the channel's connection limit", "[e
   auto const over = f.once(get("/poll?topic=t&wait=10&since=0"));
   CHECK(over.status == 503);
   CHECK(over.body_json()["error"] == "too many connections");
+  CHECK(over.header("Retry-After") == "5");  // herald::default_retry_after
   CHECK(f.once(get("/poll?topic=t&since=0")).status == 200);  // a short poll is never held
   auto const id = f.hub.publish("t", "x");
   REQUIRE(run_until(f.ioc, [&] { return replies(held.data()).size() == 1; }));

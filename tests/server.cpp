@@ -11,8 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "http_client.hpp"
 #include "loopback.hpp"
@@ -166,7 +169,7 @@ TEST_CASE("server: idle connections time out, the connection limit answers 503",
   net::io_context ioc;
   // Two servers, so that neither check races the other's timer: the limit is checked with a
   // request timeout no loaded machine reaches, the timeout on a server of its own.
-  herald::Server limited{ioc.get_executor(), {.max_connections = 1}};
+  herald::Server limited{ioc.get_executor(), {.max_connections = 1, .retry_after = std::chrono::seconds(7)}};
   herald::Server quick{ioc.get_executor(), {.request_timeout = std::chrono::milliseconds(50)}};
   limited.handle("/x", text("x"));
   quick.handle("/x", text("x"));
@@ -180,6 +183,7 @@ TEST_CASE("server: idle connections time out, the connection limit answers 503",
   over.get(ep, "/x");
   REQUIRE(run_until(ioc, [&] { return over.closed(); }));
   CHECK(over.status() == 503);
+  CHECK(over.header("Retry-After") == "7");
   CHECK_FALSE(idle.closed());
   idle.close();  // frees the slot
   // The slot frees once the server reads idle's end; until then a request may still get 503.
@@ -294,4 +298,60 @@ TEST_CASE("metrics: a hub's and its channels' counters, per transport, on a Serv
   post.request(ep, "POST /metrics HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
   REQUIRE(run_until(ioc, [&] { return post.status() != 0; }));
   CHECK(post.status() == 405);
+}
+
+TEST_CASE("server: allowed_hosts answers 421 to a Host it does not list, on every transport, before any stream",
+          "[e2e][server][auth]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::ChannelOptions const co{.allowed_hosts = {"app.example", "*.example.org", "[::1]:8080"}};
+  herald::Channel<herald::Sse> feed{hub, "/sse", co};
+  herald::Channel<herald::WebSocket> live{hub, "/ws", co};
+  herald::Channel<herald::Polling> poll{hub, "/poll", co};
+  herald::Server server{ioc.get_executor()};
+  server.add(feed).add(live).add(poll);
+  auto const ep = server.listen("127.0.0.1", 0);
+
+  std::string const ws_headers =
+      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n";
+  struct Path {
+    std::string target;
+    std::string headers;
+    int ok;
+  };
+  std::vector<Path> const paths{{"/sse?topic=t", "Accept: text/event-stream\r\n", 200},
+                                {"/ws?topic=t", ws_headers, 101},
+                                {"/poll?topic=t&since=0", "", 200}};
+  auto ask = [&](Path const& p, std::string const& host_lines) {
+    auto c = std::make_unique<test::RawClient>(ioc);
+    c->request(ep, "GET " + p.target + " HTTP/1.1\r\n" + host_lines + p.headers + "\r\n");
+    REQUIRE(run_until(ioc, [&] { return c->closed() || c->has_headers(); }));
+    return c;
+  };
+  for (auto const& p : paths) {
+    INFO(p.target);
+    // A DNS-rebinding page: its Origin matches its Host, which is not one of ours.
+    for (std::string host : {"Host: evil.example\r\nOrigin: http://evil.example\r\n", "Host: evil.example:80\r\n",
+                             "Host: example.org\r\n", "Host: app.example.evil\r\n", "Host: [::1]:8081\r\n", ""}) {
+      INFO(host);
+      auto c = ask(p, host);
+      REQUIRE(run_until(ioc, [&] { return c->closed() || c->body().ends_with("}\n"); }));
+      CHECK(c->status() == 421);
+      CHECK(nlohmann::json::parse(c->body())["error"] == "host not allowed");
+      CHECK(c->data().find("101 Switching") == std::string::npos);
+    }
+    for (std::string host : {"Host: app.example\r\n", "Host: APP.example:8443\r\n", "Host: app.example.\r\n",
+                             "Host: a.b.example.org\r\n", "Host: [::1]:8080\r\n",
+                             "Host: app.example\r\nOrigin: http://app.example\r\n"}) {
+      INFO(host);
+      CHECK(ask(p, host)->status() == p.ok);
+    }
+    // The Host passed, so the same-origin rule compares a trusted name.
+    auto cross = ask(p, "Host: app.example\r\nOrigin: http://evil.example\r\n");
+    CHECK(cross->status() == 403);
+  }
+
+  CHECK_THROWS_AS(herald::Channel<herald::Sse>(hub, "/bad", {.allowed_hosts = {"a b"}}), std::invalid_argument);
+  CHECK_THROWS_AS(herald::Channel<herald::Sse>(hub, "/bad", {.allowed_hosts = {""}}), std::invalid_argument);
 }

@@ -351,15 +351,43 @@ TEST_CASE("sse: a client that goes away is cleaned up", "[e2e][sse]") {
   CHECK(f.hub.stats().topics == 0);
 }
 
-TEST_CASE("sse: the channel's connection limit answers 503", "[e2e][sse]") {
-  Fixture f{{.limits = {.max_connections = 1}}};
-  test::RawClient first{f.ioc}, second{f.ioc};
-  first.get(f.ep, "/api/feed");
-  REQUIRE(run_until(f.ioc, [&] { return first.has_headers(); }));
-  second.get(f.ep, "/api/feed");
-  REQUIRE(run_until(f.ioc, [&] { return second.closed(); }));
-  CHECK(second.status() == 503);
-  CHECK(first.status() == 200);
+TEST_CASE("sse: a full channel refuses with a stream that ends at once with retry:, so EventSource comes back",
+          "[e2e][sse]") {
+  Fixture f{{.limits = {.max_connections = 1, .retry_after = std::chrono::seconds(2)}}};
+  SseClient first{f.ioc};
+  first.raw.get(f.ep, "/api/feed?topic=t", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return first.raw.has_headers(); }));
+  SseClient second{f.ioc};
+  auto const origin = "http://127.0.0.1:" + std::to_string(f.ep.port());
+  second.raw.get(f.ep, "/api/feed?topic=t", "Origin: " + origin + "\r\n");
+  REQUIRE(run_until(f.ioc, [&] { return second.raw.closed(); }));
+  // A plain EventSource treats every status but 200 as final: the refusal is a 200 stream.
+  CHECK(second.raw.status() == 200);
+  CHECK(second.raw.header("Content-Type") == "text/event-stream");
+  CHECK(second.raw.header("Retry-After") == "2");
+  CHECK(second.raw.header("Access-Control-Allow-Origin") == origin);
+  CHECK(second.raw.body() == ": refused: too many connections\nretry: 2000\n\n");
+  CHECK(second.events().empty());  // nothing an application handler would see
+  CHECK(second.reader.retry() == 2000);
+  CHECK(first.raw.status() == 200);
+
+  first.raw.close();  // frees the slot: the same request now opens a stream
+  REQUIRE(run_until(f.ioc, [&] { return f.feed.connections() == 0; }));
+  SseClient third{f.ioc};
+  third.raw.get(f.ep, "/api/feed?topic=t", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return f.feed.connections() == 1; }));
+  auto const id = f.hub.publish("t", "back");
+  REQUIRE(run_until(f.ioc, [&] { return third.saw_id(id); }));
+  CHECK(third.raw.header("Retry-After").empty());
+}
+
+TEST_CASE("sse: a refusal that retrying cannot fix stays an HTTP error", "[e2e][sse]") {
+  Fixture f{{.topics = {"fixed"}}};
+  test::RawClient c{f.ioc};
+  c.get(f.ep, "/api/feed?topic=other", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return c.closed(); }));
+  CHECK(c.status() == 403);
+  CHECK(c.header("Retry-After").empty());
 }
 
 TEST_CASE("sse: graceful shutdown ends every stream after a final retry", "[e2e][sse]") {

@@ -200,6 +200,8 @@ bool is_enumerator(herald::error e) {
     case error::hook_failed:
     case error::backplane_unavailable:
     case error::too_many_topics:
+    case error::host_not_allowed:
+    case error::rate_limited:
       return true;
   }
   return false;
@@ -428,6 +430,14 @@ TEST_CASE("sse_retry and sse_heartbeat", "[unit][format]") {
   auto const retry = parse_event_stream(herald::detail::sse_retry(1500ms));
   CHECK(retry.retry == 1500);
   CHECK(retry.events.empty());
+
+  // A retryable refusal: a comment and a retry, no event an application could see.
+  auto const refusal = herald::detail::sse_refusal("too many connections", 2000ms);
+  CHECK(refusal == ": refused: too many connections\nretry: 2000\n\n");
+  auto const parsed = parse_event_stream(refusal);
+  CHECK(parsed.retry == 2000);
+  CHECK(parsed.events.empty());
+  CHECK(parsed.comments == 1);
 
   std::string_view const hb = herald::detail::sse_heartbeat;
   REQUIRE_FALSE(hb.empty());
@@ -673,6 +683,21 @@ TEST_CASE("admit_topic: one rule for query topics and run-time subscribes", "[un
   CHECK(detail == "topic not offered on this channel: c");
 }
 
+TEST_CASE("host_allowed: names, ports and wildcard subdomains pass, anything else and no Host are refused",
+          "[unit][format]") {
+  using herald::detail::host_allowed;
+  std::vector<std::string> const none;
+  CHECK(host_allowed("anything", none));
+  CHECK(host_allowed("", none));
+  std::vector<std::string> const list{"app.example", "api.example:8443", "*.example.org", "[::1]"};
+  for (auto h : {"app.example", "APP.Example", "app.example:80", "app.example.", "api.example:8443",
+                 "a.example.org", "x.y.example.org:1", "[::1]", "[::1]:9"})
+    CHECK(host_allowed(h, list));
+  for (auto h : {"", "evil.example", "api.example", "api.example:443", "example.org", "xexample.org",
+                 "app.example.evil", "app.example:", "app.example:8x", "[::2]", "[::1", ":80"})
+    CHECK_FALSE(host_allowed(h, list));
+}
+
 TEST_CASE("cors_grant: credentials only for an origin named by the application", "[unit][format]") {
   using herald::detail::cors_grant;
   auto grant = [](std::string_view origin, std::vector<std::string> const& allowed) {
@@ -780,6 +805,8 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::hook_failed, http::status::internal_server_error},
       {error::backplane_unavailable, http::status::service_unavailable},
       {error::too_many_topics, http::status::service_unavailable},
+      {error::host_not_allowed, http::status::misdirected_request},
+      {error::rate_limited, http::status::too_many_requests},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {
@@ -864,7 +891,7 @@ TEST_CASE("error_table: one row per error, and the server's and the clients' map
     CHECK(error_from_wire(row->wire) == e);
     auto const body = error_body(e, "why");
     auto const verdict = herald::client::detail::classify_status(row->status, body);
-    if (row->status >= 500 || row->status == 408) {
+    if (row->status >= 500 || row->status == 408 || row->status == 429) {
       CHECK(verdict.retry);
       CHECK(verdict.ec == herald::client::error::unavailable);
     } else {
@@ -873,7 +900,16 @@ TEST_CASE("error_table: one row per error, and the server's and the clients' map
     }
     if (row->primary_status) CHECK(error_from_status(row->status) == e);
     if (row->primary_close) CHECK(error_from_close_code(row->close_code) == e);
+    // A retryable refusal is a 503 that says when to come back; no other answer says so.
+    if (row->retryable) CHECK(row->status == 503);
+    auto const res = error_response(e, {}, 11, false, std::chrono::seconds(9));
+    CHECK((res[boost::beast::http::field::retry_after] == "9") == row->retryable);
   }
+  CHECK(retryable(herald::error::too_many_connections));
+  CHECK(retryable(herald::error::shutting_down));
+  CHECK(retryable(herald::error::backplane_unavailable));
+  CHECK_FALSE(retryable(herald::error::forbidden));
+  CHECK_FALSE(retryable(boost::system::error_code{}));
   CHECK(error_table.size() == all_errors().size());
   CHECK_FALSE(error_from_wire("no such error"));
   CHECK(herald::client::detail::classify_status(418).ec == herald::client::error::unexpected_status);
@@ -1207,6 +1243,19 @@ TEST_CASE("ws_protocol: acks, errors, binary heads and subprotocols", "[unit][we
   CHECK_FALSE(ws::sendable_close_code(1005));
   CHECK_FALSE(ws::sendable_close_code(1006));
   CHECK_FALSE(ws::sendable_close_code(999));
+  CHECK_FALSE(ws::sendable_close_code(5000));
+  CHECK_FALSE(ws::sendable_close_code(65535));
+
+  // Sec-WebSocket-Key: the base64 of 16 bytes, nothing else.
+  CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25jZQ==").empty());
+  CHECK(ws::key_problem("AAAAAAAAAAAAAAAAAAAA+/==").empty());
+  CHECK(ws::key_problem("") == "Sec-WebSocket-Key is missing");
+  for (std::string_view bad : {"abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ===",
+                               "dGhlIHNhbXBsZSBub25jZQAA", "dGhlIHNhbXBsZSBub25jZQ==x"})
+    CHECK(ws::key_problem(bad).find("24 characters ending in ==") != std::string_view::npos);
+  CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25j-Q==").find("base64 alphabet") != std::string_view::npos);
+  CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25j Q==").find("base64 alphabet") != std::string_view::npos);
+  CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25jZ===").find("base64 alphabet") != std::string_view::npos);
 }
 
 TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[unit][websocket]") {
@@ -1219,6 +1268,7 @@ TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[
   CHECK(to_close_code(error::message_too_big) == 1009);
   CHECK(to_close_code(error::hook_failed) == 1011);
   CHECK(to_close_code(error::slow_consumer) == 1013);
+  CHECK(to_close_code(error::rate_limited) == 1008);
   CHECK(to_close_code(boost::asio::error::connection_reset) == 1011);
 }
 

@@ -1,6 +1,7 @@
 // The compile-time policy: select_t's whole decision table, each transport's capability traits,
 // and one generic function template instantiated for every transport and run over loopback.
 
+#include <herald/detail/token_bucket.hpp>
 #include <herald/herald.hpp>
 #include <herald/transports/negotiated.hpp>
 
@@ -11,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -282,6 +284,28 @@ TEST_CASE("WebSocketOptions: out-of-range options are refused at construction", 
   CHECK_THROWS_AS(make({.overflow_close_code = 1006}), std::invalid_argument);
   CHECK_THROWS_AS(make({.deflate = {.enable = true, .max_window_bits = 8}}), std::invalid_argument);
   CHECK_THROWS_WITH(make({.deflate = {.mem_level = 10}}), Catch::Contains("deflate.mem_level"));
+  // An inbound budget that no message, or no message of the allowed size, could ever pass.
+  CHECK_THROWS_WITH(make({.inbound_rate = {.message_burst = 0}}), Catch::Contains("inbound_rate.message_burst"));
+  CHECK_THROWS_WITH(make({.read_message_max = 4096, .inbound_rate = {.byte_burst = 4095}}),
+                    Catch::Contains("inbound_rate.byte_burst"));
+  CHECK_NOTHROW(make({.inbound_rate = {.messages_per_second = 0, .message_burst = 0, .bytes_per_second = 0,
+                                       .byte_burst = 0}}));
+}
+
+TEST_CASE("TokenBucket: a burst at once, then the rate, in virtual time", "[unit][websocket]") {
+  using herald::detail::TokenBucket;
+  auto const t0 = TokenBucket::clock::time_point{} + std::chrono::hours(1);
+  TokenBucket b{10, 5};
+  for (int i = 0; i < 5; ++i) CHECK(b.take(1, t0));
+  CHECK_FALSE(b.take(1, t0));
+  CHECK(b.take(1, t0 + std::chrono::milliseconds(100)));  // 10 a second: one more after 100 ms
+  CHECK_FALSE(b.take(1, t0 + std::chrono::milliseconds(150)));
+  CHECK(b.take(5, t0 + std::chrono::seconds(60)));  // a long quiet spell refills only up to the burst
+  CHECK_FALSE(b.take(1, t0 + std::chrono::seconds(60)));
+  CHECK_FALSE(b.take(6, t0 + std::chrono::seconds(120)));  // more than the burst never passes, taking none
+  CHECK(b.take(5, t0 + std::chrono::seconds(120)));
+  TokenBucket unlimited{0, 0};
+  CHECK(unlimited.take(1'000'000, t0));
 }
 
 TEST_CASE("executors: a one-thread io_context needs no strand, any other gets a concrete one", "[unit][server]") {

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <memory>
 #include <optional>
@@ -39,6 +40,7 @@ namespace net = boost::asio;
 namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
 using json = nlohmann::json;
+using test::client_frame;
 using test::run_until;
 
 /// One WebSocket channel on /live; one thread runs the loop (hint 1): no strands.
@@ -70,18 +72,6 @@ std::string upgrade_request(std::string_view target, std::uint16_t port, std::st
          "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
          "Sec-WebSocket-Version: 13\r\n" +
          std::string(extra) + "\r\n";
-}
-
-/// One masked client frame (payload under 126 bytes), as RFC 6455 §5.2 lays it out.
-std::string client_frame(unsigned char opcode, std::string_view payload) {
-  REQUIRE(payload.size() < 126);
-  std::string f;
-  f += static_cast<char>(0x80 | opcode);
-  f += static_cast<char>(0x80 | payload.size());
-  unsigned char const mask[4] = {0x12, 0x34, 0x56, 0x78};
-  for (unsigned char m : mask) f += static_cast<char>(m);
-  for (std::size_t i = 0; i < payload.size(); ++i) f += static_cast<char>(payload[i] ^ mask[i % 4]);
-  return f;
 }
 
 std::vector<std::uint64_t> ids_of(std::initializer_list<herald::EventId> ids) { return {ids}; }
@@ -408,12 +398,13 @@ TEST_CASE("websocket: handshake refusals are plain HTTP answers, never a 101", "
   CHECK(beast_ok->open());
   CHECK(beast_ok->response()[http::field::sec_websocket_protocol].empty());
 
-  // The connection limit (3) answers 503.
+  // The connection limit (3) answers 503, which is worth retrying later: Retry-After says when.
   auto third = raw("/live", "Authorization: Bearer good\r\n");
   CHECK(third->status() == 101);
   REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 3; }));
   auto fourth = raw("/live", "Authorization: Bearer good\r\n");
   CHECK(fourth->status() == 503);
+  CHECK(fourth->header("Retry-After") == "5");
   CHECK(json::parse(fourth->body())["error"] == "too many connections");
 }
 
@@ -628,6 +619,135 @@ TEST_CASE("websocket: invalid UTF-8 in a text frame closes with 1007 on the wire
   REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 0; }));
 }
 
+TEST_CASE("websocket: a Sec-WebSocket-Key that is not the base64 of 16 bytes gets 400, never a 101", "[e2e][websocket]") {
+  Fixture f;
+  std::string const good = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+  auto with_key = [&](std::string_view key_line) {
+    auto req = upgrade_request("/live?topic=t", f.ep.port());
+    req.replace(req.find(good), good.size(), key_line);
+    return req;
+  };
+  struct Case {
+    std::string key_line;
+    std::string message;
+  };
+  std::vector<Case> const cases{
+      {"Sec-WebSocket-Key: abc\r\n", "Sec-WebSocket-Key must be the base64 of 16 bytes: 24 characters ending in =="},
+      {"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQAA\r\n",
+       "Sec-WebSocket-Key must be the base64 of 16 bytes: 24 characters ending in =="},
+      {"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j*Q==\r\n",
+       "Sec-WebSocket-Key holds a character outside the base64 alphabet"},
+      {"", "Sec-WebSocket-Key is missing"},
+  };
+  for (auto const& tc : cases) {
+    INFO(tc.key_line);
+    test::RawClient raw{f.ioc};
+    raw.request(f.ep, with_key(tc.key_line));
+    REQUIRE(run_until(f.ioc, [&] { return raw.closed(); }));
+    CHECK(raw.status() == 400);
+    CHECK(raw.data().find("101") == std::string::npos);
+    CHECK(json::parse(raw.body()) == json{{"error", "bad request"}, {"message", tc.message}});
+  }
+  CHECK(f.live.connections() == 0);
+  test::RawClient ok{f.ioc};
+  ok.request(f.ep, with_key(good));
+  REQUIRE(run_until(f.ioc, [&] { return ok.has_headers(); }));
+  CHECK(ok.status() == 101);
+}
+
+TEST_CASE("websocket: a close code RFC 6455 forbids fails the connection and is never echoed", "[e2e][websocket]") {
+  Fixture f;
+  std::vector<boost::system::error_code> closed;
+  f.live.on_close([&](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); });
+  auto close_with = [&](std::uint16_t code) {
+    auto c = std::make_unique<test::RawClient>(f.ioc);
+    c->request(f.ep, upgrade_request("/live?topic=t", f.ep.port()));
+    REQUIRE(run_until(f.ioc, [&] { return c->has_headers(); }));
+    REQUIRE(c->status() == 101);
+    std::string payload{static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+    c->send(client_frame(0x8, payload));
+    REQUIRE(run_until(f.ioc, [&] { return c->closed(); }));
+    return c;
+  };
+  auto const echo = [](std::uint16_t code) {
+    return std::string{'\x88', '\x02', static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+  };
+  for (std::uint16_t code : {5000, 65535}) {
+    INFO(code);
+    auto c = close_with(code);
+    CHECK(c->body().find(echo(code)) == std::string::npos);
+    CHECK(c->body().find('\x88') == std::string::npos);  // no close frame at all: the TCP connection is cut
+    REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 0; }));
+  }
+  REQUIRE(closed.size() == 2);
+  CHECK(closed[0] == boost::beast::websocket::error::bad_close_code);
+  CHECK(closed[1] == boost::beast::websocket::error::bad_close_code);
+
+  // A code clients may send completes the close handshake as usual.
+  auto c = close_with(4000);
+  CHECK(c->body().find(echo(4000)) != std::string::npos);
+  c->close();  // the server half-closed and waits for our end
+  REQUIRE(run_until(f.ioc, [&] { return closed.size() == 3; }));
+  CHECK_FALSE(closed[2]);
+}
+
+TEST_CASE("websocket: a client over its inbound rate gets an error frame, then 1008, while others are served", "[e2e][websocket]") {
+  // One message a second after a burst of 10, and about a byte a second after 2 KiB: the
+  // refill during the test is at most a token or two, so the counts below are exact enough.
+  Fixture f{{}, {.read_message_max = 1024, .inbound_rate = {.messages_per_second = 1, .message_burst = 10,
+                                                            .bytes_per_second = 1, .byte_burst = 2048}}};
+  std::map<std::uint64_t, int> handled;
+  std::vector<boost::system::error_code> closed;
+  f.live.on_message([&](herald::Session& s, herald::Message const&) { ++handled[s.id()]; });
+  f.live.on_close([&](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); });
+  auto reader = f.subscribed({"t"});
+
+  // Within the burst: every message is handled and the connection stays up.
+  auto calm = f.client();
+  REQUIRE(run_until(f.ioc, [&] { return calm->open(); }));
+  for (int i = 0; i < 9; ++i) calm->send("m");
+  calm->send(json{{"subscribe", "t"}});  // control messages count too: the 10th
+  REQUIRE(run_until(f.ioc, [&] { return calm->count_with("subscribed") == 1; }));
+
+  // A flood: the burst passes, then an error frame and 1008; what follows is ignored.
+  auto flood = f.client();
+  REQUIRE(run_until(f.ioc, [&] { return flood->open(); }));
+  for (int i = 0; i < 40; ++i) flood->send("m");
+  REQUIRE(run_until(f.ioc, [&] { return flood->ended(); }));
+  CHECK(flood->close_code() == 1008);
+  CHECK(flood->close_reason() == "rate limited");
+  REQUIRE(flood->count() == 1);
+  CHECK(flood->json(0) == json{{"error", "rate limited"}, {"message", "over 1 messages a second"}});
+
+  // Bytes: 2 KiB pass at once, the next KiB does not.
+  auto big = f.client();
+  REQUIRE(run_until(f.ioc, [&] { return big->open(); }));
+  big->send(std::string(1024, 'a'));
+  big->send(std::string(1000, 'b'));
+  big->send(std::string(1000, 'c'));
+  REQUIRE(run_until(f.ioc, [&] { return big->ended(); }));
+  CHECK(big->close_code() == 1008);
+  REQUIRE(big->count() == 1);
+  CHECK(big->json(0)["message"] == "over 1 bytes a second");
+
+  REQUIRE(run_until(f.ioc, [&] { return closed.size() == 2; }));
+  CHECK(closed[0] == herald::error::rate_limited);
+  CHECK(closed[1] == herald::error::rate_limited);
+  std::vector<int> counts;
+  for (auto const& [id, n] : handled) counts.push_back(n);
+  REQUIRE(counts.size() == 3);
+  CHECK(counts[0] == 9);                       // calm: every application message
+  CHECK((counts[1] >= 10 && counts[1] < 40));  // flood: the burst (and a refill), never all
+  CHECK(counts[2] == 2);                       // big: the first two
+
+  // The others are still served.
+  CHECK(calm->open());
+  CHECK(calm->count_with("error") == 0);
+  auto const e = f.hub.publish("t", "sentinel");
+  REQUIRE(run_until(f.ioc, [&] { return reader->saw_id(e) && calm->saw_id(e); }));
+  CHECK(f.live.connections() == 2);
+}
+
 TEST_CASE("websocket: keepalive pings hold a live client and close a silent peer", "[e2e][websocket]") {
   // Long enough that a loaded machine's pause never outlasts it: the live client answers every
   // ping from the test thread, which a stall would hold back.
@@ -699,7 +819,8 @@ struct UserServer {
         conn->stream.expires_after(request_deadline);
         http::async_read(conn->stream, conn->buffer, conn->req, [&, conn](boost::system::error_code ec, std::size_t) {
           if (ec) return;
-          if (boost::beast::websocket::is_upgrade(conn->req)) channel.accept(std::move(conn->stream), std::move(conn->req));
+          if (boost::beast::websocket::is_upgrade(conn->req))
+            channel.accept(std::move(conn->stream), std::move(conn->req), conn->buffer.data());
           ++handed_over;
         });
         accept_one();
@@ -742,6 +863,34 @@ TEST_CASE("websocket: embedding hands an upgrade and its stream to the channel",
   REQUIRE(run_until(ioc, [&] { return c.saw_id(e); }));
   CHECK(live.connections() == 1);
   CHECK(app.handed_over == 1);
+}
+
+TEST_CASE("websocket: frames in the same packet as the upgrade request are served", "[e2e][websocket][embed]") {
+  Fixture f;
+  f.live.on_message([](herald::Session& s, herald::Message const& m) { s.send("got " + std::string(m.data)); });
+  // One write: the upgrade, a subscribe and an application message; the server reads them all.
+  auto const packet = [](std::uint16_t port) {
+    return upgrade_request("/live", port) + client_frame(0x1, R"({"subscribe":"t"})") + client_frame(0x1, "hello");
+  };
+  auto served = [&](test::RawClient const& c) {
+    auto const body = c.body();
+    return body.find(R"({"subscribed":"t",)") != std::string::npos && body.find("got hello") != std::string::npos;
+  };
+  test::RawClient routed{f.ioc};
+  routed.request(f.ep, packet(f.ep.port()));
+  REQUIRE(run_until(f.ioc, [&] { return served(routed) || routed.closed(); }));
+  CHECK(routed.status() == 101);
+  CHECK(served(routed));
+  auto const e = f.hub.publish("t", "live");
+  REQUIRE(run_until(f.ioc, [&] { return routed.body().find(R"("id":)" + std::to_string(e)) != std::string::npos; }));
+
+  // The same through Channel::accept, with the bytes the application's buffer holds.
+  UserServer app{f.ioc, f.live};
+  test::RawClient embedded{f.ioc};
+  embedded.request(app.ep, packet(app.ep.port()));
+  REQUIRE(run_until(f.ioc, [&] { return served(embedded) || embedded.closed(); }));
+  CHECK(embedded.status() == 101);
+  CHECK(served(embedded));
 }
 
 TEST_CASE("websocket: a client that never reads is closed with 1013 while others keep up", "[e2e][websocket][embed]") {

@@ -8,6 +8,9 @@
 #include <herald/session.hpp>
 #include <herald/transport.hpp>
 
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+
 #include <memory>
 #include <string>
 #include <utility>
@@ -51,10 +54,14 @@ class Channel {
       `stream` is a connected `beast::tcp_stream`, `ssl_stream<tcp_stream>` or socket; its
       executor should be a strand or a single-threaded context (herald adds a strand of its
       own). Requests the channel refuses are answered with a plain HTTP error and closed.
+      `already_read` is what the application's buffer holds past the request (`buffer.data()`
+      after `http::read`): a WebSocket client may send frames in the same packet as its
+      upgrade, and they are the connection's first bytes.
   */
-  template <class Stream>
-  void accept(Stream&& stream, Request req) {
-    impl_->accept_stream(std::forward<Stream>(stream), std::move(req));
+  template <class Stream, class Buffers = net::const_buffer>
+    requires net::is_const_buffer_sequence<Buffers>::value
+  void accept(Stream&& stream, Request req, Buffers const& already_read = {}) {
+    impl_->accept_stream(std::forward<Stream>(stream), std::move(req), beast::buffers_to_string(already_read));
   }
 
   /** Receive the application's client->server messages (not control messages).

@@ -9,7 +9,12 @@
 
 namespace herald::inline v0 {
 
-/// Errors herald reports on async paths, in hooks and in logs.
+/** Errors herald reports on async paths, in hooks and in logs.
+
+    Retryable refusals (too_many_connections, shutting_down, backplane_unavailable,
+    too_many_topics: the same request may succeed later) are answered 503 with Retry-After
+    (Limits::retry_after), and on SSE as a 200 event stream that ends at once after `retry:`,
+    which a browser's EventSource follows where it would give up on a 503. */
 enum class error {
   /// The authorize hook asked for credentials (HTTP 401).
   unauthorized = 1,
@@ -27,7 +32,7 @@ enum class error {
   bad_topic,
   /// A cursor (Last-Event-ID, since) is not a decimal event id (HTTP 400).
   bad_cursor,
-  /// The server or channel holds as many connections as it may (HTTP 503).
+  /// The server or channel holds as many connections as it may (HTTP 503, retryable).
   too_many_connections,
   /// The connection asked for more topics than the channel allows (HTTP 400).
   too_many_subscriptions,
@@ -43,7 +48,7 @@ enum class error {
   idle_timeout,
   /// A write did not complete within the write timeout.
   write_timeout,
-  /// The server or channel is shutting down (WebSocket 1001).
+  /// The server or channel is shutting down (HTTP 503, retryable; WebSocket 1001).
   shutting_down,
   /// A user hook threw; the connection was refused or closed (HTTP 500).
   hook_failed,
@@ -55,6 +60,12 @@ enum class error {
       to a new topic was refused (HTTP 503, WebSocket 1013: topics are forgotten as their
       history ages out, so a later try may succeed). */
   too_many_topics,
+  /** The request's Host is not on the channel's allowed_hosts (HTTP 421 Misdirected Request):
+      a DNS-rebinding page names its own host, which this server does not serve. */
+  host_not_allowed,
+  /** A WebSocket client sent more messages or bytes than WebSocketOptions::inbound_rate
+      allows: an error frame, then close 1008 (HTTP 429). */
+  rate_limited,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.

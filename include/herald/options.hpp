@@ -11,9 +11,15 @@
 
 namespace herald::inline v0 {
 
+/** How long a refused client is told to wait before it retries, unless configured: long enough
+    that a full or restarting server is not hit again at once by every refused client (a browser
+    EventSource would come back after its default ~3 s, all at once), short enough that clients
+    are back within seconds of a slot freeing up or a restart completing. */
+inline constexpr std::chrono::seconds default_retry_after{5};
+
 /// Limits of a channel. Each default is safe for a public server.
 struct Limits {
-  /// Connections the channel holds at once; more are answered 503.
+  /// Connections the channel holds at once; more are refused (retryable, see retry_after).
   std::size_t max_connections = 10'000;
   /// Topics one connection may subscribe to.
   std::size_t max_subscriptions = 64;
@@ -25,6 +31,11 @@ struct Limits {
   std::size_t queue_bytes = HERALD_DEFAULT_QUEUE_BYTES;
   /// A write that does not complete in this time closes the connection (stalled peer).
   std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
+  /** What a refusal the client should retry (connection limit, shutdown, backplane
+      unavailable) asks it to wait: `Retry-After` on a 503, and on SSE the `retry:` of a
+      200 event stream that ends at once, which a browser's EventSource follows (it treats
+      a 503 as final). Positive. */
+  std::chrono::seconds retry_after = default_retry_after;
 };
 
 /** How a channel answers browsers' cross-origin requests from the origins allowed_origins lets
@@ -62,6 +73,15 @@ struct ChannelOptions {
       POST has no such guard (the browser sends cookies and the page cannot read the answer, but
       the request happens): with "*", authenticate with something other than cookies. */
   std::vector<std::string> allowed_origins;
+  /** The names this server answers for, matched against each request's Host header before
+      anything else: "example.com" (any port), "example.com:8443" (that port only),
+      "*.example.com" (any subdomain, not example.com itself), "[::1]:8080". Any other Host,
+      or none, is refused with 421 Misdirected Request (error::host_not_allowed), before any
+      upgrade, stream or poll answer. Empty: every Host is answered, which leaves the
+      same-origin default of allowed_origins open to DNS rebinding (a page on a name the
+      attacker points at this server is "same origin" with it): list the public names of a
+      server that browsers reach, and "localhost"/"127.0.0.1" for one they reach locally. */
+  std::vector<std::string> allowed_hosts;
   CorsOptions cors;
   Limits limits;
   OverflowPolicy overflow = OverflowPolicy::disconnect;

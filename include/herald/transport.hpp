@@ -112,6 +112,9 @@ consteval bool transport_complete() {
       static void start(std::shared_ptr<herald::ChannelContext<T>>, Stream&&, herald::Request&&);
           // takes over a connection whose request the channel routed to it: a beast::tcp_stream
           // from herald::Server, whatever stream the application hands to Channel::accept()
+          // A transport that reads from the connection after the request (WebSocket) adds a
+          // 4th parameter, `std::string already_read = {}`: the bytes read past the request,
+          // which it reads first.
 
     Optional members:
       static void validate(options const&);             // throws std::invalid_argument for bad options

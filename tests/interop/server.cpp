@@ -7,6 +7,9 @@
 //   /sse        Channel<Sse>, topics from the query, SseOptions::retry = 100 ms (quick reconnects)
 //   /ws         Channel<WebSocket> on the same hub
 //   /poll       Channel<Polling> on the same hub
+//   /sse-one    Channel<Sse> that holds one connection (Limits::max_connections = 1), with
+//               Limits::retry_after = 1 s: more are refused with a stream that ends at once
+//   /page       a blank HTML page, so a browser's EventSource is same-origin with the channels
 //   /publish    POST or GET ?topic=T&data=D[&type=E] (percent-encoded; a POST without `data`
 //               publishes its body); answers the new event id as text
 //   /drop       Channel::disconnect_all() on every channel: streams close, clients resume
@@ -91,9 +94,17 @@ int main(int argc, char** argv) {
   herald::Channel<herald::Sse> sse{hub, "/sse", {}, {.retry = std::chrono::milliseconds(100)}};
   herald::Channel<herald::WebSocket> ws{hub, "/ws"};
   herald::Channel<herald::Polling> poll{hub, "/poll"};
+  herald::Channel<herald::Sse> one{hub, "/sse-one",
+                                   {.limits = {.max_connections = 1, .retry_after = std::chrono::seconds(1)}}};
 
   herald::Server server{ioc.get_executor()};
-  server.add(sse).add(ws).add(poll);
+  server.add(sse).add(ws).add(poll).add(one);
+
+  server.handle("/page", [](herald::Request const& req) {
+    auto res = text(req, http::status::ok, "<!doctype html><title>herald interop</title>");
+    res.set(http::field::content_type, "text/html; charset=utf-8");
+    return res;
+  });
 
   server.handle("/publish", [&hub](herald::Request const& req) {
     if (req.method() != http::verb::get && req.method() != http::verb::post)

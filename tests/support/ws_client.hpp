@@ -32,6 +32,17 @@ namespace beast = boost::beast;
 namespace websocket = boost::beast::websocket;
 using tcp = net::ip::tcp;
 
+/// One final, masked client frame (payload under 126 bytes), as RFC 6455 §5.2 lays it out.
+inline std::string client_frame(unsigned char opcode, std::string_view payload) {
+  std::string f;
+  f += static_cast<char>(0x80 | opcode);
+  f += static_cast<char>(0x80 | (payload.size() & 0x7f));
+  unsigned char const mask[4] = {0x12, 0x34, 0x56, 0x78};
+  for (unsigned char m : mask) f += static_cast<char>(m);
+  for (std::size_t i = 0; i < payload.size(); ++i) f += static_cast<char>(payload[i] ^ mask[i % 4]);
+  return f;
+}
+
 struct WsFrame {
   bool binary = false;
   std::string data;

@@ -98,12 +98,18 @@ inline boost::system::error_code read_cursor(Request const& req, QueryParams con
   return {};
 }
 
-/** Decide whether `req` may proceed: origin, query, authorization, topics, their count, topic
+/** Decide whether `req` may proceed: host, origin, query, authorization, topics, their count, topic
     authorization and the cursor. Hooks that throw refuse with error::hook_failed. A request
     naming no topic gets the channel's fixed topics, or, if it has none and `empty_means_all`,
     every topic (else no topic at all: WebSocket clients subscribe later). */
 inline boost::system::error_code admit_request(ChannelOptions const& o, Request const& req, Admission& out,
                                                std::string& detail, bool empty_means_all) {
+  // The Host first: the same-origin rule below compares the Origin with it, which only means
+  // something once the Host is known to be one of this server's names.
+  if (!host_allowed(req[http::field::host], o.allowed_hosts)) {
+    detail = "this server does not answer for the requested host";
+    return error::host_not_allowed;
+  }
   if (!origin_allowed(req[http::field::origin], req[http::field::host], o.allowed_origins))
     return error::origin_not_allowed;
   auto query = parse_query(target_query(req.target()));

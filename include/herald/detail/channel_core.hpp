@@ -66,6 +66,13 @@ class ChannelCore {
       throw std::invalid_argument("herald: Limits::queue_events and queue_bytes must be positive");
     if (options_.limits.max_subscriptions == 0)
       throw std::invalid_argument("herald: Limits::max_subscriptions must be positive");
+    for (auto const& h : options_.allowed_hosts) {
+      std::string_view name, port;
+      if (!split_authority(h, name, port) || name == "*." || h.find_first_of(" /\t") != std::string::npos)
+        throw std::invalid_argument("herald: ChannelOptions::allowed_hosts holds an invalid entry: " + h);
+    }
+    if (options_.limits.retry_after.count() <= 0)
+      throw std::invalid_argument("herald: Limits::retry_after must be positive");
     for (auto const& h : options_.cors.headers)
       if (!http_token(h)) throw std::invalid_argument("herald: CorsOptions::headers holds an invalid header name");
     if (options_.cors.max_age.count() < 0)
@@ -270,6 +277,20 @@ struct channel_state_of<T> {
   using type = typename T::channel_state;
 };
 
+template <class T>
+class ChannelImpl;
+
+/** Start transport T on a connection. `already_read`, the bytes read past the request (frames
+    a WebSocket client sent in the same packet as its upgrade), reaches a transport whose
+    start() takes it; the others never read from the connection after its request. */
+template <class T, class Stream>
+void start_transport(std::shared_ptr<ChannelImpl<T>> ch, Stream&& stream, Request&& req, std::string&& already_read) {
+  if constexpr (requires { T::start(ch, std::forward<Stream>(stream), std::move(req), std::move(already_read)); })
+    T::start(std::move(ch), std::forward<Stream>(stream), std::move(req), std::move(already_read));
+  else
+    T::start(std::move(ch), std::forward<Stream>(stream), std::move(req));
+}
+
 /// A channel's state for transport T: the core plus T's options, shared with its connections.
 template <class T>
 class ChannelImpl final : public ChannelCore,
@@ -292,8 +313,8 @@ class ChannelImpl final : public ChannelCore,
   typename channel_state_of<T>::type& channel_state() noexcept { return state_; }
 
   template <class Stream>
-  void accept_stream(Stream&& stream, Request&& req) {
-    T::start(this->shared_from_this(), std::forward<Stream>(stream), std::move(req));
+  void accept_stream(Stream&& stream, Request&& req, std::string&& already_read = {}) {
+    start_transport<T>(this->shared_from_this(), std::forward<Stream>(stream), std::move(req), std::move(already_read));
   }
 
   std::string const& path() const noexcept override { return ChannelCore::path(); }

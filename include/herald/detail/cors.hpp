@@ -52,6 +52,55 @@ inline CorsGrant cors_grant(std::string_view origin, std::string_view host,
   return {std::string(origin), true};
 }
 
+/** Split an authority ("host", "host:port", "[v6]", "[v6]:port") into host and port (empty:
+    none given). False when it is not one: a Host header is client input. */
+inline bool split_authority(std::string_view a, std::string_view& host, std::string_view& port) {
+  std::size_t end = 0;
+  if (a.starts_with('[')) {
+    end = a.find(']');
+    if (end == std::string_view::npos) return false;
+    ++end;
+  } else {
+    end = a.find(':');
+    if (end == std::string_view::npos) end = a.size();
+  }
+  host = a.substr(0, end);
+  port = a.substr(end);
+  if (!port.empty()) {
+    if (port.size() < 2 || port.front() != ':') return false;
+    port.remove_prefix(1);
+    for (char c : port)
+      if (c < '0' || c > '9') return false;
+  }
+  return !host.empty();
+}
+
+/** Whether a request's `host` (its Host header) names this server, by ChannelOptions::
+    allowed_hosts: "name" allows that name on any port, "name:port" on that port, and
+    "*.name" any subdomain of name (not name itself), on any port. Names compare without case.
+    An empty list allows every Host. With a list, a request without Host is refused: it cannot
+    show which name it was sent to. This is what closes DNS rebinding: the rebinding page's
+    requests name the attacker's host, which is on no list, though its Origin equals its Host. */
+inline bool host_allowed(std::string_view host, std::vector<std::string> const& allowed) {
+  if (allowed.empty()) return true;
+  std::string_view name, port;
+  if (!split_authority(host, name, port)) return false;
+  if (name.ends_with('.')) name.remove_suffix(1);  // "example.com." is example.com
+  for (std::string_view entry : allowed) {
+    std::string_view ename, eport;
+    if (!split_authority(entry, ename, eport)) continue;
+    if (!eport.empty() && eport != port) continue;
+    if (ename.starts_with("*.")) {
+      auto const suffix = ename.substr(1);  // ".example.com"
+      if (name.size() > suffix.size() && beast::iequals(name.substr(name.size() - suffix.size()), suffix))
+        return true;
+    } else if (beast::iequals(name, ename)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 /** Whether a browser request from `origin` may proceed.
 
     An empty allowlist means same-origin only: the Origin's authority must equal the Host header.

@@ -30,6 +30,11 @@ struct ErrorInfo {
       client retries (408, 429, 5xx) have none: the client reports them as unavailable. */
   bool primary_status = false;
   bool primary_close = false;
+  /** Whether the refusal is about the server's state, not the request: the same request may
+      succeed later. HTTP answers for it carry Retry-After, and an SSE request gets an event
+      stream that ends at once with `retry:` (a plain EventSource treats any non-200 answer as
+      final and never comes back). */
+  bool retryable = false;
 };
 
 namespace rows {
@@ -41,7 +46,7 @@ inline constexpr std::optional<condition> none{};
 
 // Timeouts close with 1001 (what a peer is told when the server gives up on it); 1008 is the
 // policy refusal, 1013 "try again later", 1011 the server's own failure.
-inline constexpr std::array<ErrorInfo, 20> error_table{{
+inline constexpr std::array<ErrorInfo, 22> error_table{{
     {error::unauthorized, "unauthorized", "unauthorized", rows::rejected, 401, 1008, true, false},
     {error::forbidden, "forbidden", "forbidden", rows::rejected, 403, 1008, true, true},
     {error::origin_not_allowed, "origin not allowed", "origin not allowed", rows::rejected, 403, 1008},
@@ -50,7 +55,8 @@ inline constexpr std::array<ErrorInfo, 20> error_table{{
     {error::bad_request, "bad request", "bad request", rows::protocol, 400, 1008, true, false},
     {error::bad_topic, "bad topic name", "bad topic name", rows::protocol, 400, 1008},
     {error::bad_cursor, "bad cursor", "bad cursor", rows::protocol, 400, 1008},
-    {error::too_many_connections, "too many connections", "too many connections", rows::overloaded, 503, 1013},
+    {error::too_many_connections, "too many connections", "too many connections", rows::overloaded, 503, 1013,
+     false, false, true},
     {error::too_many_subscriptions, "too many subscriptions", "too many subscriptions", rows::protocol, 400,
      1008},
     {error::message_too_big, "message too big", "message too big", rows::protocol, 413, 1009, true, true},
@@ -59,11 +65,14 @@ inline constexpr std::array<ErrorInfo, 20> error_table{{
     {error::cursor_expired, "cursor expired", "cursor expired", rows::none, 410, 1011},
     {error::idle_timeout, "idle timeout", "idle timeout", rows::overloaded, 408, 1001},
     {error::write_timeout, "write timeout", "write timeout", rows::overloaded, 503, 1001},
-    {error::shutting_down, "shutting down", "shutting down", rows::overloaded, 503, 1001, true, true},
+    {error::shutting_down, "shutting down", "shutting down", rows::overloaded, 503, 1001, true, true, true},
     {error::hook_failed, "hook failed", "hook failed", rows::none, 500, 1011, false, true},
     {error::backplane_unavailable, "backplane unavailable", "backplane unavailable", rows::overloaded, 503,
-     1013},
-    {error::too_many_topics, "too many topics", "too many topics", rows::overloaded, 503, 1013},
+     1013, false, false, true},
+    {error::too_many_topics, "too many topics", "too many topics", rows::overloaded, 503, 1013, false, false,
+     true},
+    {error::host_not_allowed, "host not allowed", "host not allowed", rows::rejected, 421, 1008, true},
+    {error::rate_limited, "rate limited", "rate limited", rows::rejected, 429, 1008},
 }};
 
 /// The row of `e`; nullptr for a value that is not an enumerator.
@@ -77,6 +86,12 @@ constexpr ErrorInfo const* error_info(error e) noexcept {
 inline ErrorInfo const* error_info(boost::system::error_code ec) noexcept {
   if (!ec || ec.category() != error_category()) return nullptr;
   return error_info(static_cast<error>(ec.value()));
+}
+
+/// Whether `ec` is a refusal the client should retry later (ErrorInfo::retryable).
+inline bool retryable(boost::system::error_code ec) noexcept {
+  auto const* row = error_info(ec);
+  return row && row->retryable;
 }
 
 /// The error named `wire` on the wire; nullopt for a name herald does not use.

@@ -3,6 +3,7 @@
 #include <herald/detail/error_map.hpp>
 #include <herald/detail/http.hpp>
 #include <herald/error.hpp>
+#include <herald/options.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/stream_traits.hpp>
@@ -53,14 +54,17 @@ inline std::string error_body(boost::system::error_code ec, std::string_view det
   return body;
 }
 
-/// A complete error response for `ec`, status from the error map, JSON body.
+/** A complete error response for `ec`, status from the error map, JSON body; a retryable
+    refusal says when to come back (`retry_after`, in seconds: RFC 9110 §10.2.3). */
 inline http::response<http::string_body> error_response(boost::system::error_code ec,
                                                          std::string_view detail, unsigned version,
-                                                         bool keep_alive) {
+                                                         bool keep_alive,
+                                                         std::chrono::seconds retry_after = default_retry_after) {
   http::response<http::string_body> res{to_http_status(ec), version};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET");
+  if (retryable(ec)) res.set(http::field::retry_after, std::to_string(retry_after.count()));
   res.body() = error_body(ec, detail);
   res.keep_alive(keep_alive);
   res.prepare_payload();

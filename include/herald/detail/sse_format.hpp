@@ -59,6 +59,17 @@ inline std::string sse_retry(std::chrono::milliseconds delay) {
   return "retry: " + std::to_string(delay.count()) + "\n\n";
 }
 
+/** The whole body of a refusal an EventSource should retry: a comment naming `reason` (wire
+    names are plain ASCII without line breaks; comments reach no application handler, so the
+    refusal cannot pass for an event) and the `retry:` it follows once the stream ends. */
+inline std::string sse_refusal(std::string_view reason, std::chrono::milliseconds delay) {
+  std::string out = ": refused: ";
+  out += reason;
+  out += '\n';
+  out += sse_retry(delay);
+  return out;
+}
+
 /// A comment line: ignored by clients, keeps proxies and NAT tables from timing out.
 inline constexpr std::string_view sse_heartbeat = ": ping\n\n";
 

@@ -2,8 +2,11 @@
 
 #include <herald/config.hpp>
 
+#include <boost/asio/append.hpp>
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/role.hpp>
 #include <boost/beast/websocket/teardown.hpp>
@@ -77,7 +80,10 @@ struct GateDone {
     started when no Beast write is in progress (Beast finishes a frame with one write
     operation, and issues a partial write's continuation from inside its completion, so "no
     write_some outstanding" is always a frame boundary). Everything runs on the session's
-    strand, like Beast's own operations. */
+    strand, like Beast's own operations.
+
+    Reads pass through too, after the bytes the HTTP server read past the upgrade request
+    (already_read): a client may send its first frames in the same packet as the request. */
 template <class Next>
 class WsGate {
  public:
@@ -91,9 +97,20 @@ class WsGate {
   Next& next_layer() noexcept { return next_; }
   Next const& next_layer() const noexcept { return next_; }
 
+  /// Bytes to read before the next layer's: what was read past the upgrade request.
+  void already_read(std::string bytes) noexcept { already_read_ = std::move(bytes); }
+
   template <class Buffers, class Token>
   auto async_read_some(Buffers const& buffers, Token&& token) {
-    return next_.async_read_some(buffers, std::forward<Token>(token));
+    return net::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, Buffers const& b) {
+          if (already_read_.empty()) return next_.async_read_some(b, std::move(handler));
+          auto const n = net::buffer_copy(b, net::buffer(already_read_));
+          already_read_.erase(0, n);
+          // Never inline: a completion must not run inside its initiating function.
+          net::post(next_.get_executor(), net::append(std::move(handler), boost::system::error_code{}, n));
+        },
+        token, buffers);
   }
 
   template <class Buffers, class Token>
@@ -161,6 +178,7 @@ class WsGate {
   }
 
   Next next_;
+  std::string already_read_;
   std::unique_ptr<ParkedWrite> parked_;
   std::function<void()> on_idle_;
   int beast_writing_ = 0;

@@ -172,7 +172,24 @@ inline std::string_view select_subprotocol(std::string_view offered, std::vector
   return {};
 }
 
-/// Whether a server may send `code` in a close frame (RFC 6455 §7.4).
+/** What is wrong with a Sec-WebSocket-Key (RFC 6455 §4.2.1: the base64 of a 16-byte nonce, so
+    24 characters ending in "=="); empty when nothing is. A key that is not a nonce means the
+    client is no WebSocket implementation (or a confused cache): refused before any 101. */
+constexpr std::string_view key_problem(std::string_view key) noexcept {
+  if (key.empty()) return "Sec-WebSocket-Key is missing";
+  if (key.size() != 24 || key.substr(22) != "==")
+    return "Sec-WebSocket-Key must be the base64 of 16 bytes: 24 characters ending in ==";
+  for (char c : key.substr(0, 22)) {
+    bool const b64 = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+                     c == '/';
+    if (!b64) return "Sec-WebSocket-Key holds a character outside the base64 alphabet";
+  }
+  return {};
+}
+
+/** Whether an endpoint may send `code` in a close frame (RFC 6455 §7.4): checks the server's
+    options, and the codes clients send, since Beast 1.81 takes 5000 and above for valid (and
+    echoes them back). */
 constexpr bool sendable_close_code(std::uint16_t code) noexcept {
   if (code >= 3000 && code <= 4999) return true;
   return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;

@@ -12,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
@@ -53,7 +54,7 @@ class HttpSession final : public ServerConnection,
       server_->log(LogLevel::warning, ec, "connection refused");
       // Over TLS the answer would need a handshake first, which is what the limit spares.
       if constexpr (ServerStream<Stream>::handshake) close_stream(stream_);
-      else write_and_close(std::move(stream_), error_response(ec, {}, 11, false));
+      else write_and_close(std::move(stream_), error_response(ec, {}, 11, false, server_->options().retry_after));
       return;
     }
     registered_ = true;
@@ -135,7 +136,9 @@ class HttpSession final : public ServerConnection,
       tcp().expires_never();
       server_->remove(this);
       registered_ = false;
-      std::get<std::function<void(Stream&&, Request&&)>>(channel->accept)(std::move(stream_), std::move(req));
+      // A client may send its first WebSocket frames in the same packet as the upgrade.
+      std::get<std::function<void(Stream&&, Request&&, std::string&&)>>(channel->accept)(
+          std::move(stream_), std::move(req), beast::buffers_to_string(buffer_.data()));
       return;
     }
     if (auto const* async = std::get_if<AsyncHandler>(route)) return later(*async, std::move(req));

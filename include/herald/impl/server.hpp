@@ -56,9 +56,11 @@ BasicServer<Streams...>& BasicServer<Streams...>::add(Channel<T> const& channel)
   // The hand-offs are compiled here, where T and every stream type are known.
   auto impl = std::static_pointer_cast<detail::ChannelImpl<T>>(channel.endpoint());
   typename detail::ServerState<Streams...>::Routed route{
-      channel.endpoint(), {std::function<void(Streams&&, Request&&)>([impl](Streams&& stream, Request&& req) {
-        impl->accept_stream(std::move(stream), std::move(req));
-      })...}};
+      channel.endpoint(),
+      {std::function<void(Streams&&, Request&&, std::string&&)>(
+          [impl](Streams&& stream, Request&& req, std::string&& already_read) {
+            impl->accept_stream(std::move(stream), std::move(req), std::move(already_read));
+          })...}};
   state_->add_route(channel.path(), std::move(route));
   return *this;
 }

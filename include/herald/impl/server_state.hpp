@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <tuple>
 #include <unordered_map>
 #include <variant>
@@ -50,7 +51,8 @@ class ServerConnection {
 template <class... Streams>
 struct ChannelRoute {
   std::shared_ptr<Endpoint> endpoint;
-  std::tuple<std::function<void(Streams&&, Request&&)>...> accept;
+  /// Takes the stream, its request and the bytes read past the request.
+  std::tuple<std::function<void(Streams&&, Request&&, std::string&&)>...> accept;
 };
 
 /// Shared by the server handle and its connections, so connections never outlive what they use.
@@ -60,7 +62,10 @@ class ServerState : public std::enable_shared_from_this<ServerState<Streams...>>
   using Routed = ChannelRoute<Streams...>;
   using Route = std::variant<Routed, Handler, AsyncHandler>;
 
-  ServerState(net::any_io_executor ex, ServerOptions options) : ex_(std::move(ex)), options_(std::move(options)) {}
+  ServerState(net::any_io_executor ex, ServerOptions options) : ex_(std::move(ex)), options_(std::move(options)) {
+    if (options_.retry_after.count() <= 0)
+      throw std::invalid_argument("herald: ServerOptions::retry_after must be positive");
+  }
 
   net::any_io_executor const& executor() const noexcept { return ex_; }
   ServerOptions const& options() const noexcept { return options_; }

@@ -184,16 +184,18 @@ struct Negotiated {
                          std::index_sequence_for<Ms...>{});
   }
 
-  /// Take over a connection handed over with Channel::accept() (or routed by herald::Server).
+  /** Take over a connection handed over with Channel::accept() (or routed by herald::Server);
+      `already_read` (bytes past the request) goes to a member that reads them (WebSocket). */
   template <class Stream>
-  static void start(std::shared_ptr<ChannelContext<Negotiated>> channel, Stream&& stream, Request&& req) {
+  static void start(std::shared_ptr<ChannelContext<Negotiated>> channel, Stream&& stream, Request&& req,
+                    std::string already_read = {}) {
     if (auto kind = own(req); kind != Own::none) {
       auto res = own_answer(*channel, kind, req);
       res.keep_alive(false);  // an embedded connection is answered once, like a polling one
       detail::write_and_close(std::forward<Stream>(stream), std::move(res));
       return;
     }
-    member_start(channel, member_index(req), std::forward<Stream>(stream), std::move(req),
+    member_start(channel, member_index(req), std::forward<Stream>(stream), std::move(req), std::move(already_read),
                  std::index_sequence_for<Ms...>{});
   }
 
@@ -260,13 +262,14 @@ struct Negotiated {
 
   template <class Stream, std::size_t... I>
   static void member_start(std::shared_ptr<ChannelContext<Negotiated>> const& ch, std::size_t index,
-                           Stream&& stream, Request&& req, std::index_sequence<I...>) {
+                           Stream&& stream, Request&& req, std::string&& already_read, std::index_sequence<I...>) {
     bool done = false;
     auto one = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
       using M = std::tuple_element_t<J, std::tuple<Ms...>>;
       if (done || J != index) return;
       done = true;
-      M::start(ch->channel_state().template member<J>(), std::forward<Stream>(stream), std::move(req));
+      detail::start_transport<M>(ch->channel_state().template member<J>(), std::forward<Stream>(stream),
+                                 std::move(req), std::move(already_read));
     };
     (one(std::integral_constant<std::size_t, I>{}), ...);
   }

@@ -26,6 +26,12 @@ struct PollingOptions {
   std::size_t default_limit = 100;
   /// Largest `limit` honoured; a larger one is capped to it.
   std::size_t max_limit = 1000;
+  /** Bytes of events one answer holds at most (a single larger event still goes, alone). An
+      answer cut short says `"more":true` and its cursor is where the next poll continues, so
+      nothing is lost. Each answer is built in memory until the client reads it, so this bounds
+      what a client that polls and never reads can pin: 1 MiB is a few thousand typical events,
+      and twenty such clients hold 20 MiB, not what `limit` times the largest event allows. */
+  std::size_t max_answer_bytes = 1024 * 1024;
 };
 
 /** Short and long polling: plain HTTP request/response, so it passes every proxy and needs no

@@ -37,6 +37,24 @@ struct WebSocketDeflate {
   std::size_t threshold = 256;
 };
 
+/** How fast one WebSocket client may send (OWASP's per-connection rate limit): two token
+    buckets, one counting messages (control messages included) and one counting their bytes.
+    Each starts full, so a client may send a burst after a quiet spell, then the rate. A client
+    over either budget gets an error frame `{"error":"rate limited",…}` and is closed with 1008
+    (herald::error::rate_limited); other connections are not touched. The defaults leave a chat
+    or collaborative app (a person types a few messages a second; cursors and typing indicators
+    send tens) far below the limit while a flood is cut within a fraction of a second. */
+struct WebSocketInboundRate {
+  /// Messages a second, on average; 0: no message limit.
+  std::size_t messages_per_second = 100;
+  /// Messages a client may send at once after a quiet spell.
+  std::size_t message_burst = 200;
+  /// Bytes a second (payload, after decompression), on average; 0: no byte limit.
+  std::size_t bytes_per_second = 256 * 1024;
+  /// Bytes a client may send at once; at least read_message_max, so any message can pass.
+  std::size_t byte_burst = 1024 * 1024;
+};
+
 /// Options of the WebSocket transport. Every default is safe for a public server.
 struct WebSocketOptions {
   /** Subprotocols the server speaks, for `Sec-WebSocket-Protocol`. The first one the client
@@ -59,6 +77,8 @@ struct WebSocketOptions {
   /** Time the server waits for a close handshake it started (shutdown, overflow, close()) before
       it cuts the connection. */
   std::chrono::milliseconds close_timeout = std::chrono::seconds(5);
+  /// Budget of every client's messages: over it, an error frame and close 1008.
+  WebSocketInboundRate inbound_rate;
 };
 
 /** WebSocket (RFC 6455): full duplex, for applications whose clients also send messages in
@@ -71,8 +91,9 @@ struct WebSocketOptions {
               {"error":"forbidden","topic":"orders","message":"…"}   (the connection stays up)
     Every other client message goes to Channel::on_message. Binary events are a text frame
     {"id":…,"topic":…,"binary":true,"size":n} followed at once by a binary frame. Close codes:
-    1001 shutdown, 1008 policy, 1009 too big, 1007 invalid UTF-8, 1011 handler failure, 1013
-    slow consumer. `?topic=` on the upgrade request subscribes at once, `?since=` resumes those
+    1001 shutdown, 1008 policy (also over inbound_rate), 1009 too big, 1007 invalid UTF-8,
+    1011 handler failure, 1013 slow consumer; a client's close frame with a code RFC 6455 does
+    not allow (5000 and above) fails the connection: it is cut without an echo. `?topic=` on the upgrade request subscribes at once, `?since=` resumes those
     topics. See docs/websocket.md.
 
     TLS: for `ssl_stream` the application includes <boost/beast/websocket/ssl.hpp>.
@@ -90,8 +111,11 @@ struct WebSocket {
   /// Throws std::invalid_argument naming the option that is out of range.
   static void validate(WebSocketOptions const& o);
 
+  /** Take over a connection; `already_read` holds the bytes read past the upgrade request
+      (frames a client sent in the same packet), which are the connection's first. */
   template <class Stream>
-  static void start(std::shared_ptr<ChannelContext<WebSocket>> channel, Stream&& stream, Request&& req);
+  static void start(std::shared_ptr<ChannelContext<WebSocket>> channel, Stream&& stream, Request&& req,
+                    std::string already_read = {});
 };
 
 }  // namespace herald

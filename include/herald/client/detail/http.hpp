@@ -5,6 +5,7 @@
 #include <herald/client/error.hpp>
 #include <herald/client/options.hpp>
 #include <herald/detail/error_table.hpp>
+#include <herald/detail/http.hpp>
 #include <herald/error.hpp>
 #include <herald/version.hpp>
 
@@ -13,6 +14,7 @@
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -77,6 +79,13 @@ inline StatusVerdict classify_status(unsigned status, std::string_view body = {}
   if (named) return {*named, false};
   if (auto const e = herald::detail::error_from_status(status)) return {*e, false};
   return {error::unexpected_status, false};
+}
+
+/// A Retry-After in seconds (RFC 9110 §10.2.3; an HTTP-date is not used by herald): nullopt if none.
+inline std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value) {
+  auto const s = herald::detail::parse_event_id(value);  // decimal digits, no overflow
+  if (!s || *s > 86'400) return std::nullopt;
+  return std::chrono::seconds(*s);
 }
 
 /// Whether a Content-Type names `type` (ignoring parameters and case).

@@ -87,12 +87,19 @@ class SseImpl final : public Core {
 
   void on_header(std::shared_ptr<Conn> const& c) {
     auto const& res = c->parser.get();
+    auto const retry_after = parse_retry_after(res[http::field::retry_after]);
     if (res.result_int() != 200) {
       auto const verdict = classify_status(res.result_int());
+      if (verdict.retry && retry_after) backoff_server_retry(*retry_after);
       return verdict.retry ? lost(verdict.ec) : fail(verdict.ec);
     }
     if (!content_type_is(res[http::field::content_type], "text/event-stream"))
       return fail(error::bad_content_type);
+    // herald's retryable refusal for EventSource (a stream that ends at once): not an open.
+    if (retry_after) {
+      backoff_server_retry(*retry_after);
+      return lost(error::unavailable);
+    }
     opened();
     watch(options_.idle_timeout, herald::error::idle_timeout);
     read(c);

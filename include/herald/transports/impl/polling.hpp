@@ -38,6 +38,8 @@ struct PollPlan {
   /// The cursor: the answer holds events above it ("now" when the request named none).
   EventId since = 0;
   std::size_t limit = 0;
+  /// PollingOptions::max_answer_bytes.
+  std::size_t max_bytes = 0;
   /// Zero: short poll.
   std::chrono::milliseconds wait{0};
   unsigned version = 11;
@@ -55,14 +57,22 @@ struct PollResult {
   bool more = false;
 };
 
-/** Shape a batch read with limit + 1 (so that `more` is exact): at most `limit` events, and the
-    cursor is the last event's id, or `since` when nothing is new (so the ETag of a quiet topic
-    stays put whatever other topics publish), or the hub's cursor after a reset. */
+/** Shape a batch read with limit + 1 (so that `more` is exact): at most `limit` events and,
+    past the first, no more than `max_bytes` of envelopes (one event larger than that still goes
+    alone, or its client could never pass it); `more` says something was left for the next
+    poll. The cursor is the last event's id, or `since` when nothing is new (so the ETag of a
+    quiet topic stays put whatever other topics publish), or the hub's cursor after a reset. */
 inline PollResult shape(std::vector<EventPtr> const& events, bool reset, EventId reset_cursor,
-                        EventId since, std::size_t limit) {
+                        EventId since, std::size_t limit, std::size_t max_bytes) {
   PollResult r;
-  r.more = events.size() > limit;
-  r.events = std::span<EventPtr const>(events).first(std::min(events.size(), limit));
+  std::size_t n = 0;
+  std::size_t bytes = 0;
+  for (; n < events.size() && n < limit; ++n) {
+    bytes += json_envelope(*events[n]).size() + 1;
+    if (bytes > max_bytes && n > 0) break;
+  }
+  r.more = n < events.size();
+  r.events = std::span<EventPtr const>(events).first(n);
   r.reset = reset;
   if (!r.events.empty()) r.cursor = r.events.back()->id();
   else r.cursor = reset ? reset_cursor : since;
@@ -81,7 +91,7 @@ inline std::vector<std::string> const& poll_headers() {
 
 inline Response poll_error(PollChannel const& ch, boost::system::error_code ec, std::string_view detail,
                            unsigned version, bool keep_alive, CorsGrant const& cors) {
-  auto res = error_response(ec, detail, version, keep_alive);
+  auto res = error_response(ec, detail, version, keep_alive, ch.options().limits.retry_after);
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS");
   add_cors(res, cors, ch.options().cors, "ETag");
   return res;
@@ -235,7 +245,7 @@ class PollExchange final : public Connection, public Held {
     // backplane, which already said it: the answer is the batch, flagged.
     if (reset && !deferred()) return from_history(keep_alive);
     if (reset) std::erase_if(batch_, notice);
-    auto const r = shape(batch_, reset, hub().last(), plan_.since, plan_.limit);
+    auto const r = shape(batch_, reset, hub().last(), plan_.since, plan_.limit, plan_.max_bytes);
     deliver(poll_response(ch(), plan_, r, short_), r.events.size());
   }
 
@@ -243,7 +253,7 @@ class PollExchange final : public Connection, public Held {
     if (!keep_alive) plan_.keep_alive = false;
     auto b = hub().read(plan_.topics, plan_.since, plan_.limit + 1);
     batch_ = std::move(b.events);
-    auto const r = shape(batch_, b.reset, b.cursor, plan_.since, plan_.limit);
+    auto const r = shape(batch_, b.reset, b.cursor, plan_.since, plan_.limit, plan_.max_bytes);
     deliver(poll_response(ch(), plan_, r, short_), r.events.size());
   }
 
@@ -297,6 +307,7 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
   PollPlan plan;
   plan.topics = std::move(admission.topics);
   plan.limit = std::min(params.limit.value_or(topts.default_limit), topts.max_limit);
+  plan.max_bytes = topts.max_answer_bytes;
   plan.wait = std::min(params.wait.value_or(std::chrono::milliseconds(0)), topts.max_wait);
   plan.version = version;
   plan.keep_alive = keep_alive;
@@ -320,7 +331,7 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
     if (hub.covers(plan.topics, plan.since)) {
       auto b = hub.read(plan.topics, plan.since, plan.limit + 1);
       if (!b.events.empty() || b.reset || !hold) {
-        auto const r = shape(b.events, b.reset, b.cursor, plan.since, plan.limit);
+        auto const r = shape(b.events, b.reset, b.cursor, plan.since, plan.limit, plan.max_bytes);
         if (!r.events.empty()) ch->delivered(r.events.size());
         auto res = poll_response(*ch, plan, r, !hold);
         ch->counters().add(ch->counters().written_bytes, res.body().size());
@@ -418,6 +429,8 @@ inline void Polling::validate(PollingOptions const& o) {
     throw std::invalid_argument("herald: PollingOptions::default_limit must not exceed max_limit");
   if (o.max_limit > detail::max_limit_parameter)
     throw std::invalid_argument("herald: PollingOptions::max_limit is too large");
+  if (o.max_answer_bytes == 0)
+    throw std::invalid_argument("herald: PollingOptions::max_answer_bytes must be positive");
 }
 
 inline std::shared_ptr<Held> Polling::answer(std::shared_ptr<ChannelContext<Polling>> channel,

@@ -54,7 +54,10 @@ class SseSession final : public Connection {
     if (req.method() != http::verb::get) refused(ec = error::method_not_allowed);
     else ec = admit(req, detail);
     if (ec) {
-      write_and_close(std::move(stream_), error_response(ec, detail, req.version(), false));
+      auto const retry_after = ch().options().limits.retry_after;
+      write_and_close(std::move(stream_), retryable(ec) ? refusal(req, ec, retry_after)
+                                                         : error_response(ec, detail, req.version(), false,
+                                                                          retry_after));
       return finish(ec);
     }
 
@@ -82,6 +85,21 @@ class SseSession final : public Connection {
     pump();
     read();
     if (!ticking_) tick();
+  }
+
+  /** A retryable refusal as an event stream that ends at once: EventSource fails for good on
+      any status but 200, and reconnects after `retry:` when a 200 stream ends. Retry-After and
+      the CORS headers as on a stream, so a cross-origin EventSource may read it too. */
+  Response refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) {
+    Response res{http::status::ok, req.version()};
+    res.set(http::field::content_type, "text/event-stream");
+    res.set(http::field::cache_control, "no-store");
+    res.set(http::field::retry_after, std::to_string(retry_after.count()));
+    add_cors(res, ch().cors(req), ch().options().cors);
+    res.body() = sse_refusal(wire_name(ec), retry_after);
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
   }
 
   void drain() override { pump(); }

@@ -7,6 +7,7 @@
 #include <herald/detail/handler_memory.hpp>
 #include <herald/detail/json_format.hpp>
 #include <herald/detail/response.hpp>
+#include <herald/detail/token_bucket.hpp>
 #include <herald/detail/topic.hpp>
 #include <herald/detail/ws_gate.hpp>
 #include <herald/detail/ws_protocol.hpp>
@@ -64,14 +65,22 @@ inline std::string encode_ws_frame(Event const& ev) {
 
     Closing: goodbye() flushes what the Flush allows, then async_close sends the close frame
     for reason(); a read error (the peer's close, a protocol failure, a timeout) finishes the
-    connection at once. */
+    connection at once.
+
+    Reading: every message a client sends, control messages too, passes its inbound_rate
+    budget first; over it, the client gets an error frame and a 1008 close, and whatever it
+    sends meanwhile is read (the close handshake needs its close frame) but ignored. */
 template <class Stream>
 class WsSession final : public Connection {
  public:
-  WsSession(std::shared_ptr<ChannelImpl<WebSocket>> channel, Stream&& stream)
+  WsSession(std::shared_ptr<ChannelImpl<WebSocket>> channel, Stream&& stream, std::string already_read)
       : Connection(std::move(channel), WebSocket::name, serialized(stream.get_executor()), /*lingers=*/true),
         ws_(std::move(stream)),
-        timer_(strand()) {}
+        timer_(strand()),
+        messages_(topts().inbound_rate.messages_per_second, topts().inbound_rate.message_burst),
+        bytes_(topts().inbound_rate.bytes_per_second, topts().inbound_rate.byte_burst) {
+    ws_.next_layer().already_read(std::move(already_read));
+  }
 
   void start(Request&& req) {
     net::dispatch(strand(), [self = self(), req = std::move(req)]() mutable { self->run(std::move(req)); });
@@ -121,11 +130,15 @@ class WsSession final : public Connection {
     if (!upgrade) {
       refused(ec = error::bad_request);
       detail = "this path speaks WebSocket: send an upgrade request";
+    } else if (auto const problem = ws::key_problem(req[http::field::sec_websocket_key]); !problem.empty()) {
+      // Beast checks only the key's presence and length bound; a 101 to "abc" would be answered.
+      refused(ec = error::bad_request);
+      detail = problem;
     } else {
       ec = admit(req, detail, /*empty_means_all=*/false);
     }
     if (ec) {
-      auto res = error_response(ec, detail, req.version(), false);
+      auto res = error_response(ec, detail, req.version(), false, ch().options().limits.retry_after);
       if (!upgrade) {
         res.result(http::status::upgrade_required);
         res.set(http::field::upgrade, "websocket");
@@ -153,6 +166,10 @@ class WsSession final : public Connection {
     raw_ = !o.deflate.enable;
     ws_.next_layer().on_idle([w = std::weak_ptr<WsSession>(self())] {
       if (auto s = w.lock()) s->post_pump();
+    });
+    // Runs before Beast answers a close frame; ws_ owns it, so `this` outlives it.
+    ws_.control_callback([this](beast::websocket::frame_type kind, beast::string_view) {
+      if (kind == beast::websocket::frame_type::close) check_close_code();
     });
     if (o.deflate.enable) {
       beast::websocket::permessage_deflate pmd;
@@ -203,7 +220,7 @@ class WsSession final : public Connection {
   void on_read(boost::system::error_code ec) {
     if (ec) return on_read_error(ec);
     if (state() == State::closed) return;
-    if (is_open()) {
+    if (is_open() && within_budget(read_buf_.size())) {
       auto const* p = static_cast<char const*>(read_buf_.cdata().data());
       std::string_view const data{p, read_buf_.size()};
       if (ws_.got_binary()) application_message(data, true);
@@ -220,10 +237,36 @@ class WsSession final : public Connection {
       (and sent 1009/1007/1002 first); anything else (EOF, reset, timeout) needs the socket
       closed: finish() does both. */
   void on_read_error(boost::system::error_code ec) {
-    if (ec == beast::websocket::error::closed) ec = {};  // the client closed: normal
+    if (bad_close_code_) ec = beast::websocket::error::bad_close_code;
+    else if (ec == beast::websocket::error::closed) ec = {};  // the client closed: normal
     else if (ec == beast::error::timeout) ec = error::idle_timeout;
     else if (ec == beast::websocket::error::message_too_big) ec = error::message_too_big;
     finish(ec);
+  }
+
+  /** Whether a message of `size` bytes fits the client's inbound_rate; if not, the client is
+      told (error frame, then 1008) and nothing it sends is acted on any more. */
+  bool within_budget(std::size_t size) {
+    auto const now = TokenBucket::clock::now();
+    bool const message = messages_.take(1, now);
+    if (message && bytes_.take(size, now)) return true;
+    auto const& r = topts().inbound_rate;
+    auto const detail = message ? "over " + std::to_string(r.bytes_per_second) + " bytes a second"
+                                : "over " + std::to_string(r.messages_per_second) + " messages a second";
+    log(LogLevel::info, error::rate_limited, detail);
+    reply(ws::error_message(error::rate_limited, {}, detail));
+    end(error::rate_limited, Flush::own);
+    return false;
+  }
+
+  /** RFC 6455 §7.4: a close code outside the allowed ranges fails the connection. Beast 1.81
+      would echo a code of 5000 or more; cutting the TCP connection here (what RFC 6455 §7.1.7
+      allows, and Autobahn accepts) makes its echo fail instead. */
+  void check_close_code() {
+    auto const code = ws_.reason().code;
+    if (code == beast::websocket::close_code::none || ws::sendable_close_code(code)) return;
+    bad_close_code_ = true;
+    close_stream(ws_.next_layer().next_layer());
   }
 
   void text_message(std::string_view text) {
@@ -548,6 +591,10 @@ class WsSession final : public Connection {
   bool raw_ = false;              // text events are framed by herald and gathered
   bool flush_events_ = false;
   bool close_started_ = false;
+  bool bad_close_code_ = false;
+  // The client's inbound_rate budget.
+  TokenBucket messages_;
+  TokenBucket bytes_;
 };
 
 }  // namespace herald::detail
@@ -562,6 +609,10 @@ inline void WebSocket::validate(WebSocketOptions const& o) {
   if (o.idle_timeout.count() < 0) fail("idle_timeout must not be negative");
   if (o.close_timeout.count() <= 0) fail("close_timeout must be positive");
   if (o.read_message_max == 0) fail("read_message_max must be positive");
+  if (o.inbound_rate.messages_per_second != 0 && o.inbound_rate.message_burst == 0)
+    fail("inbound_rate.message_burst must be positive: no message could pass");
+  if (o.inbound_rate.bytes_per_second != 0 && o.inbound_rate.byte_burst < o.read_message_max)
+    fail("inbound_rate.byte_burst must be at least read_message_max: a larger message could never pass");
   if (!detail::ws::sendable_close_code(o.overflow_close_code))
     fail("overflow_close_code is not a close code a server may send");
   if (o.deflate.max_window_bits < 9 || o.deflate.max_window_bits > 15) fail("deflate.max_window_bits must be 9..15");
@@ -570,8 +621,10 @@ inline void WebSocket::validate(WebSocketOptions const& o) {
 }
 
 template <class Stream>
-void WebSocket::start(std::shared_ptr<ChannelContext<WebSocket>> channel, Stream&& stream, Request&& req) {
-  auto session = std::make_shared<detail::WsSession<std::decay_t<Stream>>>(std::move(channel), std::move(stream));
+void WebSocket::start(std::shared_ptr<ChannelContext<WebSocket>> channel, Stream&& stream, Request&& req,
+                      std::string already_read) {
+  auto session = std::make_shared<detail::WsSession<std::decay_t<Stream>>>(std::move(channel), std::move(stream),
+                                                                           std::move(already_read));
   session->start(std::move(req));
 }
 
