@@ -31,7 +31,7 @@ template <class Stream>
 class SseSession final : public Connection {
  public:
   SseSession(std::shared_ptr<ChannelImpl<Sse>> channel, Stream&& stream)
-      : Connection(std::move(channel), Sse::name, serialized(stream.get_executor()), /*lingers=*/true),
+      : Connection(std::move(channel), serialized(stream.get_executor()), /*lingers=*/true),
         stream_(std::move(stream)),
         timer_(strand()) {}
 
@@ -117,7 +117,7 @@ class SseSession final : public Connection {
         if (final_sent_) return finish(reason());
         // The stream ends with a retry: so EventSource reconnects (to another node) promptly.
         final_sent_ = true;
-        control_ = final_ = sse_retry(topts().retry);
+        head_ = sse_retry(topts().retry);
         pump();
       }
       return;
@@ -203,8 +203,7 @@ class SseSession final : public Connection {
 
   Stream stream_;
   net::steady_timer timer_;
-  std::string head_;
-  std::string final_;
+  std::string head_;  // the response head until written; at a graceful end, the final retry:
   std::string_view control_;
   std::vector<EventPtr> batch_;
   std::vector<net::const_buffer> buffers_;
