@@ -104,6 +104,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
       : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
         channel_(std::move(channel)),
         strand_(std::move(strand)),
+        io_(io_of(strand_)),
         lingers_(lingers) {}
 
   // Reached unfinished only when the io_context was destroyed with the connection's handlers
@@ -351,7 +352,9 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   }
 
   void post_drain() {
-    post_to(strand_, cached([self = self()] { self->drain_soon(); }));
+    auto drain = cached([self = self()] { self->drain_soon(); });
+    if (io_) return net::post(io_->get_executor(), std::move(drain));
+    post_to(strand_, std::move(drain));
   }
 
   /// The queue bound was hit under OverflowPolicy::disconnect: a slow consumer.
@@ -371,8 +374,16 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   }
 
  private:
+  // The io_context whose own executor strand_ is (a single-threaded one), else null.
+  static net::io_context* io_of(net::any_io_executor const& ex) noexcept {
+    auto const* io = ex.target<net::io_context::executor_type>();
+    return io ? &io->context() : nullptr;
+  }
+
   std::shared_ptr<ChannelCore> channel_;
   net::any_io_executor strand_;
+  // post_drain runs on every wake-up: the executor's type is looked up once, here, not per post.
+  net::io_context* io_;
   std::string principal_;
   std::optional<EventId> since_;
   // The admitted topics until open() subscribes them (subscribed_), then the topics subscribed
