@@ -133,7 +133,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   /// The reason end() or finish() was given; what on_close reports.
   boost::system::error_code reason() const noexcept { return reason_; }
   /// The cursor the request asked to resume from.
-  std::optional<EventId> since() const noexcept { return since_; }
+  std::optional<EventId> since() const noexcept { return has_since_ ? std::optional<EventId>{since_} : std::nullopt; }
 
   void log(LogLevel level, boost::system::error_code ec, std::string_view what) const noexcept {
     hub().log(level, channel_->transport_name(), connection_id(), ec, what);
@@ -155,7 +155,8 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   /// Take over what an admission decided and register (polls are admitted before they are held).
   boost::system::error_code adopt(Admission&& a) {
     principal_ = std::move(a.principal);
-    since_ = a.since;
+    has_since_ = a.since.has_value();
+    since_ = a.since.value_or(0);
     topics_ = std::move(a.topics);  // subscribed when the connection opens
     if (!channel_->add(this, self()))
       return channel_->stopping() ? error::shutting_down : error::too_many_connections;
@@ -191,7 +192,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
       return false;
     }
     if (!topics_.topics.empty() || topics_.all) {
-      auto const r = hub().subscribe(shared_from_this(), topics_, since_, limit);
+      auto const r = hub().subscribe(shared_from_this(), topics_, since(), limit);
       deferred_ = r.deferred;
       if (r.reset) log(LogLevel::info, error::cursor_expired, "reset notice sent");
       c.add(c.replayed, r.replayed);
@@ -385,20 +386,21 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   // post_drain runs on every wake-up: the executor's type is looked up once, here, not per post.
   net::io_context* io_;
   std::string principal_;
-  std::optional<EventId> since_;
+  EventId since_ = 0;  // with has_since_: an optional, without its padding on every connection
   // The admitted topics until open() subscribes them (subscribed_), then the topics subscribed
   // now: written on the strand, read by Session::subscriptions on any thread.
   TopicSet topics_;
-  mutable SpinLock topics_lock_;
-  bool subscribed_ = false;
   boost::system::error_code reason_;
   State state_ = State::admitting;
   std::optional<Flush> pending_end_;
   bool const lingers_;
+  bool has_since_ = false;
   bool registered_ = false;
   bool counted_ = false;
   bool announced_ = false;
   bool deferred_ = false;
+  mutable SpinLock topics_lock_;  // guards topics_ and subscribed_
+  bool subscribed_ = false;
 };
 
 }  // namespace herald::detail
