@@ -83,6 +83,10 @@ class SseSession final : public Connection {
     last_write_ = std::chrono::steady_clock::now();
     if (!open(/*announce=*/true)) return;
     pump();
+    if constexpr (plain_socket) {
+      boost::system::error_code ignored;
+      stream_.non_blocking(true, ignored);  // read_some after a wake-up must never block
+    }
     read();
     if (!ticking_) tick();
   }
@@ -143,16 +147,33 @@ class SseSession final : public Connection {
     drain_soon();
   }
 
-  // The client sends nothing after its request; reading is how a disconnect is noticed.
+  // The client sends nothing after its request; reading is how a disconnect is noticed. On a
+  // plain socket the session waits for readability and reads into the stack: the pending
+  // operation an idle connection holds is then the smallest Asio has, and no buffer is kept.
   void read() {
-    stream_.async_read_some(
-        net::buffer(discard_),
-        net::bind_executor(strand(), [self = self()](boost::system::error_code ec, std::size_t n) {
-          if (ec) return self->finish(ec);
-          self->received_ += n;
-          if (self->received_ > max_unsolicited) return self->finish(error::bad_request);
-          self->read();
-        }));
+    if constexpr (plain_socket) {
+      on_strand(
+          stream_.get_executor(),
+          [this](auto handler) { stream_.async_wait(net::socket_base::wait_read, std::move(handler)); },
+          [self = self()](boost::system::error_code ec) {
+            std::array<char, 512> discard;
+            std::size_t const n = ec ? 0 : self->stream_.read_some(net::buffer(discard), ec);
+            if (ec == net::error::would_block) return self->read();  // a spurious wake-up
+            self->on_read(ec, n);
+          });
+    } else {
+      on_strand(
+          stream_.get_executor(),
+          [this](auto handler) { stream_.async_read_some(net::buffer(discard_), std::move(handler)); },
+          [self = self()](boost::system::error_code ec, std::size_t n) { self->on_read(ec, n); });
+    }
+  }
+
+  void on_read(boost::system::error_code ec, std::size_t n) {
+    if (ec) return finish(ec);
+    received_ += n;
+    if (received_ > max_unsolicited) return finish(error::bad_request);
+    read();
   }
 
   /** One timer serves the write timeout and the heartbeat, armed for the deadline that comes
@@ -170,10 +191,10 @@ class SseSession final : public Connection {
     ticking_ = at != std::chrono::steady_clock::time_point::max();
     if (!ticking_) return;
     timer_.expires_at(at);
-    timer_.async_wait([self = self()](boost::system::error_code ec) {
+    timer_.async_wait(cached([self = self()](boost::system::error_code ec) {
       if (ec || self->state() == State::closed) return;
       self->on_tick();
-    });
+    }));
   }
 
   void on_tick() {
@@ -200,6 +221,8 @@ class SseSession final : public Connection {
   }
 
   static constexpr std::size_t max_unsolicited = 64 * 1024;
+  static constexpr bool plain_socket = std::is_same_v<Stream, net::ip::tcp::socket>;
+  struct NoBuffer {};
 
   Stream stream_;
   net::steady_timer timer_;
@@ -209,7 +232,8 @@ class SseSession final : public Connection {
   std::chrono::steady_clock::time_point last_write_{};
   std::chrono::steady_clock::time_point write_started_{};
   std::size_t received_ = 0;
-  std::array<char, 16> discard_{};  // a client sends nothing after its request
+  // Another stream (TLS) reads what a client should not send into this.
+  [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::array<char, 16>> discard_{};
   bool writing_ = false;
   bool ticking_ = false;
   bool envelope_ = false;  // events as JSON envelopes (a stream of several topics)
