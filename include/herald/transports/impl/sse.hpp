@@ -4,7 +4,9 @@
 #include <herald/detail/channel_core.hpp>
 #include <herald/detail/connection.hpp>
 #include <herald/detail/cors.hpp>
+#include <herald/detail/decimal.hpp>
 #include <herald/detail/handler_memory.hpp>
+#include <herald/detail/heartbeat.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/transports/sse.hpp>
@@ -19,6 +21,7 @@
 #include <boost/beast/http/field.hpp>
 
 #include <array>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -62,15 +65,28 @@ class SseSession final : public Connection {
     }
 
     envelope_ = topts().envelope;
+    bool heartbeat_events = false;
     if (auto const q = parse_query(target_query(req.target())))
-      for (auto const& [key, value] : *q)
-        if (key == "envelope") envelope_ = value != "0" && value != "false";
+      for (auto const& [key, value] : *q) {
+        if (key == "envelope") envelope_ = query_flag(value);
+        else if (key == heartbeat_parameter) heartbeat_events = query_flag(value);
+      }
 
     head_ =
         "HTTP/1.1 200 OK\r\n"
         "Content-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\n"
         "X-Accel-Buffering: no\r\n";
+    auto const hb = topts().heartbeat;
+    if (hb.count() > 0) {
+      // The period a client's stall deadline is made of; the body's first bytes go with the
+      // headers (retry:, and the first heartbeat event if asked for), so data arrives at once.
+      head_ += heartbeat_header;
+      head_ += ": ";
+      append_decimal(head_, static_cast<std::uint64_t>(hb.count()));
+      head_ += "\r\n";
+      heartbeat_ = heartbeat_events ? sse_heartbeat_event(hb) : std::string(sse_heartbeat);
+    }
     cors_headers(ch().cors(req), ch().options().cors, {}, [&](http::field name, std::string_view value) {
       head_ += http::to_string(name);
       head_ += ": ";
@@ -79,6 +95,7 @@ class SseSession final : public Connection {
     });
     head_ += "\r\n";
     head_ += sse_retry(topts().retry);
+    if (heartbeat_events && hb.count() > 0) head_ += heartbeat_;
 
     last_write_ = std::chrono::steady_clock::now();
     if (!open(/*announce=*/true)) return;
@@ -182,7 +199,7 @@ class SseSession final : public Connection {
     auto const hb = topts().heartbeat;
     if (writing_ && wt.count() > 0 && now - write_started_ >= wt) return finish(error::write_timeout);
     if (!writing_ && hb.count() > 0 && now - last_write_ >= hb) {
-      control_ = sse_heartbeat;
+      control_ = heartbeat_;
       pump();
     }
     tick();
@@ -204,6 +221,7 @@ class SseSession final : public Connection {
   Stream stream_;
   net::steady_timer timer_;
   std::string head_;
+  std::string heartbeat_;  // a comment, or an event for streams that asked for it
   std::string final_;
   std::string_view control_;
   std::vector<EventPtr> batch_;
