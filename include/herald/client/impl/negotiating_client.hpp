@@ -203,10 +203,11 @@ class NegotiatingImpl final : public Core {
   void member_event(Core const* m, Event const& e) {
     auto const* member = which(m);
     if (!member) return;
-    deliver(e, e.topic, floor_.value_or(0));
     // SSE and polling carry one sequence in id order over every followed topic: each of them is
     // complete up to this id. (WebSocket replays topic by topic; its positions stay per topic.)
-    if (member->kind != Kind::websocket && e.id != 0) floor_ = std::max(floor_.value_or(0), e.id);
+    bool const sequence = member->kind != Kind::websocket;
+    if (!deliver(e, e.topic, floor_.value_or(0))) return;  // stopping (the member may be gone)
+    if (sequence && e.id != 0) floor_ = std::max(floor_.value_or(0), e.id);
   }
 
   void member_reset(Core const* m, Reset const& r) {
@@ -266,7 +267,7 @@ class NegotiatingImpl final : public Core {
   // Probing a better transport ----------------------------------------------------------------
 
   void schedule_probe() {
-    if (index_ == 0 || probe_ || probing_) return;
+    if (stopping() || index_ == 0 || probe_ || probing_) return;
     probing_ = true;
     probe_timer_.expires_after(probe_delay_);
     probe_timer_.async_wait(track([this](boost::system::error_code e) {
