@@ -235,10 +235,6 @@ class Core : public std::enable_shared_from_this<Core> {
 
   /// The connection dropped or an attempt failed: back off, then try again.
   void lost(boost::system::error_code ec) {
-    if (tripped_) {
-      ec = tripped_;
-      tripped_ = {};
-    }
     unwatch();
     disconnect();
     proving_ = false;
@@ -329,8 +325,8 @@ class Core : public std::enable_shared_from_this<Core> {
     }
   }
 
-  /** Watchdog: unless touch()ed within `period`, the current connection is closed and the
-      failure it causes is reported as `reason`. Zero disarms it. */
+  /** Watchdog: unless touch()ed within `period`, the current connection is closed and reported
+      lost with `reason` (then retried). Zero disarms it. */
   void watch(clock::duration period, boost::system::error_code reason) {
     if (period <= clock::duration::zero()) return unwatch();
     watch_reason_ = reason;
@@ -351,6 +347,28 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   void backoff_server_retry(std::chrono::milliseconds delay) { backoff_.server_retry(delay); }
+
+  /** Once stopping with nothing pending: on_state(closed), then the stop waiters. Tracked
+      handlers run it after themselves; a client driven by other clients' handlers (the
+      NegotiatingClient) runs it after each of those. */
+  void maybe_finish() {
+    if (!stopping_ || ops_ != 0) return;
+    if (!finished_) {
+      finished_ = true;
+      state_ = State::closed;
+      if (!detached() && on_state_) {
+        try {
+          on_state_(State::closed, final_ec_);
+        } catch (...) {
+        }
+      }
+    }
+    for (auto& w : waiters_)
+      net::post(strand_, [h = std::move(w.handler), work = std::move(w.work)]() mutable {
+        net::dispatch(net::append(std::move(h), boost::system::error_code{}));
+      });
+    waiters_.clear();
+  }
 
   Url const url_;
   Options options_;
@@ -376,33 +394,15 @@ class Core : public std::enable_shared_from_this<Core> {
       if (ec || gen != watch_gen_ || !watch_armed_) return;
       if (clock::now() < deadline_) return arm_watchdog();
       watch_armed_ = false;
-      tripped_ = watch_reason_;
-      disconnect();
+      // The pending operations of the connection fail once it is closed, but find it replaced
+      // (conn_) and report nothing: the watchdog reports the loss itself.
+      lost(watch_reason_);
     }));
   }
 
   void set_state(State s, boost::system::error_code ec) {
     state_ = s;
     invoke(on_state_, s, ec);
-  }
-
-  void maybe_finish() {
-    if (!stopping_ || ops_ != 0) return;
-    if (!finished_) {
-      finished_ = true;
-      state_ = State::closed;
-      if (!detached() && on_state_) {
-        try {
-          on_state_(State::closed, final_ec_);
-        } catch (...) {
-        }
-      }
-    }
-    for (auto& w : waiters_)
-      net::post(strand_, [h = std::move(w.handler), work = std::move(w.work)]() mutable {
-        net::dispatch(net::append(std::move(h), boost::system::error_code{}));
-      });
-    waiters_.clear();
   }
 
   Backoff backoff_;
@@ -413,7 +413,6 @@ class Core : public std::enable_shared_from_this<Core> {
   State state_ = State::closed;
   boost::system::error_code final_ec_;
   boost::system::error_code watch_reason_;
-  boost::system::error_code tripped_;
   clock::duration watch_period_{};
   std::chrono::milliseconds stall_{};
   clock::time_point deadline_{};

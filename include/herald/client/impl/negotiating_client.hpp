@@ -174,9 +174,18 @@ class NegotiatingImpl final : public Core {
     // Raw pointers: a member's handlers never run once it is detached, which happens before
     // this object goes away (disconnect()).
     Core* const m = c.get();
-    c->on_event_ = [this, m](Event const& e) { member_event(m, e); };
-    c->on_reset_ = [this, m](Reset const& r) { member_reset(m, r); };
-    c->on_state_ = [this, m](State s, boost::system::error_code ec) { member_state(m, s, ec); };
+    c->on_event_ = [this, m](Event const& e) {
+      member_event(m, e);
+      maybe_finish();
+    };
+    c->on_reset_ = [this, m](Reset const& r) {
+      member_reset(m, r);
+      maybe_finish();
+    };
+    c->on_state_ = [this, m](State s, boost::system::error_code ec) {
+      member_state(m, s, ec);
+      maybe_finish();
+    };
     c->start();
     return c;
   }
