@@ -155,16 +155,17 @@
       current = null;
       cancelProbe();
       var worked = t.proved && why === "closed";
+      // The status names the transport given up and why.
       if (!worked && index + 1 < order.length) {
         index += 1;
-        status("waiting", { delay: 0, reason: why });
+        status("waiting", { transport: t.name, delay: 0, reason: why });
         return start();
       }
       if (!worked) index = 0;  // every transport failed: from the best one after a pause
       var ceiling = Math.min(o.maxDelay, o.minDelay * Math.pow(2, attempt));
       var delay = Math.random() * ceiling;  // full jitter
       attempt += 1;
-      status("waiting", { delay: delay, reason: why });
+      status("waiting", { transport: t.name, delay: delay, reason: why });
       timer = setTimeout(start, delay);
     }
 
