@@ -215,7 +215,9 @@ template <class Client>
 void held_then_stalled(Kind kind, char const* scheme) {
   World w;
   w.proxy.hold(kind, Hold::body);
-  Client c{w.ioc.get_executor(), w.url(scheme), options()};
+  auto o = options();
+  o.since = 0;  // a WebSocket client without a cursor starts at its subscriptions' acknowledgement
+  Client c{w.ioc.get_executor(), w.url(scheme), std::move(o)};
   Record rec;
   rec.attach(c);
   if constexpr (requires { c.on_message([](herald::Message const&) {}); })
