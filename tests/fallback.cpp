@@ -250,58 +250,45 @@ TEST_CASE("clients: a stream that opens and delivers nothing is not open, and on
 
 // --- the NegotiatingClient ---------------------------------------------------------------------------
 
-TEST_CASE("negotiating client: WebSocket when it works, every event once", "[e2e][heartbeat][client]") {
-  World w;
-  hc::NegotiatingClient c{w.ioc.get_executor(), w.url(), options()};
-  Record rec;
-  rec.attach(c);
-  ends_on(w, c, rec, "websocket", "none held");
-  CHECK(rec.states.at(0).first == hc::State::connecting);
-  CHECK(rec.states.at(1).first == hc::State::open);
-  CHECK(w.proxy.connections(Kind::sse) == 0);
-}
-
-TEST_CASE("negotiating client: an upgrade that succeeds and then delivers nothing falls back to SSE",
+TEST_CASE("negotiating client: a transport that opens and delivers nothing gives way to the next",
           "[e2e][heartbeat][client]") {
   World w;
-  w.proxy.hold(Kind::websocket, Hold::body);
   hc::NegotiatingClient c{w.ioc.get_executor(), w.url(), options()};
   Record rec;
   rec.attach(c);
-  ends_on(w, c, rec, "sse", "upgrade then nothing");
-  CHECK(saw_reason(rec, hc::error::no_data));
-  CHECK(rec.count(hc::State::open) == 1);
-
-  // The working choice is remembered: a dropped SSE stream comes back on SSE, not WebSocket.
-  auto const upgrades = w.proxy.connections(Kind::websocket);
-  w.channel.disconnect_all();
-  auto const sentinel = w.publish("b");
-  REQUIRE(run_until(w.ioc, [&] { return rec.saw(sentinel); }));
-  CHECK(c.transport() == "sse");
-  CHECK(w.proxy.connections(Kind::websocket) == upgrades);
-  CHECK(by_topic(rec) == w.published);
-}
-
-TEST_CASE("negotiating client: SSE headers that never arrive fall back to polling", "[e2e][heartbeat][client]") {
-  World w;
-  w.proxy.hold(Kind::websocket, Hold::response);
-  w.proxy.hold(Kind::sse, Hold::response);
-  hc::NegotiatingClient c{w.ioc.get_executor(), w.url(), options()};
-  Record rec;
-  rec.attach(c);
-  ends_on(w, c, rec, "polling", "no headers");
-  CHECK(saw_reason(rec, hc::error::connect_timeout));
-}
-
-TEST_CASE("negotiating client: SSE headers whose body is held back fall back to polling", "[e2e][heartbeat][client]") {
-  World w;
-  w.proxy.hold(Kind::websocket, Hold::body);
-  w.proxy.hold(Kind::sse, Hold::body);
-  hc::NegotiatingClient c{w.ioc.get_executor(), w.url(), options()};
-  Record rec;
-  rec.attach(c);
-  ends_on(w, c, rec, "polling", "body held");
-  CHECK(w.proxy.connections(Kind::sse) >= 1);
+  SECTION("nothing held: WebSocket") {
+    ends_on(w, c, rec, "websocket", "none held");
+    CHECK(rec.states.at(0).first == hc::State::connecting);
+    CHECK(rec.states.at(1).first == hc::State::open);
+    CHECK(w.proxy.connections(Kind::sse) == 0);
+  }
+  SECTION("an upgrade that succeeds and then delivers nothing: SSE") {
+    w.proxy.hold(Kind::websocket, Hold::body);
+    ends_on(w, c, rec, "sse", "upgrade then nothing");
+    CHECK(saw_reason(rec, hc::error::no_data));
+    CHECK(rec.count(hc::State::open) == 1);
+    // The working choice is kept: a dropped SSE stream comes back on SSE, not WebSocket.
+    auto const upgrades = w.proxy.connections(Kind::websocket);
+    w.channel.disconnect_all();
+    auto const sentinel = w.publish("b");
+    REQUIRE(run_until(w.ioc, [&] { return rec.saw(sentinel); }));
+    CHECK(c.transport() == "sse");
+    CHECK(w.proxy.connections(Kind::websocket) == upgrades);
+    CHECK(by_topic(rec) == w.published);
+  }
+  SECTION("SSE headers that never arrive: polling") {
+    w.proxy.hold(Kind::websocket, Hold::response);
+    w.proxy.hold(Kind::sse, Hold::response);
+    ends_on(w, c, rec, "polling", "no headers");
+    CHECK(saw_reason(rec, hc::error::connect_timeout));
+  }
+  SECTION("SSE headers whose body is held back: polling") {
+    w.proxy.hold(Kind::websocket, Hold::body);
+    w.proxy.hold(Kind::sse, Hold::body);
+    ends_on(w, c, rec, "polling", "body held");
+    CHECK(w.proxy.connections(Kind::sse) >= 1);
+    CHECK(saw_reason(rec, hc::error::no_data));
+  }
 }
 
 TEST_CASE("negotiating client: a stream that stalls mid-way moves to the next transport", "[e2e][heartbeat][client]") {

@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "loopback.hpp"
+
 namespace test {
 
 namespace net = boost::asio;
@@ -41,12 +43,7 @@ class StallProxy {
 
   StallProxy(net::io_context& ioc, tcp::endpoint upstream) : state_(std::make_shared<State>(ioc)) {
     state_->upstream = upstream;
-    auto& a = state_->acceptor;
-    tcp::endpoint const ep{net::ip::make_address("127.0.0.1"), 0};
-    a.open(ep.protocol());
-    a.set_option(tcp::acceptor::reuse_address(true));
-    a.bind(ep);
-    a.listen();
+    listen_loopback(state_->acceptor);
     accept(state_);
   }
   StallProxy(StallProxy const&) = delete;
