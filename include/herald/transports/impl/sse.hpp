@@ -34,7 +34,7 @@ template <class Stream>
 class SseSession final : public Connection {
  public:
   SseSession(std::shared_ptr<ChannelImpl<Sse>> channel, Stream&& stream)
-      : Connection(std::move(channel), Sse::name, serialized(stream.get_executor()), /*lingers=*/true),
+      : Connection(std::move(channel), serialized(stream.get_executor()), /*lingers=*/true),
         stream_(std::move(stream)),
         timer_(strand()) {}
 
@@ -65,11 +65,10 @@ class SseSession final : public Connection {
     }
 
     envelope_ = topts().envelope;
-    bool heartbeat_events = false;
     if (auto const q = parse_query(target_query(req.target())))
       for (auto const& [key, value] : *q) {
         if (key == "envelope") envelope_ = query_flag(value);
-        else if (key == heartbeat_parameter) heartbeat_events = query_flag(value);
+        else if (key == heartbeat_parameter) heartbeat_events_ = query_flag(value);
       }
 
     head_ =
@@ -85,7 +84,8 @@ class SseSession final : public Connection {
       head_ += ": ";
       append_decimal(head_, static_cast<std::uint64_t>(hb.count()));
       head_ += "\r\n";
-      heartbeat_ = heartbeat_events ? sse_heartbeat_event(hb) : std::string(sse_heartbeat);
+    } else {
+      heartbeat_events_ = false;
     }
     cors_headers(ch().cors(req), ch().options().cors, {}, [&](http::field name, std::string_view value) {
       head_ += http::to_string(name);
@@ -95,7 +95,7 @@ class SseSession final : public Connection {
     });
     head_ += "\r\n";
     head_ += sse_retry(topts().retry);
-    if (heartbeat_events && hb.count() > 0) head_ += heartbeat_;
+    if (heartbeat_events_) head_ += sse_heartbeat_event(hb);
 
     last_write_ = std::chrono::steady_clock::now();
     if (!open(/*announce=*/true)) return;
@@ -126,7 +126,7 @@ class SseSession final : public Connection {
     batch_.clear();
     buffers_.clear();
     if (!head_.empty()) buffers_.push_back(net::buffer(head_));
-    if (!control_.empty()) buffers_.push_back(net::buffer(control_));
+    if (heartbeat_due_) buffers_.push_back(net::buffer(sse_heartbeat));
     if (take(batch_))
       for (auto const& ev : batch_) buffers_.push_back(net::buffer(sse_bytes(*ev, envelope_)));
     if (buffers_.empty()) {
@@ -134,7 +134,7 @@ class SseSession final : public Connection {
         if (final_sent_) return finish(reason());
         // The stream ends with a retry: so EventSource reconnects (to another node) promptly.
         final_sent_ = true;
-        control_ = final_ = sse_retry(topts().retry);
+        head_ = sse_retry(topts().retry);
         pump();
       }
       return;
@@ -155,7 +155,7 @@ class SseSession final : public Connection {
     if (!batch_.empty()) delivered(batch_.size());
     batch_.clear();
     if (!head_.empty()) std::string().swap(head_);
-    control_ = {};
+    heartbeat_due_ = false;
     last_write_ = std::chrono::steady_clock::now();
     drain_soon();
   }
@@ -199,7 +199,9 @@ class SseSession final : public Connection {
     auto const hb = topts().heartbeat;
     if (writing_ && wt.count() > 0 && now - write_started_ >= wt) return finish(error::write_timeout);
     if (!writing_ && hb.count() > 0 && now - last_write_ >= hb) {
-      control_ = heartbeat_;
+      // An event rides in head_ (empty after the first write), so an idle stream keeps no bytes.
+      if (heartbeat_events_) head_ = sse_heartbeat_event(hb);
+      else heartbeat_due_ = true;
       pump();
     }
     tick();
@@ -220,20 +222,19 @@ class SseSession final : public Connection {
 
   Stream stream_;
   net::steady_timer timer_;
-  std::string head_;
-  std::string heartbeat_;  // a comment, or an event for streams that asked for it
-  std::string final_;
-  std::string_view control_;
+  std::string head_;  // the response head until written; at a graceful end, the final retry:
   std::vector<EventPtr> batch_;
   std::vector<net::const_buffer> buffers_;
   std::chrono::steady_clock::time_point last_write_{};
   std::chrono::steady_clock::time_point write_started_{};
   std::size_t received_ = 0;
-  std::array<char, 32> discard_{};
+  std::array<char, 16> discard_{};  // a client sends nothing after its request
   bool writing_ = false;
   bool ticking_ = false;
   bool envelope_ = false;  // events as JSON envelopes (a stream of several topics)
   bool final_sent_ = false;
+  bool heartbeat_due_ = false;
+  bool heartbeat_events_ = false;  // heartbeats as `heartbeat` events (?heartbeat), not comments
 };
 
 }  // namespace herald::detail
