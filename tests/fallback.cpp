@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -249,6 +250,20 @@ TEST_CASE("clients: a stream that opens and delivers nothing is not open, and on
 }
 
 // --- the NegotiatingClient ---------------------------------------------------------------------------
+
+TEST_CASE("negotiating client: options are checked at construction", "[heartbeat][client]") {
+  net::io_context ioc;
+  auto make = [&](hc::Options o, char const* url = "http://127.0.0.1:1/live") {
+    hc::NegotiatingClient c{ioc.get_executor(), url, std::move(o)};
+  };
+  CHECK_THROWS_AS(make({.negotiate = {.transports = {"carrier-pigeon"}}}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.negotiate = {.transports = {}}}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.negotiate = {.probe_after = 0ms}}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.negotiate = {.probe_after = 2h, .probe_cap = 1h}}), std::invalid_argument);
+  CHECK_THROWS_AS(make({.proof_timeout = -1ms}), std::invalid_argument);
+  CHECK_THROWS_AS(make({}, "ws://127.0.0.1:1/live"), std::invalid_argument);
+  CHECK_NOTHROW(make({.negotiate = {.transports = {"sse", "sse", "polling"}}}));
+}
 
 TEST_CASE("negotiating client: a transport that opens and delivers nothing gives way to the next",
           "[e2e][heartbeat][client]") {
