@@ -41,7 +41,9 @@ using Hold = test::StallProxy::Hold;
 using Kind = test::StallProxy::Kind;
 using Live = herald::Negotiated<herald::WebSocket, herald::Sse, herald::Polling>;
 
-constexpr auto heartbeat = 200ms;
+// Long enough that a loaded machine (a thread descheduled for a few hundred ms) shows no false
+// stall at 2 x heartbeat.
+constexpr auto heartbeat = 400ms;
 constexpr char const* accept_sse = "Accept: text/event-stream\r\n";
 
 Live::options live_options() {
@@ -73,8 +75,8 @@ struct World : test::ChannelFixture<Live> {
 hc::Options options(std::chrono::milliseconds probe_after = 10min) {
   return {.topics = {"a", "b"},
           .backoff = test::quick_backoff(),
-          .connect_timeout = 1s,
-          .proof_timeout = 600ms,
+          .connect_timeout = 1500ms,
+          .proof_timeout = 1500ms,
           .poll = {.wait = 1s},
           .negotiate = {.probe_after = probe_after, .probe_cap = 10min}};
 }
@@ -144,7 +146,7 @@ TEST_CASE("heartbeat: SSE advertises its period and sends its first bytes with t
     test::RawClient c{w.ioc};
     c.get(w.ep, "/live?topic=a", accept_sse);
     REQUIRE(run_until(w.ioc, [&] { return c.has_headers() && !c.body().empty(); }));
-    CHECK(c.header("Herald-Heartbeat") == "200");
+    CHECK(c.header("Herald-Heartbeat") == "400");
     test::SseReader reader;
     REQUIRE(run_until(w.ioc, [&] {
       reader.feed_all(c.body());
@@ -157,7 +159,7 @@ TEST_CASE("heartbeat: SSE advertises its period and sends its first bytes with t
     c.get(w.ep, "/live?topic=a&heartbeat", accept_sse);
     REQUIRE(run_until(w.ioc, [&] { return c.has_headers() && c.body().find("event: heartbeat") != std::string::npos; }));
     // The first heartbeat travels in the very first write, right after retry:.
-    CHECK(c.body() == "retry: 50\n\nevent: heartbeat\ndata: {\"heartbeat\":200}\n\n");
+    CHECK(c.body() == "retry: 50\n\nevent: heartbeat\ndata: {\"heartbeat\":400}\n\n");
     auto const id = w.publish("a");
     test::SseReader reader;
     REQUIRE(run_until(w.ioc, [&] {
@@ -168,7 +170,7 @@ TEST_CASE("heartbeat: SSE advertises its period and sends its first bytes with t
     }));
     CHECK(reader.comments() == 0);
     for (auto const& e : reader.events()) {
-      if (e.type == "heartbeat") CHECK(e.data == R"({"heartbeat":200})");
+      if (e.type == "heartbeat") CHECK(e.data == R"({"heartbeat":400})");
       else CHECK(e.id == std::to_string(id));
     }
     CHECK(reader.last_event_id() == std::to_string(id));  // heartbeats carry no id
@@ -193,9 +195,9 @@ TEST_CASE("heartbeat: WebSocket sends heartbeat frames to clients that ask, firs
   test::WsClient plain{w.ioc};
   plain.connect(w.ep, "/live?topic=a");
   REQUIRE(run_until(w.ioc, [&] { return asks.count() >= 1 && plain.open(); }));
-  CHECK(asks.response()["Herald-Heartbeat"] == "200");
+  CHECK(asks.response()["Herald-Heartbeat"] == "400");
   CHECK(plain.response()["Herald-Heartbeat"].empty());
-  CHECK(asks.json(0) == nlohmann::json{{"heartbeat", 200}});
+  CHECK(asks.json(0) == nlohmann::json{{"heartbeat", 400}});
   auto const id = w.publish("a");
   REQUIRE(run_until(w.ioc, [&] { return asks.count_with("heartbeat") >= 3 && asks.saw_id(id); }));
   REQUIRE(run_until(w.ioc, [&] { return plain.saw_id(id); }));
@@ -350,6 +352,30 @@ TEST_CASE("negotiating client: after a fallback it probes the better transport a
   c.async_stop([&](boost::system::error_code) { stopped = true; });
   REQUIRE(run_until(w.ioc, [&] { return stopped; }));
   CHECK(rec.closed());
+}
+
+TEST_CASE("negotiating client: a fallback while a probe is under way probes again from the new transport",
+          "[e2e][heartbeat][client]") {
+  World w;
+  w.proxy.hold(Kind::websocket, Hold::body);
+  hc::NegotiatingClient c{w.ioc.get_executor(), w.url(), options(/*probe_after=*/300ms)};
+  Record rec;
+  rec.attach(c);
+  ends_on(w, c, rec, "sse", "before the probe");
+  auto const upgrades = w.proxy.connections(Kind::websocket);
+  REQUIRE(run_until(w.ioc, [&] { return w.proxy.connections(Kind::websocket) > upgrades; }));
+  // The probe is held (it waits for its proof) when SSE stalls: the client moves down to polling.
+  w.proxy.stall();
+  w.proxy.hold(Kind::websocket, Hold::nothing);
+  w.publish("a");
+  REQUIRE(run_until(w.ioc, [&] { return c.transport() == "polling"; }, 20s));
+  CHECK(saw_reason(rec, hc::error::stalled));
+  w.publish("b");
+  REQUIRE(run_until(w.ioc, [&] { return c.transport() == "websocket"; }, 20s));
+  auto const sa = w.publish("a");
+  auto const sb = w.publish("b");
+  REQUIRE(run_until(w.ioc, [&] { return rec.saw(sa) && rec.saw(sb); }));
+  CHECK(by_topic(rec) == w.published);
 }
 
 TEST_CASE("negotiating client: refusals end it, a channel without WebSocket is no refusal", "[e2e][heartbeat][client]") {

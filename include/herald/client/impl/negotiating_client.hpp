@@ -257,6 +257,8 @@ class NegotiatingImpl final : public Core {
       return reconnecting(ec);
     }
     // Failed before it delivered anything, stalled, or closed for good: the next transport.
+    // A probe under way is given up too; the next transport that works schedules its own.
+    stop_timers();
     drop(current_);
     drop(probe_);
     if (index_ + 1 < order_.size()) {
