@@ -97,6 +97,14 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+/// A sentinel on each topic, then the whole record: every event once, in order per topic.
+void every_event_once(World& w, Record const& rec) {
+  auto const sa = w.publish("a");
+  auto const sb = w.publish("b");
+  REQUIRE(run_until(w.ioc, [&] { return rec.saw(sa) && rec.saw(sb); }, 20s));
+  CHECK(by_topic(rec) == w.published);
+}
+
 /** Start `c`, publish while it looks for a working transport, wait until `transport` works,
     publish more and a sentinel on each topic: every event once, in order per topic. */
 void ends_on(World& w, hc::NegotiatingClient& c, Record& rec, std::string const& transport, char const* what) {
@@ -110,10 +118,7 @@ void ends_on(World& w, hc::NegotiatingClient& c, Record& rec, std::string const&
   REQUIRE(run_until(w.ioc, [&] { return c.transport() == transport; }, 20s));
   std::printf("fallback/%s: working on %s after %.0f ms\n", what, transport.c_str(), ms_since(t0));
   w.publish("a");
-  auto const sa = w.publish("a");
-  auto const sb = w.publish("b");
-  REQUIRE(run_until(w.ioc, [&] { return rec.saw(sa) && rec.saw(sb); }, 20s));
-  CHECK(by_topic(rec) == w.published);
+  every_event_once(w, rec);
   CHECK(rec.resets.empty());
 }
 
@@ -321,10 +326,7 @@ TEST_CASE("negotiating client: a stream that stalls mid-way moves to the next tr
   REQUIRE(run_until(w.ioc, [&] { return c.transport() == "sse"; }, 20s));
   std::printf("fallback/stall: working on sse %.0f ms after the stall\n", ms_since(t0));
   CHECK(saw_reason(rec, hc::error::stalled));
-  auto const sa = w.publish("a");
-  auto const sb = w.publish("b");
-  REQUIRE(run_until(w.ioc, [&] { return rec.saw(sa) && rec.saw(sb); }));
-  CHECK(by_topic(rec) == w.published);
+  every_event_once(w, rec);
 }
 
 TEST_CASE("negotiating client: after a fallback it probes the better transport and moves back up",
@@ -335,47 +337,34 @@ TEST_CASE("negotiating client: after a fallback it probes the better transport a
   Record rec;
   rec.attach(c);
   ends_on(w, c, rec, "sse", "before the probe");
-  // Still held: probes fail (and the next waits longer) while SSE keeps delivering.
   auto const upgrades = w.proxy.connections(Kind::websocket);
-  REQUIRE(run_until(w.ioc, [&] { return w.proxy.connections(Kind::websocket) >= upgrades + 2; }));
-  CHECK(c.transport() == "sse");
-  w.proxy.hold(Kind::websocket, Hold::nothing);
-  w.publish("a");
-  REQUIRE(run_until(w.ioc, [&] { return c.transport() == "websocket"; }, 20s));
-  auto const sa = w.publish("a");
-  auto const sb = w.publish("b");
-  REQUIRE(run_until(w.ioc, [&] { return rec.saw(sa) && rec.saw(sb); }));
-  CHECK(by_topic(rec) == w.published);
-  CHECK(rec.count(hc::State::open) == 1);  // the switch up never left the open state
+  SECTION("probes fail while WebSocket is held, the first after its release takes over") {
+    // Still held: probes fail (and the next waits longer) while SSE keeps delivering.
+    REQUIRE(run_until(w.ioc, [&] { return w.proxy.connections(Kind::websocket) >= upgrades + 2; }));
+    CHECK(c.transport() == "sse");
+    w.proxy.hold(Kind::websocket, Hold::nothing);
+    w.publish("a");
+    REQUIRE(run_until(w.ioc, [&] { return c.transport() == "websocket"; }, 20s));
+    every_event_once(w, rec);
+    CHECK(rec.count(hc::State::open) == 1);  // the switch up never left the open state
 
-  bool stopped = false;
-  c.async_stop([&](boost::system::error_code) { stopped = true; });
-  REQUIRE(run_until(w.ioc, [&] { return stopped; }));
-  CHECK(rec.closed());
-}
-
-TEST_CASE("negotiating client: a fallback while a probe is under way probes again from the new transport",
-          "[e2e][heartbeat][client]") {
-  World w;
-  w.proxy.hold(Kind::websocket, Hold::body);
-  hc::NegotiatingClient c{w.ioc.get_executor(), w.url(), options(/*probe_after=*/300ms)};
-  Record rec;
-  rec.attach(c);
-  ends_on(w, c, rec, "sse", "before the probe");
-  auto const upgrades = w.proxy.connections(Kind::websocket);
-  REQUIRE(run_until(w.ioc, [&] { return w.proxy.connections(Kind::websocket) > upgrades; }));
-  // The probe is held (it waits for its proof) when SSE stalls: the client moves down to polling.
-  w.proxy.stall();
-  w.proxy.hold(Kind::websocket, Hold::nothing);
-  w.publish("a");
-  REQUIRE(run_until(w.ioc, [&] { return c.transport() == "polling"; }, 20s));
-  CHECK(saw_reason(rec, hc::error::stalled));
-  w.publish("b");
-  REQUIRE(run_until(w.ioc, [&] { return c.transport() == "websocket"; }, 20s));
-  auto const sa = w.publish("a");
-  auto const sb = w.publish("b");
-  REQUIRE(run_until(w.ioc, [&] { return rec.saw(sa) && rec.saw(sb); }));
-  CHECK(by_topic(rec) == w.published);
+    bool stopped = false;
+    c.async_stop([&](boost::system::error_code) { stopped = true; });
+    REQUIRE(run_until(w.ioc, [&] { return stopped; }));
+    CHECK(rec.closed());
+  }
+  SECTION("SSE stalls while a probe is under way: down to polling, then probing from there") {
+    REQUIRE(run_until(w.ioc, [&] { return w.proxy.connections(Kind::websocket) > upgrades; }));
+    // The probe waits for its proof (held) when SSE stalls: both are given up.
+    w.proxy.stall();
+    w.proxy.hold(Kind::websocket, Hold::nothing);
+    w.publish("a");
+    REQUIRE(run_until(w.ioc, [&] { return c.transport() == "polling"; }, 20s));
+    CHECK(saw_reason(rec, hc::error::stalled));
+    w.publish("b");
+    REQUIRE(run_until(w.ioc, [&] { return c.transport() == "websocket"; }, 20s));
+    every_event_once(w, rec);
+  }
 }
 
 TEST_CASE("negotiating client: refusals end it, a channel without WebSocket is no refusal", "[e2e][heartbeat][client]") {
