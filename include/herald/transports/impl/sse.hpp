@@ -4,7 +4,9 @@
 #include <herald/detail/channel_core.hpp>
 #include <herald/detail/connection.hpp>
 #include <herald/detail/cors.hpp>
+#include <herald/detail/decimal.hpp>
 #include <herald/detail/handler_memory.hpp>
+#include <herald/detail/heartbeat.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/transports/sse.hpp>
@@ -19,6 +21,7 @@
 #include <boost/beast/http/field.hpp>
 
 #include <array>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -63,14 +66,27 @@ class SseSession final : public Connection {
 
     envelope_ = topts().envelope;
     if (auto const q = parse_query(target_query(req.target())))
-      for (auto const& [key, value] : *q)
-        if (key == "envelope") envelope_ = value != "0" && value != "false";
+      for (auto const& [key, value] : *q) {
+        if (key == "envelope") envelope_ = query_flag(value);
+        else if (key == heartbeat_parameter) heartbeat_events_ = query_flag(value);
+      }
 
     head_ =
         "HTTP/1.1 200 OK\r\n"
         "Content-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\n"
         "X-Accel-Buffering: no\r\n";
+    auto const hb = topts().heartbeat;
+    if (hb.count() > 0) {
+      // The period a client's stall deadline is made of; the body's first bytes go with the
+      // headers (retry:, and the first heartbeat event if asked for), so data arrives at once.
+      head_ += heartbeat_header;
+      head_ += ": ";
+      append_decimal(head_, static_cast<std::uint64_t>(hb.count()));
+      head_ += "\r\n";
+    } else {
+      heartbeat_events_ = false;
+    }
     cors_headers(ch().cors(req), ch().options().cors, {}, [&](http::field name, std::string_view value) {
       head_ += http::to_string(name);
       head_ += ": ";
@@ -79,6 +95,7 @@ class SseSession final : public Connection {
     });
     head_ += "\r\n";
     head_ += sse_retry(topts().retry);
+    if (heartbeat_events_) head_ += sse_heartbeat_event(hb);
 
     last_write_ = std::chrono::steady_clock::now();
     if (!open(/*announce=*/true)) return;
@@ -203,7 +220,9 @@ class SseSession final : public Connection {
     auto const hb = topts().heartbeat;
     if (writing_ && wt.count() > 0 && now - write_started_ >= wt) return finish(error::write_timeout);
     if (!writing_ && hb.count() > 0 && now - last_write_ >= hb) {
-      heartbeat_due_ = true;
+      // An event rides in head_ (empty after the first write), so an idle stream keeps no bytes.
+      if (heartbeat_events_) head_ = sse_heartbeat_event(hb);
+      else heartbeat_due_ = true;
       pump();
     }
     tick();
@@ -239,6 +258,7 @@ class SseSession final : public Connection {
   bool envelope_ = false;  // events as JSON envelopes (a stream of several topics)
   bool final_sent_ = false;
   bool heartbeat_due_ = false;
+  bool heartbeat_events_ = false;  // heartbeats as `heartbeat` events (?heartbeat), not comments
 };
 
 }  // namespace herald::detail
