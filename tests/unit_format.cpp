@@ -18,6 +18,7 @@
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/topic.hpp>
+#include <herald/detail/ws_gate.hpp>
 #include <herald/detail/ws_protocol.hpp>
 #include <herald/error.hpp>
 #include <herald/event.hpp>
@@ -942,7 +943,7 @@ TEST_CASE("error_body and error_response carry JSON", "[unit][format]") {
   CHECK(res[http::field::allow] == "GET");
   CHECK_FALSE(res.keep_alive());
   CHECK(res[http::field::content_length] == std::to_string(res.body().size()));
-  auto const rj = nlohmann::json::parse(res.body());
+  auto const rj = nlohmann::json::parse(res.body().str());
   CHECK(rj["error"] == "method not allowed");
   CHECK(rj["message"] == "use GET");
 
@@ -950,7 +951,7 @@ TEST_CASE("error_body and error_response carry JSON", "[unit][format]") {
   CHECK(forbidden.result() == http::status::forbidden);
   CHECK(forbidden[http::field::allow].empty());
   CHECK(forbidden.keep_alive());
-  CHECK(nlohmann::json::parse(forbidden.body()).contains("error"));
+  CHECK(nlohmann::json::parse(forbidden.body().str()).contains("error"));
 }
 
 TEST_CASE("append_json_escaped produces a JSON string equal to the input", "[unit][format]") {
@@ -1106,7 +1107,7 @@ TEST_CASE("parse_poll_params reads wait and limit and ignores other parameters",
   }
 }
 
-TEST_CASE("poll_body splices each event's shared JSON envelope", "[unit][polling]") {
+TEST_CASE("a poll answer splices each event's shared JSON envelope into its frame without a copy", "[unit][polling]") {
   using namespace herald::detail;
   auto make = [](EventId id, std::string topic, std::string data, herald::PayloadKind kind, std::string type = {}) {
     herald::Event ev;
@@ -1118,22 +1119,42 @@ TEST_CASE("poll_body splices each event's shared JSON envelope", "[unit][polling
     return std::make_shared<StoredEvent const>(std::move(ev), std::chrono::steady_clock::now());
   };
   std::vector<EventPtr> events{make(7, "orders", R"({"id":42})", herald::PayloadKind::json),
+                               make(8, "bin", std::string("\0\xff", 2), herald::PayloadKind::binary),
                                make(9, "notes", "say \"hi\"\n", herald::PayloadKind::text, "note")};
-  auto const body = poll_body(events, 9, false, false);
-  auto const j = json::parse(body);
-  CHECK(j["events"].size() == 2);
+  auto const body = AnswerBody::value_type::spliced(poll_frame(9, false, false), poll_frame_events_at, events);
+  // Byte for byte what the answer was when it was one string of its own.
+  std::string const expected = R"({"events":[)" + json_envelope(*events[0]) + "," + json_envelope(*events[1]) + "," +
+                               json_envelope(*events[2]) + R"(],"cursor":9})" + "\n";
+  CHECK(body.str() == expected);
+  CHECK(body.size() == expected.size());
+  CHECK(AnswerBody::size(body) == expected.size());
+  auto const j = json::parse(body.str());
+  REQUIRE(j["events"].size() == 3);
   CHECK(j["events"][0] == json{{"id", 7}, {"topic", "orders"}, {"data", {{"id", 42}}}});
-  CHECK(j["events"][1] == json{{"id", 9}, {"topic", "notes"}, {"event", "note"}, {"data", "say \"hi\"\n"}});
+  CHECK(j["events"][2] == json{{"id", 9}, {"topic", "notes"}, {"event", "note"}, {"data", "say \"hi\"\n"}});
   CHECK(j["cursor"] == 9);
   CHECK_FALSE(j.contains("reset"));
   CHECK_FALSE(j.contains("more"));
-  // Encoded once: the bytes spliced into every body are the same object.
-  CHECK(&json_envelope(*events[0]) == &json_envelope(*events[0]));
-  CHECK(body.find(json_envelope(*events[0])) != std::string::npos);
 
-  auto const flagged = json::parse(poll_body({}, 5, true, true));
+  // The pieces point at the stored envelopes themselves: encoded once, never copied.
+  std::vector<boost::asio::const_buffer> pieces(body.pieces().begin(), body.pieces().end());
+  REQUIRE(pieces.size() == 7);  // frame head, three envelopes with two commas between, frame tail
+  for (std::size_t i = 0; i < events.size(); ++i)
+    CHECK(pieces[2 * i + 1].data() == json_envelope(*events[i]).data());
+  // The answer holds the events: the bytes outlive the hub's history.
+  events.clear();
+  CHECK(body.str() == expected);
+
+  auto const flagged = json::parse(poll_frame(5, true, true));
   CHECK(flagged == json{{"events", json::array()}, {"cursor", 5}, {"reset", true}, {"more", true}});
-  CHECK(poll_body({}, 5, false, false) == "{\"events\":[],\"cursor\":5}\n");
+  CHECK(poll_frame(5, false, false) == "{\"events\":[],\"cursor\":5}\n");
+  AnswerBody::value_type const empty = AnswerBody::value_type::spliced(poll_frame(5, false, false), poll_frame_events_at, {});
+  CHECK(empty.str() == poll_frame(5, false, false));
+  CHECK(std::distance(empty.pieces().begin(), empty.pieces().end()) == 1);
+  AnswerBody::value_type text{std::string("plain")};
+  CHECK(text.str() == "plain");
+  text = std::string("other");
+  CHECK(text.size() == 5);
 }
 
 TEST_CASE("poll_etag names the answer and etag_matches follows If-None-Match rules", "[unit][polling]") {
@@ -1238,13 +1259,15 @@ TEST_CASE("ws_protocol: acks, errors, binary heads and subprotocols", "[unit][we
   CHECK(herald::detail::http_token("herald.v1"));
   CHECK_FALSE(herald::detail::http_token("a b"));
   CHECK_FALSE(herald::detail::http_token(""));
-  CHECK(ws::sendable_close_code(1013));
-  CHECK(ws::sendable_close_code(4000));
-  CHECK_FALSE(ws::sendable_close_code(1005));
-  CHECK_FALSE(ws::sendable_close_code(1006));
-  CHECK_FALSE(ws::sendable_close_code(999));
-  CHECK_FALSE(ws::sendable_close_code(5000));
-  CHECK_FALSE(ws::sendable_close_code(65535));
+  // RFC 6455 §7.4 and the IANA registry, at every boundary.
+  for (std::uint16_t code : {1000, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4000, 4999}) {
+    INFO(code);
+    CHECK(ws::sendable_close_code(code));
+  }
+  for (std::uint16_t code : {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535}) {
+    INFO(code);
+    CHECK_FALSE(ws::sendable_close_code(code));
+  }
 
   // Sec-WebSocket-Key: the base64 of 16 bytes, nothing else.
   CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25jZQ==").empty());
@@ -1294,4 +1317,55 @@ TEST_CASE("query_param: one decoded value, nullopt when absent, repeated or malf
   CHECK(query_param("/p?a=1&a=2", "a") == std::nullopt);  // which one was meant is a guess
   CHECK(query_param("/p?a=1&a=2", "b") == std::nullopt);
   CHECK(query_param("/p?a=1&b=%zz", "a") == std::nullopt);  // a malformed query answers nothing
+}
+
+TEST_CASE("ClientFrames rewrites a close code of 1014 in place and follows frames across reads", "[unit][websocket]") {
+  using herald::detail::ClientFrames;
+  // A masked client frame with a payload of any length (7-bit, 16-bit and 64-bit lengths).
+  auto frame = [](unsigned char opcode, std::string const& payload) {
+    std::string f;
+    f += static_cast<char>(0x80 | opcode);
+    auto const n = payload.size();
+    if (n < 126) {
+      f += static_cast<char>(0x80 | n);
+    } else if (n <= 0xffff) {
+      f += static_cast<char>(0x80 | 126);
+      f += static_cast<char>(n >> 8);
+      f += static_cast<char>(n & 0xff);
+    } else {
+      f += static_cast<char>(0x80 | 127);
+      for (int shift = 56; shift >= 0; shift -= 8) f += static_cast<char>((std::uint64_t{n} >> shift) & 0xff);
+    }
+    unsigned char const mask[4] = {0xa1, 0xb2, 0xc3, 0xd4};
+    for (unsigned char m : mask) f += static_cast<char>(m);
+    for (std::size_t i = 0; i < n; ++i) f += static_cast<char>(payload[i] ^ mask[i % 4]);
+    return f;
+  };
+  auto close = [&](std::uint16_t code) {
+    return frame(0x8, std::string{static_cast<char>(code >> 8), static_cast<char>(code & 0xff)} + "bye");
+  };
+  // Data frames whose payloads hold what looks like a close frame, then the close frame itself.
+  std::string const decoy = close(1014);
+  std::string const before = frame(0x1, decoy) + frame(0x2, std::string(300, '\x88') + decoy) +
+                             frame(0x2, std::string(70000, 'x')) + frame(0x9, "") + frame(0xA, "p");
+  for (std::uint16_t code : {1000, 1013, 1014, 1015, 3000}) {
+    INFO(code);
+    std::string const in = before + close(code);
+    std::string const expected = before + close(code == 1014 ? 1000 : code);
+    // Whatever the reads' sizes: at every split point, and byte by byte.
+    for (std::size_t split : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{7}, in.size() - 6,
+                              in.size() - 5, in.size() - 4, in.size()}) {
+      INFO(split);
+      std::string bytes = in;
+      ClientFrames frames;
+      auto* p = reinterpret_cast<unsigned char*>(bytes.data());
+      frames.scan(p, split);
+      frames.scan(p + split, bytes.size() - split);
+      CHECK(bytes == expected);
+    }
+    std::string bytes = in;
+    ClientFrames frames;
+    for (auto& c : bytes) frames.scan(reinterpret_cast<unsigned char*>(&c), 1);
+    CHECK(bytes == expected);
+  }
 }
