@@ -34,6 +34,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -1107,7 +1108,7 @@ TEST_CASE("parse_poll_params reads wait and limit and ignores other parameters",
   }
 }
 
-TEST_CASE("a poll answer splices each event's shared JSON envelope into its frame without a copy", "[unit][polling]") {
+TEST_CASE("a poll answer holds a large batch's shared JSON envelopes instead of copying them", "[unit][polling]") {
   using namespace herald::detail;
   auto make = [](EventId id, std::string topic, std::string data, herald::PayloadKind kind, std::string type = {}) {
     herald::Event ev;
@@ -1118,17 +1119,20 @@ TEST_CASE("a poll answer splices each event's shared JSON envelope into its fram
     ev.type = std::move(type);
     return std::make_shared<StoredEvent const>(std::move(ev), std::chrono::steady_clock::now());
   };
-  std::vector<EventPtr> events{make(7, "orders", R"({"id":42})", herald::PayloadKind::json),
-                               make(8, "bin", std::string("\0\xff", 2), herald::PayloadKind::binary),
-                               make(9, "notes", "say \"hi\"\n", herald::PayloadKind::text, "note")};
-  auto const body = AnswerBody::value_type::spliced(poll_frame(9, false, false), poll_frame_events_at, events);
-  // Byte for byte what the answer was when it was one string of its own.
-  std::string const expected = R"({"events":[)" + json_envelope(*events[0]) + "," + json_envelope(*events[1]) + "," +
-                               json_envelope(*events[2]) + R"(],"cursor":9})" + "\n";
-  CHECK(body.str() == expected);
-  CHECK(body.size() == expected.size());
-  CHECK(AnswerBody::size(body) == expected.size());
-  auto const j = json::parse(body.str());
+  auto const expected = [](std::vector<EventPtr> const& events, EventId cursor) {
+    std::string out = R"({"events":[)";
+    for (std::size_t i = 0; i < events.size(); ++i) out += (i ? "," : "") + json_envelope(*events[i]);
+    return out + R"(],"cursor":)" + std::to_string(cursor) + "}\n";
+  };
+
+  // A small batch: one string, byte for byte what the answer always was.
+  std::vector<EventPtr> small{make(7, "orders", R"({"id":42})", herald::PayloadKind::json),
+                              make(8, "bin", std::string("\0\xff", 2), herald::PayloadKind::binary),
+                              make(9, "notes", "say \"hi\"\n", herald::PayloadKind::text, "note")};
+  auto const copied = AnswerBody::value_type::spliced(poll_frame(9, false, false), poll_frame_events_at, small);
+  CHECK(copied.pieces() == 1);
+  CHECK(copied.str() == expected(small, 9));
+  auto const j = json::parse(copied.str());
   REQUIRE(j["events"].size() == 3);
   CHECK(j["events"][0] == json{{"id", 7}, {"topic", "orders"}, {"data", {{"id", 42}}}});
   CHECK(j["events"][2] == json{{"id", 9}, {"topic", "notes"}, {"event", "note"}, {"data", "say \"hi\"\n"}});
@@ -1136,25 +1140,39 @@ TEST_CASE("a poll answer splices each event's shared JSON envelope into its fram
   CHECK_FALSE(j.contains("reset"));
   CHECK_FALSE(j.contains("more"));
 
-  // The pieces point at the stored envelopes themselves: encoded once, never copied.
-  std::vector<boost::asio::const_buffer> pieces(body.pieces().begin(), body.pieces().end());
-  REQUIRE(pieces.size() == 7);  // frame head, three envelopes with two commas between, frame tail
-  for (std::size_t i = 0; i < events.size(); ++i)
-    CHECK(pieces[2 * i + 1].data() == json_envelope(*events[i]).data());
-  // The answer holds the events: the bytes outlive the hub's history.
-  events.clear();
-  CHECK(body.str() == expected);
+  // A large one (from AnswerBody::splice_from bytes): the pieces are the stored envelopes
+  // themselves, encoded once, never copied; the answer holds the events, so the bytes outlive
+  // the hub's history.
+  std::vector<EventPtr> large;
+  for (EventId id = 10; id < 13; ++id)
+    large.push_back(make(id, "big", std::string(AnswerBody::splice_from / 2, 'x'), herald::PayloadKind::text));
+  auto const text = expected(large, 12);
+  auto const spliced = AnswerBody::value_type::spliced(poll_frame(12, false, false), poll_frame_events_at, large);
+  REQUIRE(spliced.pieces() == 7);  // frame head, three envelopes with two commas between, frame tail
+  for (std::size_t i = 0; i < large.size(); ++i)
+    CHECK(spliced.piece(2 * i + 1).data() == json_envelope(*large[i]).data());
+  large.clear();
+  CHECK(spliced.str() == text);
+  CHECK(spliced.size() == text.size());
+  CHECK(AnswerBody::size(spliced) == text.size());
+  // Beast's own serializer writes it too (one piece per write), with its length.
+  boost::beast::http::response<AnswerBody> res{boost::beast::http::status::ok, 11};
+  res.body() = spliced;
+  res.prepare_payload();
+  std::ostringstream wire;
+  wire << res;
+  CHECK(wire.str() == "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text);
 
   auto const flagged = json::parse(poll_frame(5, true, true));
   CHECK(flagged == json{{"events", json::array()}, {"cursor", 5}, {"reset", true}, {"more", true}});
   CHECK(poll_frame(5, false, false) == "{\"events\":[],\"cursor\":5}\n");
-  AnswerBody::value_type const empty = AnswerBody::value_type::spliced(poll_frame(5, false, false), poll_frame_events_at, {});
+  auto const empty = AnswerBody::value_type::spliced(poll_frame(5, false, false), poll_frame_events_at, {});
   CHECK(empty.str() == poll_frame(5, false, false));
-  CHECK(std::distance(empty.pieces().begin(), empty.pieces().end()) == 1);
-  AnswerBody::value_type text{std::string("plain")};
-  CHECK(text.str() == "plain");
-  text = std::string("other");
-  CHECK(text.size() == 5);
+  CHECK(empty.pieces() == 1);
+  AnswerBody::value_type plain{std::string("plain")};
+  CHECK(plain.str() == "plain");
+  plain = std::string("other");
+  CHECK(plain.size() == 5);
 }
 
 TEST_CASE("poll_etag names the answer and etag_matches follows If-None-Match rules", "[unit][polling]") {

@@ -3,17 +3,22 @@
 // The body of an answer given in place (herald::Response): plain text, or a poll answer whose
 // events are the hub's stored JSON envelopes, held by pointer and written from where they are.
 
+#include <herald/detail/buffer_view.hpp>
 #include <herald/detail/json_format.hpp>
 #include <herald/detail/stored_event.hpp>
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/optional/optional.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <cstddef>
 #include <cstdint>
-#include <iterator>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -22,11 +27,15 @@
 namespace herald::inline v0::detail {
 
 /** A Beast body (http::message<…, AnswerBody>): text, into which the JSON envelopes of a list of
-    stored events may be spliced at one place, comma-separated. A poll answer holds its events
-    by shared pointer, as the hub's history and every other answer do, where a body of its own
-    would copy each payload once per waiting client (twenty unread answers of 1,000 large
-    events held 20 copies). The writer hands Beast the pieces as one gathered buffer sequence. */
+    stored events may be spliced at one place, comma-separated. A large poll answer holds its
+    events by shared pointer, as the hub's history and every other answer do, where a body of
+    its own would copy each payload once per waiting client (twenty unread answers of 1,000
+    events of 4 KiB held twenty copies). A small one is copied into one string, as before: its
+    copy costs less than writing it in pieces, and it pins little. */
 struct AnswerBody {
+  /// Spliced answers of fewer event bytes than this are copied into their text instead.
+  static constexpr std::size_t splice_from = 16 * 1024;
+
   class value_type {
    public:
     value_type() = default;
@@ -38,33 +47,37 @@ struct AnswerBody {
       return *this;
     }
 
-    /** `text` with the envelopes of `events` inserted at offset `at`, separated by commas. The
-        envelopes are encoded here if they were not yet (json_envelope), so writing never
-        encodes. */
+    /** `text` with the envelopes of `events` inserted at offset `at`, separated by commas:
+        referenced in place from splice_from bytes on, copied below. */
     static value_type spliced(std::string text, std::size_t at, std::vector<EventPtr> events) {
-      value_type v{std::move(text)};
+      std::size_t bytes = events.empty() ? 0 : events.size() - 1;  // the commas
+      for (auto const& ev : events) bytes += json_envelope(*ev).size();
+      value_type v;
+      if (bytes < splice_from) {
+        v.text_.reserve(text.size() + bytes);
+        v.text_.append(text, 0, at);
+        for (std::size_t i = 0; i < events.size(); ++i) {
+          if (i != 0) v.text_ += ',';
+          v.text_ += json_envelope(*events[i]);
+        }
+        v.text_.append(text, at);
+        return v;
+      }
+      v.text_ = std::move(text);
       v.at_ = at;
-      for (auto const& ev : events) v.spliced_bytes_ += json_envelope(*ev).size() + 1;
-      if (!events.empty()) --v.spliced_bytes_;  // n - 1 commas
+      v.spliced_bytes_ = bytes;
       v.events_ = std::move(events);
       return v;
     }
 
     /// Bytes on the wire.
     std::size_t size() const noexcept { return text_.size() + spliced_bytes_; }
-    bool empty() const noexcept { return size() == 0; }
 
-    /// The whole body as one string (a copy: for tests and logs, never on the write path).
-    std::string str() const;
+    /// How many pieces the body is written in: the text alone, or 2 x events + 1.
+    std::size_t pieces() const noexcept { return events_.empty() ? 1 : 2 * events_.size() + 1; }
 
-    class pieces_type;
-    /// The body as a buffer sequence: valid while this value lives unchanged.
-    pieces_type pieces() const noexcept;
-
-   private:
-    std::size_t count() const noexcept { return events_.empty() ? 1 : 2 * events_.size() + 1; }
-
-    // Piece i: the text before the events, then envelope, ",", envelope, …, the text after.
+    /** Piece `i`: the text before the events, then envelope, ",", envelope, …, the text after.
+        Valid while this value lives unchanged. */
     net::const_buffer piece(std::size_t i) const noexcept {
       if (events_.empty()) return net::buffer(text_);
       std::string_view const t{text_};
@@ -74,6 +87,18 @@ struct AnswerBody {
       return net::buffer(json_envelope(*events_[i / 2]));
     }
 
+    /// The whole body as one string (a copy: for tests and logs, never on the write path).
+    std::string str() const {
+      std::string out;
+      out.reserve(size());
+      for (std::size_t i = 0; i < pieces(); ++i) {
+        auto const b = piece(i);
+        out.append(static_cast<char const*>(b.data()), b.size());
+      }
+      return out;
+    }
+
+   private:
     std::string text_;
     std::vector<EventPtr> events_;
     std::size_t at_ = 0;
@@ -82,74 +107,56 @@ struct AnswerBody {
 
   static std::uint64_t size(value_type const& v) noexcept { return v.size(); }
 
+  /** One piece per call: a text body is one buffer, as with a string body. A spliced body is
+      correct this way but takes one write per piece: async_write_answer gathers it instead. */
   class writer {
    public:
-    using const_buffers_type = value_type::pieces_type;
+    using const_buffers_type = net::const_buffer;
 
     template <bool isRequest, class Fields>
     writer(http::header<isRequest, Fields> const&, value_type const& v) noexcept : v_(v) {}
 
     void init(boost::system::error_code& ec) noexcept { ec = {}; }
 
-    boost::optional<std::pair<const_buffers_type, bool>> get(boost::system::error_code& ec) noexcept;
+    boost::optional<std::pair<const_buffers_type, bool>> get(boost::system::error_code& ec) noexcept {
+      ec = {};
+      if (next_ == v_.pieces()) return boost::none;
+      auto const b = v_.piece(next_++);
+      return std::pair{b, next_ < v_.pieces()};
+    }
 
    private:
     value_type const& v_;
+    std::size_t next_ = 0;
   };
 };
 
-/** The pieces of a body as a bidirectional buffer sequence, computed as they are visited: no
-    vector of buffers is built (Asio gathers at most 64 per write anyway). */
-class AnswerBody::value_type::pieces_type {
- public:
-  using value_type = net::const_buffer;
-
-  class const_iterator {
-   public:
-    using iterator_category = std::bidirectional_iterator_tag;
-    using value_type = net::const_buffer;
-    using difference_type = std::ptrdiff_t;
-    using pointer = void;
-    using reference = net::const_buffer;
-
-    const_iterator() = default;
-    const_iterator(AnswerBody::value_type const* v, std::size_t i) noexcept : v_(v), i_(i) {}
-
-    net::const_buffer operator*() const noexcept { return v_->piece(i_); }
-    const_iterator& operator++() noexcept { return ++i_, *this; }
-    const_iterator operator++(int) noexcept { auto t = *this; ++i_; return t; }
-    const_iterator& operator--() noexcept { return --i_, *this; }
-    const_iterator operator--(int) noexcept { auto t = *this; --i_; return t; }
-    bool operator==(const_iterator const& o) const noexcept { return v_ == o.v_ && i_ == o.i_; }
-
-   private:
-    AnswerBody::value_type const* v_ = nullptr;
-    std::size_t i_ = 0;
-  };
-
-  explicit pieces_type(AnswerBody::value_type const& v) noexcept : v_(&v) {}
-  const_iterator begin() const noexcept { return {v_, 0}; }
-  const_iterator end() const noexcept { return {v_, v_->count()}; }
-
- private:
-  AnswerBody::value_type const* v_;
-};
-
-inline AnswerBody::value_type::pieces_type AnswerBody::value_type::pieces() const noexcept {
-  return pieces_type{*this};
-}
-
-inline std::string AnswerBody::value_type::str() const {
-  std::string out;
-  out.reserve(size());
-  for (auto const b : pieces()) out.append(static_cast<char const*>(b.data()), b.size());
-  return out;
-}
-
-inline auto AnswerBody::writer::get(boost::system::error_code& ec) noexcept
-    -> boost::optional<std::pair<const_buffers_type, bool>> {
-  ec = {};
-  return std::pair<const_buffers_type, bool>{v_.pieces(), false};
+/** Write the answer `sr` serializes (its header only with `head_only`), completing `handler`
+    with (error, bytes). A spliced body goes out as one gathered write of its pieces after the
+    header, through `gather` (which holds the buffers until the handler runs), where Beast's
+    writer would take one write per piece; any other as Beast writes it. */
+template <class Stream, class Handler>
+void async_write_answer(Stream& stream, http::response_serializer<AnswerBody>& sr,
+                        std::vector<net::const_buffer>& gather, bool head_only, Handler&& handler) {
+  auto const& body = sr.get().body();
+  if (head_only) return http::async_write_header(stream, sr, std::forward<Handler>(handler));
+  if (body.pieces() == 1) return http::async_write(stream, sr, std::forward<Handler>(handler));
+  gather.clear();
+  gather.reserve(body.pieces());
+  for (std::size_t i = 0; i < body.pieces(); ++i) gather.push_back(body.piece(i));
+  auto ex = net::get_associated_executor(handler, stream.get_executor());
+  http::async_write_header(
+      stream, sr,
+      net::bind_executor(ex, [&stream, &gather, handler = std::forward<Handler>(handler)](
+                                 boost::system::error_code ec, std::size_t head) mutable {
+        if (ec) return std::move(handler)(ec, head);
+        auto ex = net::get_associated_executor(handler, stream.get_executor());
+        net::async_write(stream, BufferView(gather),
+                         net::bind_executor(ex, [head, handler = std::move(handler)](boost::system::error_code ec,
+                                                                                    std::size_t n) mutable {
+                           std::move(handler)(ec, head + n);
+                         }));
+      }));
 }
 
 }  // namespace herald::detail

@@ -4,6 +4,7 @@
 
 #include <boost/asio/buffer.hpp>
 
+#include <cstddef>
 #include <vector>
 
 namespace herald::inline v0::detail {
@@ -18,6 +19,7 @@ class BufferView {
 
   explicit BufferView(std::vector<net::const_buffer> const& buffers) noexcept
       : begin_(buffers.data()), end_(buffers.data() + buffers.size()) {}
+  BufferView(net::const_buffer const* buffers, std::size_t n) noexcept : begin_(buffers), end_(buffers + n) {}
 
   const_iterator begin() const noexcept { return begin_; }
   const_iterator end() const noexcept { return end_; }

@@ -115,11 +115,9 @@ inline bool parse_redis_history(RedisValue const& v, std::vector<std::string> co
   out.last = *last;
   out.floor = *floor;
   out.complete_to = *last;
-  std::size_t sources = 0;
   for (std::size_t i = 2; i < v.elements.size(); ++i) {
     auto const& entries = v.elements[i].elements;
     std::string_view const topic = topics.empty() ? std::string_view{} : std::string_view(topics[i - 2]);
-    if (!entries.empty()) ++sources;
     for (auto const& e : entries)
       if (auto ev = parse_redis_entry(e, topic)) out.events.push_back(std::move(*ev));
     // A stream cut by the limit is complete only up to its last entry.
@@ -128,8 +126,11 @@ inline bool parse_redis_history(RedisValue const& v, std::vector<std::string> co
                                                                    : entries.back().elements[0].str))
         out.complete_to = std::min(out.complete_to, *id);
   }
-  if (sources > 1)
-    std::sort(out.events.begin(), out.events.end(), [](Event const& a, Event const& b) { return a.id < b.id; });
+  // Several sources interleave; one is in order already (Redis streams are), unless the reply
+  // is not what the script sends, and then the hub must still get its events in order.
+  auto const by_id = [](Event const& a, Event const& b) { return a.id < b.id; };
+  if (!std::is_sorted(out.events.begin(), out.events.end(), by_id))
+    std::sort(out.events.begin(), out.events.end(), by_id);
   std::erase_if(out.events, [&](Event const& e) { return e.id > out.complete_to; });
   return true;
 }

@@ -219,8 +219,7 @@ class HttpSession final : public ServerConnection,
       }
       self->read();
     };
-    if (head_only) http::async_write_header(stream_, *serializer_, std::move(done));
-    else http::async_write(stream_, *serializer_, std::move(done));
+    async_write_answer(stream_, *serializer_, gather_, head_only, std::move(done));
   }
 
   void close() {
@@ -314,6 +313,7 @@ class HttpSession final : public ServerConnection,
   std::optional<http::request_parser<http::string_body>> parser_;
   Response res_;
   std::optional<http::response_serializer<AnswerBody>> serializer_;
+  std::vector<net::const_buffer> gather_;  // a spliced answer's pieces while they are written
   // Weak: a held request keeps itself alive (its wait timer), and its respond keeps this session;
   // a strong pointer back would be a cycle that outlives a destroyed io_context.
   std::weak_ptr<Held> held_;

@@ -387,8 +387,7 @@ class PollConnection : public std::enable_shared_from_this<PollConnection<Stream
     auto done = net::bind_executor(strand_, [self = this->shared_from_this()](boost::system::error_code, std::size_t) {
       close_stream(self->stream_);
     });
-    if (head_) http::async_write_header(stream_, *serializer_, std::move(done));
-    else http::async_write(stream_, *serializer_, std::move(done));
+    async_write_answer(stream_, *serializer_, gather_, head_, std::move(done));
   }
 
   void watch() {
@@ -411,6 +410,7 @@ class PollConnection : public std::enable_shared_from_this<PollConnection<Stream
   std::weak_ptr<Held> held_;  // weak: see HttpSession::held_
   Response res_;
   std::optional<http::response_serializer<AnswerBody>> serializer_;
+  std::vector<net::const_buffer> gather_;
   std::array<char, 512> discard_{};
   bool head_ = false;
   bool answered_ = false;
