@@ -150,7 +150,7 @@ struct Transport {
 };
 
 inline Session::Session(std::shared_ptr<herald::ChannelContext<Transport>> ch, CountedStream stream)
-    : Connection(std::move(ch), Transport::name, herald::detail::serialized(stream.get_executor()), true),
+    : Connection(std::move(ch), herald::detail::serialized(stream.get_executor()), true),
       stream_(std::move(stream)) {}
 
 static_assert(herald::Transport<Transport>);

@@ -12,7 +12,7 @@
 #include <herald/detail/error_table.hpp>
 #include <herald/detail/http.hpp>
 #include <herald/detail/json_format.hpp>
-#include <herald/detail/metrics_text.hpp>
+#include <herald/metrics_text.hpp>
 #include <herald/detail/poll_format.hpp>
 #include <herald/detail/redis_url.hpp>
 #include <herald/detail/response.hpp>
@@ -270,7 +270,7 @@ TEST_CASE("encode_sse_envelope: one plain message whose data is the JSON envelop
 }
 
 TEST_CASE("MetricsText: each family once, samples grouped, label values escaped", "[unit][format]") {
-  herald::detail::MetricsText m;
+  herald::MetricsText m;
   m.family("x_total", "counter", "Xs.");
   m.sample({{"channel", "/a"}}, 1);
   m.family("y", "gauge", "Ys.");

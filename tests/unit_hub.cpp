@@ -1099,6 +1099,32 @@ TEST_CASE("StoredEvent::encoded encodes once per format", "[unit][hub]") {
   CHECK(&g1[0]->encoded(herald::detail::sse_wire, sse) == &g2[0]->encoded(herald::detail::sse_wire, sse));
 }
 
+TEST_CASE("StoredEvent::encoded keeps every format apart when slots collide or run out", "[unit][hub]") {
+  herald::Event ev;
+  ev.id = 9;
+  ev.data = "x";
+  herald::detail::StoredEvent const stored{ev, std::chrono::steady_clock::now()};
+  // Five formats, all asking for slot 0: two find another free slot, the last two go to the list.
+  static constexpr herald::detail::WireFormat formats[] = {{"a"}, {"b"}, {"c"}, {"d"}, {"e"}};
+  int calls = 0;
+  std::vector<std::string const*> first;
+  for (auto const& f : formats)
+    first.push_back(&stored.encoded(f, [&](herald::Event const&) {
+      ++calls;
+      return std::string(f.name) + "!";
+    }));
+  CHECK(calls == 5);
+  for (std::size_t i = 0; i < std::size(formats); ++i) {
+    auto const& again = stored.encoded(formats[i], [&](herald::Event const&) {
+      ++calls;
+      return std::string{};
+    });
+    CHECK(&again == first[i]);
+    CHECK(again == std::string(formats[i].name) + "!");
+  }
+  CHECK(calls == 5);
+}
+
 TEST_CASE("StoredEvent::encoded shares one encoding between racing threads", "[unit][hub][threads]") {
   constexpr int threads = 4;
   constexpr int rounds = 200;

@@ -2,7 +2,7 @@
 
 #include <herald/channel.hpp>
 #include <herald/config.hpp>
-#include <herald/detail/metrics_text.hpp>
+#include <herald/metrics_text.hpp>
 #include <herald/hub.hpp>
 #include <herald/server.hpp>
 #include <herald/transport.hpp>
@@ -45,7 +45,7 @@ namespace herald::inline v0 {
 class Metrics {
  public:
   /// Writes extra families (a backplane's) into the exposition.
-  using Source = std::function<void(detail::MetricsText&)>;
+  using Source = std::function<void(MetricsText&)>;
 
   /// The hub's counters, labelled hub="<name>".
   Metrics& add(Hub const& hub, std::string name = "default") {

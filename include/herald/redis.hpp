@@ -5,7 +5,7 @@
 
 #include <herald/backplane.hpp>
 #include <herald/config.hpp>
-#include <herald/detail/metrics_text.hpp>
+#include <herald/metrics_text.hpp>
 #include <herald/log.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -122,7 +122,7 @@ class Backplane final : public herald::Backplane {
     herald_backplane_published_total, herald_backplane_publish_failures_total,
     herald_backplane_ingested_total, herald_backplane_discontinuities_total,
     herald_backplane_history_reads_total and herald_backplane_position (the log position read). */
-inline std::function<void(herald::detail::MetricsText&)> metrics(std::shared_ptr<Backplane> backplane);
+inline std::function<void(herald::MetricsText&)> metrics(std::shared_ptr<Backplane> backplane);
 
 }  // namespace herald::redis
 

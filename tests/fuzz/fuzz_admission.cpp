@@ -33,7 +33,7 @@ struct World {
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
   // One core per configuration the input may pick: open, fixed topics with an origin
   // allowlist and a topic hook, and tight limits.
-  herald::detail::ChannelCore open{hub, "/live", {}};
+  herald::detail::ChannelCore open{hub, "/live", {}, "fuzz"};
   herald::detail::ChannelCore fixed{hub, "/feed", [] {
     herald::ChannelOptions o;
     o.topics = {"orders", "news", "caf\xc3\xa9"};
@@ -49,14 +49,14 @@ struct World {
       return herald::Verdict::deny(herald::error::unauthorized, "bad token");
     };
     return o;
-  }()};
+  }(), "fuzz"};
   herald::detail::ChannelCore tight{hub, "/tight", [] {
     herald::ChannelOptions o;
     o.limits.max_subscriptions = 2;
     o.limits.max_topic_length = 8;
     o.allowed_origins = {"*"};
     return o;
-  }()};
+  }(), "fuzz"};
 };
 
 World& world() {

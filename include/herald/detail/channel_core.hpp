@@ -5,7 +5,7 @@
 #include <herald/detail/endpoint.hpp>
 #include <herald/detail/error_table.hpp>
 #include <herald/detail/executor.hpp>
-#include <herald/detail/metrics_text.hpp>
+#include <herald/metrics_text.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/topic.hpp>
 #include <herald/error.hpp>
@@ -56,8 +56,9 @@ class ChannelCore {
   /// Tag of the constructor that makes a core sharing another one's state.
   struct share_t {};
 
-  ChannelCore(Hub hub, std::string path, ChannelOptions options)
-      : hub_(std::move(hub)), path_(std::move(path)), options_(std::move(options)),
+  /// `transport`: the transport's name, in logs and metrics (a string with static storage).
+  ChannelCore(Hub hub, std::string path, ChannelOptions options, std::string_view transport)
+      : hub_(std::move(hub)), path_(std::move(path)), options_(std::move(options)), transport_name_(transport),
         shared_(std::make_shared<Shared>()) {
     if (path_.empty() || path_.front() != '/')
       throw std::invalid_argument("herald: channel path must start with '/'");
@@ -84,8 +85,9 @@ class ChannelCore {
   /** A core for one member of a multi-transport channel (herald::Negotiated): the same hub,
       path and options, and the *same* handlers, connection registry and stopping flag as
       `other`, so limits, shutdown, abort and disconnect_all of `other` cover its connections. */
-  ChannelCore(ChannelCore const& other, share_t)
-      : hub_(other.hub_), path_(other.path_), options_(other.options_), shared_(other.shared_) {}
+  ChannelCore(ChannelCore const& other, share_t, std::string_view transport)
+      : hub_(other.hub_), path_(other.path_), options_(other.options_), transport_name_(transport),
+        shared_(other.shared_) {}
 
   ChannelCore(ChannelCore const&) = delete;
   ChannelCore& operator=(ChannelCore const&) = delete;
@@ -95,6 +97,7 @@ class ChannelCore {
   HubState& state() const noexcept { return *hub_.state(); }
   std::string const& path() const noexcept { return path_; }
   ChannelOptions const& options() const noexcept { return options_; }
+  std::string_view transport_name() const noexcept { return transport_name_; }
 
   QueueLimits queue_limits() const noexcept {
     return {options_.limits.queue_events, options_.limits.queue_bytes, options_.overflow};
@@ -117,16 +120,18 @@ class ChannelCore {
     counters_.add(counters_.deliveries, n);
   }
 
-  /// Log and count a request this channel refused (transport: its name in the log).
-  void refused(boost::system::error_code ec, std::string_view transport, std::uint64_t connection) const noexcept {
+  /// Log and count a request this channel refused.
+  void refused(boost::system::error_code ec, std::uint64_t connection) const noexcept {
     counters_.refused(ec);
-    state().log(ec == error::hook_failed ? LogLevel::error : LogLevel::info, transport, connection, ec, "refused");
+    state().log(ec == error::hook_failed ? LogLevel::error : LogLevel::info, transport_name_, connection, ec,
+                "refused");
   }
 
   /** This core's series (labelled channel, transport) into `m`; its connections' queued bytes
       are summed from the registry, which the members of a Negotiated channel share. */
-  void write_metrics(MetricsText& m, std::string_view transport) const {
+  void write_metrics(MetricsText& m) const {
     auto const& c = counters_;
+    auto const transport = transport_name_;
     std::string_view const path = path_;
     auto get = [](std::atomic<std::uint64_t> const& a) { return a.load(std::memory_order_relaxed); };
     std::uint64_t queued = 0;
@@ -258,6 +263,7 @@ class ChannelCore {
   Hub hub_;
   std::string path_;
   ChannelOptions options_;
+  std::string_view transport_name_;
   std::shared_ptr<Shared> shared_;
   mutable ChannelCounters counters_;
 };
@@ -300,13 +306,13 @@ class ChannelImpl final : public ChannelCore,
                           public std::enable_shared_from_this<ChannelImpl<T>> {
  public:
   ChannelImpl(Hub hub, std::string path, ChannelOptions options, typename T::options topts)
-      : ChannelCore(std::move(hub), std::move(path), std::move(options)),
+      : ChannelCore(std::move(hub), std::move(path), std::move(options), T::name),
         transport_(validated(std::move(topts))),
         state_(static_cast<ChannelCore const&>(*this), transport_) {}
 
   /// A member channel of a multi-transport channel: shares `core`'s handlers and registry.
   ChannelImpl(ChannelCore const& core, typename T::options topts)
-      : ChannelCore(core, share_t{}), transport_(validated(std::move(topts))),
+      : ChannelCore(core, share_t{}, T::name), transport_(validated(std::move(topts))),
         state_(static_cast<ChannelCore const&>(*this), transport_) {}
 
   typename T::options const& transport_options() const noexcept { return transport_; }
@@ -334,7 +340,7 @@ class ChannelImpl final : public ChannelCore,
     else return Endpoint::answer(std::move(req), ex, std::move(respond));
   }
   void metrics(MetricsText& m) const override {
-    write_metrics(m, T::name);
+    write_metrics(m);
     if constexpr (requires { state_.for_each_member([](auto const&) {}); })
       state_.for_each_member([&](auto const& member) { member->metrics(m); });
   }

@@ -11,12 +11,14 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -30,6 +32,21 @@ enum class Flush : std::uint8_t {
   own,
   /// Everything queued (shutdown, a replay that could not be read).
   all,
+};
+
+/** A lock of one byte for what every connection holds and almost no one contends for (its
+    topic list: written on the strand, read by Session::subscriptions): a std::mutex is 40 bytes
+    on every idle connection. Holders copy or edit a short vector, nothing that blocks. */
+class SpinLock {
+ public:
+  void lock() noexcept {
+    while (locked_.exchange(true, std::memory_order_acquire))
+      while (locked_.load(std::memory_order_relaxed)) std::this_thread::yield();
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
 };
 
 /** The life of one server connection, written once for every transport: registration with the
@@ -71,8 +88,8 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   // Set at admission, before the first Session handle exists, then never changed.
   std::string const& principal() const noexcept final { return principal_; }
   std::vector<std::string> subscriptions() const final {
-    std::lock_guard lock{topics_mutex_};
-    return topics_.topics;
+    std::lock_guard lock{topics_lock_};
+    return subscribed_ ? topics_.topics : std::vector<std::string>{};
   }
   /// Transports that carry the connection's own messages override it; the others drop them.
   SendStatus send(std::string, bool) override { return SendStatus::dropped; }
@@ -81,21 +98,20 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   }
 
  protected:
-  /** `transport` names the transport in logs. `lingers`: wake-ups may let the loop turn
-      while more events arrive (Subscriber::linger), so that they go out in one write. */
-  Connection(std::shared_ptr<ChannelCore> channel, std::string_view transport, net::any_io_executor strand,
-             bool lingers)
+  /** `lingers`: wake-ups may let the loop turn while more events arrive (Subscriber::linger),
+      so that they go out in one write. */
+  Connection(std::shared_ptr<ChannelCore> channel, net::any_io_executor strand, bool lingers)
       : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
         channel_(std::move(channel)),
         strand_(std::move(strand)),
-        transport_(transport),
+        io_(io_of(strand_)),
         lingers_(lingers) {}
 
   // Reached unfinished only when the io_context was destroyed with the connection's handlers
   // still queued: the hub and the channel may outlive the loop, so they let go of it here.
   ~Connection() override {
     if (state_ == State::closed) return;
-    if (!topics_.topics.empty() || topics_.all) {
+    if (subscribed_ && (!topics_.topics.empty() || topics_.all)) {
       hub().unsubscribe(this, topics_);
       channel_->counters().sub(channel_->counters().subscriptions, topics_.all ? 1 : topics_.topics.size());
     }
@@ -117,10 +133,10 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   /// The reason end() or finish() was given; what on_close reports.
   boost::system::error_code reason() const noexcept { return reason_; }
   /// The cursor the request asked to resume from.
-  std::optional<EventId> since() const noexcept { return since_; }
+  std::optional<EventId> since() const noexcept { return has_since_ ? std::optional<EventId>{since_} : std::nullopt; }
 
   void log(LogLevel level, boost::system::error_code ec, std::string_view what) const noexcept {
-    hub().log(level, transport_, connection_id(), ec, what);
+    hub().log(level, channel_->transport_name(), connection_id(), ec, what);
   }
 
   // Opening ----------------------------------------------------------------------------------
@@ -139,15 +155,16 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   /// Take over what an admission decided and register (polls are admitted before they are held).
   boost::system::error_code adopt(Admission&& a) {
     principal_ = std::move(a.principal);
-    since_ = a.since;
-    pending_topics_ = std::move(a.topics);
+    has_since_ = a.since.has_value();
+    since_ = a.since.value_or(0);
+    topics_ = std::move(a.topics);  // subscribed when the connection opens
     if (!channel_->add(this, self()))
       return channel_->stopping() ? error::shutting_down : error::too_many_connections;
     registered_ = true;
     return {};
   }
 
-  void refused(boost::system::error_code ec) const noexcept { channel_->refused(ec, transport_, connection_id()); }
+  void refused(boost::system::error_code ec) const noexcept { channel_->refused(ec, connection_id()); }
 
   /// `n` events written to the client; `bytes` on the wire (herald::Metrics).
   void delivered(std::size_t n) const noexcept { channel_->delivered(n); }
@@ -174,14 +191,16 @@ class Connection : public Subscriber, public SessionBase, public Peer {
       end(reason_, *pending_end_);
       return false;
     }
-    if (!pending_topics_.topics.empty() || pending_topics_.all) {
-      auto const r = hub().subscribe(shared_from_this(), pending_topics_, since_, limit);
+    if (!topics_.topics.empty() || topics_.all) {
+      auto const r = hub().subscribe(shared_from_this(), topics_, since(), limit);
       deferred_ = r.deferred;
       if (r.reset) log(LogLevel::info, error::cursor_expired, "reset notice sent");
       c.add(c.replayed, r.replayed);
-      c.add(c.subscriptions, pending_topics_.all ? 1 : pending_topics_.topics.size());
-      std::lock_guard lock{topics_mutex_};
-      topics_ = std::move(pending_topics_);
+      c.add(c.subscriptions, topics_.all ? 1 : topics_.topics.size());
+    }
+    {
+      std::lock_guard lock{topics_lock_};
+      subscribed_ = true;
     }
     log(LogLevel::debug, {}, "opened");
     if (!announce) return true;
@@ -236,7 +255,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     auto& c = channel_->counters();
     c.add(c.replayed, r.replayed);
     c.add(c.subscriptions, 1);
-    std::lock_guard lock{topics_mutex_};
+    std::lock_guard lock{topics_lock_};
     topics_.topics.push_back(topic);
     return out;
   }
@@ -246,7 +265,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     if (!subscribed_to(topic)) return false;
     hub().unsubscribe(this, TopicSet{{topic}, false});
     channel_->counters().sub(channel_->counters().subscriptions, 1);
-    std::lock_guard lock{topics_mutex_};
+    std::lock_guard lock{topics_lock_};
     auto& t = topics_.topics;
     t.erase(std::find(t.begin(), t.end(), topic));
     return true;
@@ -255,12 +274,14 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   /// No further events: the hub forgets this connection's topics.
   void unsubscribe_all() {
     TopicSet gone;
+    bool was_subscribed;
     {
-      std::lock_guard lock{topics_mutex_};
+      std::lock_guard lock{topics_lock_};
       gone = std::move(topics_);
       topics_ = {};
+      was_subscribed = std::exchange(subscribed_, false);
     }
-    if (gone.topics.empty() && !gone.all) return;
+    if (!was_subscribed || (gone.topics.empty() && !gone.all)) return;
     hub().unsubscribe(this, gone);
     channel_->counters().sub(channel_->counters().subscriptions, gone.all ? 1 : gone.topics.size());
   }
@@ -332,7 +353,9 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   }
 
   void post_drain() {
-    post_to(strand_, cached([self = self()] { self->drain_soon(); }));
+    auto drain = cached([self = self()] { self->drain_soon(); });
+    if (io_) return net::post(io_->get_executor(), std::move(drain));
+    post_to(strand_, std::move(drain));
   }
 
   /// The queue bound was hit under OverflowPolicy::disconnect: a slow consumer.
@@ -352,23 +375,32 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   }
 
  private:
+  // The io_context whose own executor strand_ is (a single-threaded one), else null.
+  static net::io_context* io_of(net::any_io_executor const& ex) noexcept {
+    auto const* io = ex.target<net::io_context::executor_type>();
+    return io ? &io->context() : nullptr;
+  }
+
   std::shared_ptr<ChannelCore> channel_;
   net::any_io_executor strand_;
-  std::string_view transport_;
+  // post_drain runs on every wake-up: the executor's type is looked up once, here, not per post.
+  net::io_context* io_;
   std::string principal_;
-  std::optional<EventId> since_;
-  TopicSet pending_topics_;
-  // Topics subscribed now: written on the strand, read by Session::subscriptions anywhere.
-  mutable std::mutex topics_mutex_;
+  EventId since_ = 0;  // with has_since_: an optional, without its padding on every connection
+  // The admitted topics until open() subscribes them (subscribed_), then the topics subscribed
+  // now: written on the strand, read by Session::subscriptions on any thread.
   TopicSet topics_;
   boost::system::error_code reason_;
   State state_ = State::admitting;
   std::optional<Flush> pending_end_;
   bool const lingers_;
+  bool has_since_ = false;
   bool registered_ = false;
   bool counted_ = false;
   bool announced_ = false;
   bool deferred_ = false;
+  mutable SpinLock topics_lock_;  // guards topics_ and subscribed_
+  bool subscribed_ = false;
 };
 
 }  // namespace herald::detail

@@ -15,9 +15,11 @@
 #include <memory>
 #include <string>
 
-namespace herald::inline v0::detail {
-
+namespace herald::inline v0 {
 class MetricsText;
+}  // namespace herald
+
+namespace herald::inline v0::detail {
 
 /// What a channel needs from each live connection, whatever its transport.
 class SessionBase {

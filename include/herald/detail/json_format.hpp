@@ -84,7 +84,7 @@ inline std::string encode_json_envelope(Event const& ev) {
 }
 
 /// The JSON envelope as a wire format (polling answers, WebSocket with permessage-deflate).
-inline constexpr WireFormat json_wire{"json"};
+inline constexpr WireFormat json_wire{"json", 1};
 
 /// The JSON envelope of `ev`: encoded once per event, then shared by every answer and frame.
 inline std::string const& json_envelope(StoredEvent const& ev) { return ev.encoded(json_wire, encode_json_envelope); }

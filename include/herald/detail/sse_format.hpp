@@ -91,7 +91,7 @@ inline std::string encode_sse_envelope(Event const& ev) {
 
 /// The event-stream framing as a wire format, bare and enveloped.
 inline constexpr WireFormat sse_wire{"sse"};
-inline constexpr WireFormat sse_envelope_wire{"sse_envelope"};
+inline constexpr WireFormat sse_envelope_wire{"sse_envelope", 1};
 
 /// The event-stream bytes of `ev`: encoded once per event and form, then shared by every stream.
 inline std::string const& sse_bytes(StoredEvent const& ev, bool envelope = false) {

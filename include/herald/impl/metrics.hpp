@@ -1,6 +1,6 @@
 #pragma once
 
-#include <herald/detail/metrics_text.hpp>
+#include <herald/metrics_text.hpp>
 
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/verb.hpp>
@@ -26,7 +26,7 @@ inline void hub_metrics(MetricsText& m, HubState& hub, std::string_view name) {
 }  // namespace detail
 
 inline std::string Metrics::text() const {
-  detail::MetricsText m;
+  MetricsText m;
   for (auto const& [hub, name] : hubs_) detail::hub_metrics(m, *hub.state(), name);
   for (auto const& channel : channels_) channel->metrics(m);
   for (auto const& source : sources_) source(m);

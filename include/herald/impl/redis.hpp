@@ -467,8 +467,8 @@ inline void Backplane::async_history(std::vector<std::string> topics, EventId si
 
 inline Stats Backplane::stats() const { return impl_->stats(); }
 
-inline std::function<void(herald::detail::MetricsText&)> metrics(std::shared_ptr<Backplane> backplane) {
-  return [backplane = std::move(backplane)](herald::detail::MetricsText& m) {
+inline std::function<void(herald::MetricsText&)> metrics(std::shared_ptr<Backplane> backplane) {
+  return [backplane = std::move(backplane)](herald::MetricsText& m) {
     auto const s = backplane->stats();
     auto one = [&](char const* name, char const* type, char const* help, std::uint64_t v) {
       m.family(name, type, help);

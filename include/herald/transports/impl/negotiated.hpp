@@ -26,8 +26,6 @@ namespace herald::inline v0::detail {
 /// The requests a negotiated channel answers itself.
 enum class NegotiatedOwn { none, post, preflight, negotiate, unmatched };
 
-inline constexpr std::string_view negotiated_name = "negotiated";
-
 inline std::vector<std::string> const& negotiated_methods() {
   static std::vector<std::string> const m{"GET", "HEAD", "OPTIONS", "POST"};
   return m;
@@ -39,7 +37,7 @@ inline std::vector<std::string> const& negotiated_headers() {
 
 inline Response negotiated_fail(ChannelCore& ch, boost::system::error_code ec, std::string_view detail_text,
                                 Request const& req, CorsGrant const& cors) {
-  ch.refused(ec, negotiated_name, 0);
+  ch.refused(ec, 0);
   auto res = error_response(ec, detail_text, req.version(), req.keep_alive(), ch.options().limits.retry_after);
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS, POST");
   add_cors(res, cors, ch.options().cors);
@@ -143,7 +141,7 @@ inline Response negotiated_post(ChannelCore& ch, Request const& req, CorsGrant c
                                          std::move(admission.topics.topics), ch.options().limits);
   Session session{std::weak_ptr<Peer>(peer)};
   if (!ch.message(session, Message{body, binary})) {
-    ch.state().log(LogLevel::error, negotiated_name, peer->id(), error::hook_failed, "on_message threw");
+    ch.state().log(LogLevel::error, ch.transport_name(), peer->id(), error::hook_failed, "on_message threw");
     return negotiated_fail(ch, error::hook_failed, {}, req, cors);
   }
   auto [replies, close] = peer->finish();

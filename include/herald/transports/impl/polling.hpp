@@ -136,7 +136,7 @@ class PollExchange final : public Connection, public Held {
  public:
   PollExchange(std::shared_ptr<PollChannel> channel, net::any_io_executor ex, Respond respond, PollPlan plan,
                bool short_poll)
-      : Connection(std::move(channel), Polling::name, ex, /*lingers=*/false),
+      : Connection(std::move(channel), ex, /*lingers=*/false),
         timer_(std::move(ex)),
         respond_(std::move(respond)),
         plan_(std::move(plan)),
@@ -288,7 +288,7 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
   bool const keep_alive = req.keep_alive();
   auto cors = ch->cors(req);
   auto fail = [&](boost::system::error_code ec, std::string_view detail) -> std::shared_ptr<Held> {
-    ch->refused(ec, Polling::name, 0);
+    ch->refused(ec, 0);
     respond(poll_error(*ch, ec, detail, version, keep_alive, cors));
     return nullptr;
   };

@@ -31,7 +31,7 @@ template <class Stream>
 class SseSession final : public Connection {
  public:
   SseSession(std::shared_ptr<ChannelImpl<Sse>> channel, Stream&& stream)
-      : Connection(std::move(channel), Sse::name, serialized(stream.get_executor()), /*lingers=*/true),
+      : Connection(std::move(channel), serialized(stream.get_executor()), /*lingers=*/true),
         stream_(std::move(stream)),
         timer_(strand()) {}
 
@@ -102,7 +102,7 @@ class SseSession final : public Connection {
     batch_.clear();
     buffers_.clear();
     if (!head_.empty()) buffers_.push_back(net::buffer(head_));
-    if (!control_.empty()) buffers_.push_back(net::buffer(control_));
+    if (heartbeat_due_) buffers_.push_back(net::buffer(sse_heartbeat));
     if (take(batch_))
       for (auto const& ev : batch_) buffers_.push_back(net::buffer(sse_bytes(*ev, envelope_)));
     if (buffers_.empty()) {
@@ -110,7 +110,7 @@ class SseSession final : public Connection {
         if (final_sent_) return finish(reason());
         // The stream ends with a retry: so EventSource reconnects (to another node) promptly.
         final_sent_ = true;
-        control_ = final_ = sse_retry(topts().retry);
+        head_ = sse_retry(topts().retry);
         pump();
       }
       return;
@@ -131,7 +131,7 @@ class SseSession final : public Connection {
     if (!batch_.empty()) delivered(batch_.size());
     batch_.clear();
     if (!head_.empty()) std::string().swap(head_);
-    control_ = {};
+    heartbeat_due_ = false;
     last_write_ = std::chrono::steady_clock::now();
     drain_soon();
   }
@@ -175,7 +175,7 @@ class SseSession final : public Connection {
     auto const hb = topts().heartbeat;
     if (writing_ && wt.count() > 0 && now - write_started_ >= wt) return finish(error::write_timeout);
     if (!writing_ && hb.count() > 0 && now - last_write_ >= hb) {
-      control_ = sse_heartbeat;
+      heartbeat_due_ = true;
       pump();
     }
     tick();
@@ -196,19 +196,18 @@ class SseSession final : public Connection {
 
   Stream stream_;
   net::steady_timer timer_;
-  std::string head_;
-  std::string final_;
-  std::string_view control_;
+  std::string head_;  // the response head until written; at a graceful end, the final retry:
   std::vector<EventPtr> batch_;
   std::vector<net::const_buffer> buffers_;
   std::chrono::steady_clock::time_point last_write_{};
   std::chrono::steady_clock::time_point write_started_{};
   std::size_t received_ = 0;
-  std::array<char, 32> discard_{};
+  std::array<char, 16> discard_{};  // a client sends nothing after its request
   bool writing_ = false;
   bool ticking_ = false;
   bool envelope_ = false;  // events as JSON envelopes (a stream of several topics)
   bool final_sent_ = false;
+  bool heartbeat_due_ = false;
 };
 
 }  // namespace herald::detail

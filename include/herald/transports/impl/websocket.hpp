@@ -42,7 +42,7 @@
 namespace herald::inline v0::detail {
 
 /// The herald-framed text frame of an event as a wire format (gathered writes, no deflate).
-inline constexpr WireFormat ws_frame_wire{"ws_frame"};
+inline constexpr WireFormat ws_frame_wire{"ws_frame", 2};
 
 inline std::string encode_ws_frame(Event const& ev) {
   return ws_text_frame(json_envelope_size_hint(ev), [&](std::string& out) { append_json_envelope(out, ev); });
@@ -75,7 +75,7 @@ template <class Stream>
 class WsSession final : public Connection {
  public:
   WsSession(std::shared_ptr<ChannelImpl<WebSocket>> channel, Stream&& stream, std::string already_read)
-      : Connection(std::move(channel), WebSocket::name, serialized(stream.get_executor()), /*lingers=*/true),
+      : Connection(std::move(channel), serialized(stream.get_executor()), /*lingers=*/true),
         ws_(std::move(stream)),
         timer_(strand()),
         messages_(topts().inbound_rate.messages_per_second, topts().inbound_rate.message_burst),

@@ -10,12 +10,13 @@
 #include <utility>
 #include <vector>
 
-namespace herald::inline v0::detail {
+namespace herald::inline v0 {
 
-/** The Prometheus text exposition format (0.0.4), written as pure text: every family's
-    `# HELP` and `# TYPE` once, then all its samples together, whichever source wrote them (the
-    format forbids a family split in two). Label values are escaped (backslash, quote, newline),
-    so no channel path or reason can break a line or forge a sample. */
+/** The Prometheus text exposition format (0.0.4), as herald::Metrics writes it and a
+    Metrics::Source adds to it: every family's `# HELP` and `# TYPE` once, then all its samples
+    together, whichever source wrote them (the format forbids a family split in two). Label
+    values are escaped (backslash, quote, newline), so no channel path or reason can break a
+    line or forge a sample. */
 class MetricsText {
  public:
   using Labels = std::initializer_list<std::pair<std::string_view, std::string_view>>;
@@ -46,7 +47,7 @@ class MetricsText {
       f.samples += '}';
     }
     f.samples += ' ';
-    append_decimal(f.samples, value);
+    detail::append_decimal(f.samples, value);
     f.samples += '\n';
   }
 
@@ -89,4 +90,4 @@ class MetricsText {
   std::size_t current_ = 0;
 };
 
-}  // namespace herald::inline v0::detail
+}  // namespace herald
