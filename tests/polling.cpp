@@ -4,6 +4,7 @@
 #include <herald/herald.hpp>
 #include <herald/metrics.hpp>
 #include <herald/detail/answer_body.hpp>
+#include <herald/detail/history_store.hpp>
 #include <herald/detail/poll_format.hpp>
 #include <herald/transports/polling.hpp>
 
@@ -790,6 +791,44 @@ TEST_CASE("polling: a large answer is written from the stored envelopes, byte fo
   CHECK(r[1].body.empty());
   CHECK(r[2].body_json() == json{{"events", json::array()}, {"cursor", last}});
   CHECK_FALSE(c.closed());
+}
+
+TEST_CASE("polling: twenty answers to one large poll are written from the hub's stored envelopes, not copies",
+          "[unit][polling]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::Polling> poll{hub, "/poll"};
+  for (int i = 0; i < 64; ++i) hub.publish("t", std::string(4096, static_cast<char>('a' + i % 26)));
+  // What the hub retains: the stored events every transport writes from.
+  auto const stored = hub.state()->read(herald::detail::TopicSet{{"t"}}, 0, 0).events;
+  REQUIRE(stored.size() == 64);
+  auto const held_before = stored.front().use_count();
+
+  std::vector<herald::Response> answers;
+  for (int i = 0; i < 20; ++i) {
+    herald::Request req{http::verb::get, "/poll?topic=t&since=0&limit=1000", 11};
+    req.set(http::field::host, "127.0.0.1");
+    auto const held = poll.endpoint()->answer(std::move(req), ioc.get_executor(),
+                                              [&](herald::Response&& res) { answers.push_back(std::move(res)); });
+    CHECK(held == nullptr);  // a short poll is answered at once
+  }
+  REQUIRE(answers.size() == 20);
+  std::size_t own = 0;  // the bytes each answer has of its own: the frame and the commas
+  for (auto const& res : answers) {
+    auto const& body = res.body();
+    REQUIRE(body.pieces() == 2 * stored.size() + 1);
+    for (std::size_t i = 0; i < stored.size(); ++i) {
+      auto const piece = body.piece(2 * i + 1);
+      auto const& envelope = herald::detail::json_envelope(*stored[i]);
+      CHECK(piece.data() == envelope.data());  // the hub's bytes themselves
+      CHECK(piece.size() == envelope.size());
+    }
+    own = body.size();
+    for (std::size_t i = 0; i < stored.size(); ++i) own -= body.piece(2 * i + 1).size();
+  }
+  CHECK(own < 128);
+  // Each answer holds each event by one shared pointer, so they outlive the history.
+  CHECK(stored.front().use_count() == held_before + 20);
 }
 
 TEST_CASE("polling: embedding answers the handed-over request, then closes", "[e2e][polling][embed]") {

@@ -4,7 +4,6 @@
 
 #include <boost/asio/buffer.hpp>
 
-#include <cstddef>
 #include <vector>
 
 namespace herald::inline v0::detail {
@@ -19,7 +18,6 @@ class BufferView {
 
   explicit BufferView(std::vector<net::const_buffer> const& buffers) noexcept
       : begin_(buffers.data()), end_(buffers.data() + buffers.size()) {}
-  BufferView(net::const_buffer const* buffers, std::size_t n) noexcept : begin_(buffers), end_(buffers + n) {}
 
   const_iterator begin() const noexcept { return begin_; }
   const_iterator end() const noexcept { return end_; }

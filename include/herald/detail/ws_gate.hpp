@@ -69,14 +69,14 @@ class ClientFrames {
       if (left_ == 0) {
         head_[have_++] = *p++;
         --n;
-        if (have_ == 2) need_ = 2 + (len7() == 126 ? 2 : len7() == 127 ? 8 : 0) + (masked() ? 4 : 0);
+        if (have_ == 2) need_ = static_cast<unsigned char>(2 + ext() + (masked() ? 4 : 0));
         if (have_ >= 2 && have_ == need_) begin_payload();
         continue;
       }
       std::size_t const k = static_cast<std::size_t>(std::min<std::uint64_t>(left_, n));
       if (close_)
         for (std::size_t i = 0; i < k && offset_ + i < 2; ++i) code_byte(p[i], offset_ + i);
-      offset_ += k;
+      offset_ = static_cast<unsigned char>(std::min<std::size_t>(offset_ + k, 2));  // only the code's 2 bytes matter
       left_ -= k;
       p += k;
       n -= k;
@@ -87,31 +87,34 @@ class ClientFrames {
   unsigned len7() const noexcept { return head_[1] & 0x7fu; }
   bool masked() const noexcept { return (head_[1] & 0x80u) != 0; }
 
+  std::size_t ext() const noexcept { return len7() == 126 ? 2 : len7() == 127 ? 8 : 0; }
+  // The masking key stays in head_ until the next frame's header: the payload comes first.
+  unsigned char key(std::size_t at) const noexcept { return masked() ? head_[2 + ext() + at % 4] : 0; }
+
   void begin_payload() noexcept {
-    std::size_t const ext = len7() == 126 ? 2 : len7() == 127 ? 8 : 0;
+    std::size_t const ext = this->ext();
     std::uint64_t len = ext == 0 ? len7() : 0;
     for (std::size_t i = 0; i < ext; ++i) len = (len << 8) | head_[2 + i];
-    for (std::size_t i = 0; i < 4; ++i) key_[i] = masked() ? head_[2 + ext + i] : 0;
     close_ = (head_[0] & 0x0fu) == 0x8u;
     left_ = len;
     offset_ = 0;
     have_ = 0;
   }
 
-  void code_byte(unsigned char& b, std::uint64_t at) noexcept {
-    auto const plain = static_cast<unsigned char>(b ^ key_[at]);
+  void code_byte(unsigned char& b, std::size_t at) noexcept {
+    auto const plain = static_cast<unsigned char>(b ^ key(at));
     if (at == 0) return void(high_ = plain);
     if (high_ == (1014 >> 8) && plain == (1014 & 0xff))
-      b = static_cast<unsigned char>((1000 & 0xff) ^ key_[at]);
+      b = static_cast<unsigned char>((1000 & 0xff) ^ key(at));
   }
 
-  unsigned char head_[14] = {};
-  unsigned char key_[4] = {};
-  std::size_t have_ = 0;
-  std::size_t need_ = 0;
-  std::uint64_t left_ = 0;
-  std::uint64_t offset_ = 0;
-  unsigned char high_ = 0;
+  // Small: one per WebSocket connection (32 bytes).
+  std::uint64_t left_ = 0;      // payload bytes of the current frame still to pass
+  unsigned char head_[14] = {};  // the current frame's header, as far as it arrived
+  unsigned char have_ = 0;       // header bytes in head_
+  unsigned char need_ = 0;       // the header's length, once its first 2 bytes are in
+  unsigned char offset_ = 0;     // payload bytes passed, up to 2
+  unsigned char high_ = 0;       // a close code's first byte, unmasked
   bool close_ = false;
 };
 
