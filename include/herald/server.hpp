@@ -33,9 +33,10 @@ struct ServerStream;
 /// Limits and timeouts of herald::Server. Every default is safe for a public server.
 struct ServerOptions {
   /** HTTP connections held at once (streams handed to channels count against the channel).
-      One more still sends its request (within 2 s and 4 KiB) and gets a refusal its client
-      retries: an event stream that ends with `retry:` for an EventSource's request (which a
-      503 would end for good), else 503 with Retry-After; over TLS it is closed unanswered. */
+      A connection over it still sends its request (within 2 s and 4 KiB; 64 such at a time,
+      more get the 503 at once) and gets a refusal its client retries: an event stream that
+      ends with `retry:` for an EventSource's request (which a 503 would end for good), else
+      503 with Retry-After; over TLS it is closed unanswered. */
   std::size_t max_connections = 10'000;
   /// The Retry-After (and SSE retry:) of those refusals and of a refusal during shutdown. Positive.
   std::chrono::seconds retry_after = default_retry_after;
