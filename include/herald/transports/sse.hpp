@@ -2,6 +2,7 @@
 
 #include <herald/config.hpp>
 #include <herald/detail/channel_core.hpp>
+#include <herald/detail/response.hpp>
 #include <herald/hooks.hpp>
 #include <herald/transport.hpp>
 
@@ -46,10 +47,7 @@ struct Sse {
   using options = SseOptions;
 
   /// A GET that accepts text/event-stream.
-  static bool matches(Request const& req) {
-    return req.method() == http::verb::get &&
-           req[http::field::accept].find("text/event-stream") != std::string_view::npos;
-  }
+  static bool matches(Request const& req) { return detail::wants_event_stream(req); }
 
   template <class Stream>
   static void start(std::shared_ptr<ChannelContext<Sse>> channel, Stream&& stream, Request&& req);

@@ -108,18 +108,11 @@ class SseSession final : public Connection {
     if (!ticking_) tick();
   }
 
-  /** A retryable refusal as an event stream that ends at once: EventSource fails for good on
-      any status but 200, and reconnects after `retry:` when a 200 stream ends. Retry-After and
-      the CORS headers as on a stream, so a cross-origin EventSource may read it too. */
+  /** A retryable refusal as an event stream that ends at once (stream_refusal), with the CORS
+      headers of a stream, so a cross-origin EventSource may read it too. */
   Response refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) {
-    Response res{http::status::ok, req.version()};
-    res.set(http::field::content_type, "text/event-stream");
-    res.set(http::field::cache_control, "no-store");
-    res.set(http::field::retry_after, std::to_string(retry_after.count()));
+    auto res = stream_refusal(req.version(), ec, retry_after);
     add_cors(res, ch().cors(req), ch().options().cors);
-    res.body() = sse_refusal(wire_name(ec), retry_after);
-    res.keep_alive(false);
-    res.prepare_payload();
     return res;
   }
 

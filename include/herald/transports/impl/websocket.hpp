@@ -68,9 +68,10 @@ inline std::string encode_ws_frame(Event const& ev) {
     for reason(); a read error (the peer's close, a protocol failure, a timeout) finishes the
     connection at once.
 
-    Reading: every message a client sends, control messages too, passes its inbound_rate
-    budget first; over it, the client gets an error frame and a 1008 close, and whatever it
-    sends meanwhile is read (the close handshake needs its close frame) but ignored. */
+    Reading: every message a client sends, control messages, pings and pongs too, passes its
+    inbound_rate budget first; over it, the client gets an error frame and a 1008 close, and
+    whatever it sends meanwhile is read (the close handshake needs its close frame) but
+    ignored. */
 template <class Stream>
 class WsSession final : public Connection {
  public:
@@ -168,9 +169,17 @@ class WsSession final : public Connection {
     ws_.next_layer().on_idle([w = std::weak_ptr<WsSession>(self())] {
       if (auto s = w.lock()) s->post_pump();
     });
-    // Runs before Beast answers a close frame; ws_ owns it, so `this` outlives it.
-    ws_.control_callback([this](beast::websocket::frame_type kind, beast::string_view) {
-      if (kind == beast::websocket::frame_type::close) check_close_code();
+    // Runs inside Beast's read, before it answers a ping or a close frame; ws_ owns it, so
+    // `this` outlives it.
+    ws_.control_callback([this](beast::websocket::frame_type kind, beast::string_view payload) {
+      if (kind == beast::websocket::frame_type::close) return check_close_code();
+      // Pings and pongs are messages too: Beast answers every ping, so a ping flood would
+      // otherwise cost a write each, for free.
+      if (!is_open()) return;
+      if (auto const short_of = take_budget(payload.size()); short_of != Budget::ok)
+        post_to(strand(), [self = self(), short_of] {
+          if (self->is_open()) self->over_budget(short_of, /*ping=*/true);
+        });
     });
     if (o.deflate.enable) {
       beast::websocket::permessage_deflate pmd;
@@ -256,16 +265,32 @@ class WsSession final : public Connection {
   /** Whether a message of `size` bytes fits the client's inbound_rate; if not, the client is
       told (error frame, then 1008) and nothing it sends is acted on any more. */
   bool within_budget(std::size_t size) {
+    auto const short_of = take_budget(size);
+    if (short_of == Budget::ok) return true;
+    over_budget(short_of, false);
+    return false;
+  }
+
+  enum class Budget : std::uint8_t { ok, messages, bytes };
+
+  /** Take one message and `size` bytes from the client's inbound_rate buckets, or say which one
+      holds too little. Data messages, pings and pongs alike. */
+  Budget take_budget(std::size_t size) noexcept {
     auto const now = TokenBucket::clock::now();
-    bool const message = messages_.take(1, now);
-    if (message && bytes_.take(size, now)) return true;
+    if (!messages_.take(1, now)) return Budget::messages;
+    return bytes_.take(size, now) ? Budget::ok : Budget::bytes;
+  }
+
+  /// The client went over its inbound_rate (with a ping or a pong: `ping`): an error frame, then 1008.
+  void over_budget(Budget short_of, bool ping) {
     auto const& r = topts().inbound_rate;
-    auto const detail = message ? "over " + std::to_string(r.bytes_per_second) + " bytes a second"
-                                : "over " + std::to_string(r.messages_per_second) + " messages a second";
+    auto detail = short_of == Budget::messages
+                      ? "over " + std::to_string(r.messages_per_second) + " messages a second"
+                      : "over " + std::to_string(r.bytes_per_second) + " bytes a second";
+    if (ping) detail += " (pings count)";
     log(LogLevel::info, error::rate_limited, detail);
     reply(ws::error_message(error::rate_limited, {}, detail));
     end(error::rate_limited, Flush::own);
-    return false;
   }
 
   /** RFC 6455 §7.4: a close code outside the allowed ranges fails the connection. Beast 1.81
