@@ -676,7 +676,8 @@ TEST_CASE("websocket: a client's close code is checked against RFC 6455 and the 
   std::vector<std::pair<std::uint16_t, std::uint16_t>> const valid{
       {1000, 1000}, {1003, 1003}, {1007, 1007}, {1011, 1011}, {1012, 1012},
       {1013, 1013}, {1014, 1000}, {3000, 3000}, {4999, 4999}};
-  for (auto const& [code, answer] : valid) {
+  for (auto const& pair : valid) {
+    auto const code = pair.first, answer = pair.second;  // clang 14 lambdas cannot capture bindings
     INFO(code);
     auto const before = closed.size();
     auto c = close_with(code);
