@@ -89,10 +89,12 @@ await run(75000, async (own) => {
   }
 
   // The drop: away until two samples were published without the pages.
-  const lastBefore = Math.max(...await Promise.all(TRANSPORTS.map(async (t) => metrics(await seen(t)).at(-1))));
+  // What the pages may have had: up to the newest sample a page or the witness saw at the cut.
+  const lastSeen = Math.max(...await Promise.all(TRANSPORTS.map(async (t) => metrics(await seen(t)).at(-1))));
   const cutAt = Date.now();
   proxy.refuse(true);
   proxy.cut();
+  const lastBefore = Math.max(lastSeen, witness.last);
   await until(() => witness.last >= lastBefore + 2, "two samples published while the pages are cut off");
   const missed = witness.values.filter((n) => n > lastBefore);
   proxy.refuse(false);

@@ -33,13 +33,16 @@ await run(45000, async (own) => {
   const { page } = browser;
 
   // The page's own EventSource, with every message's lastEventId recorded next to the snippet's.
+  // Its errors are counted: after one, no message of the old connection can follow.
   await page.addInitScript(() => {
     window.seen = [];
+    window.errors = 0;
     const Native = window.EventSource;
     window.EventSource = class extends Native {
       constructor(...args) {
         super(...args);
         this.addEventListener("message", (e) => window.seen.push({ id: e.lastEventId, data: e.data }));
+        this.addEventListener("error", () => { window.errors += 1; });
       }
     };
   });
@@ -53,11 +56,12 @@ await run(45000, async (own) => {
   const ticks = (s) => s.map((e) => JSON.parse(e.data).tick);
 
   await until(async () => (await seen()).length >= 2, "two ticks on the page");
-  const before = (await seen()).at(-1);
   const heads = proxy.heads.length;
   proxy.refuse(true);
   proxy.cut();
   const cutAt = Date.now();
+  await until(() => page.evaluate(() => window.errors > 0), "the page's EventSource sees the drop");
+  const before = (await seen()).at(-1);
   const lastBefore = JSON.parse(before.data).tick;
   // Away for two ticks at least: both must come back as a replay.
   await until(() => witness.last >= lastBefore + 2, "two ticks published while the page is cut off");
