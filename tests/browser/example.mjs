@@ -14,11 +14,11 @@ export async function run(ms, body) {
     if (ending) return;
     ending = true;
     if (why) console.log(`FAIL: ${why}`);
-    setTimeout(() => process.exit(code), 10000).unref();  // a stop that hangs does not hold the exit
+    setTimeout(() => process.exit(code), 10000);  // a stop that hangs does not hold the exit
     for (const stop of stops.reverse()) await Promise.resolve().then(stop).catch(() => {});
     process.exit(code);
   };
-  setTimeout(() => finish(1, `overall deadline (${ms} ms)`), ms).unref();
+  setTimeout(() => finish(1, `overall deadline (${ms} ms)`), ms);
   try {
     await body((stop) => stops.push(stop));
     await finish(0);
