@@ -15,9 +15,9 @@
 // transport for each case, as `fallback <case>: <transport> after <ms> ms`.
 //
 //   node tests/browser/herald_js_fallback.mjs path/to/herald_example_dashboard
-import { spawn } from "node:child_process";
 import { launchChromium } from "../interop/chromium.mjs";
 import { StallProxy } from "./stall_proxy.mjs";
+import { run, startExample } from "./example.mjs";
 
 const binary = process.argv[2];
 if (!binary) {
@@ -29,32 +29,9 @@ const HEARTBEAT = 1000;  // the dashboard's heartbeat (ms): a stall shows after 
 const OPTIONS = { connectTimeout: 3000, proofTimeout: 2500, minDelay: 100, maxDelay: 1000, pollWait: 5 };
 const STEP = 30000;
 
-let server = null;
 let browser = null;
 let proxy = null;
-const overall = setTimeout(() => finish(1, "overall deadline"), 200000);
-
-async function finish(code, why) {
-  if (why) console.log(`FAIL: ${why}`);
-  if (browser) await browser.close().catch(() => {});
-  if (proxy) proxy.close();
-  if (server && server.exitCode === null) server.kill("SIGTERM");  // only the process we started
-  clearTimeout(overall);
-  process.exit(code);
-}
-
-server = spawn(binary, ["--port", "0", "--heartbeat", String(HEARTBEAT)], { stdio: ["ignore", "pipe", "inherit"] });
-const port = await new Promise((resolve, reject) => {
-  let out = "";
-  server.stdout.on("data", (d) => {
-    out += d;
-    const m = out.match(/listening on http:\/\/[^:]+:(\d+)/);
-    if (m) resolve(Number(m[1]));
-  });
-  server.on("exit", (code) => reject(new Error(`dashboard exited ${code}`)));
-});
-proxy = new StallProxy(port);
-const origin = `http://127.0.0.1:${await proxy.listen()}`;
+let origin = null;
 
 /** A fresh tab (its own sessionStorage) on the dashboard page, whose own client is closed. */
 async function tab() {
@@ -122,8 +99,14 @@ async function fallback(name, h, transport, expectReason) {
   return page;
 }
 
-try {
+await run(200000, async (own) => {
+  const dashboard = await startExample(binary, ["--heartbeat", String(HEARTBEAT)]);
+  own(dashboard.stop);
+  proxy = new StallProxy(dashboard.port);
+  origin = `http://127.0.0.1:${await proxy.listen()}`;
+  own(() => proxy.close());
   browser = await launchChromium("");
+  own(browser.close);
 
   const base = await fallback("baseline", {}, "websocket");
   await base.evaluate(() => window.client.close());
@@ -175,7 +158,4 @@ try {
     const key = await upgrade.evaluate(() => Object.keys(sessionStorage).map((k) => `${k}=${sessionStorage.getItem(k)}`));
     console.log(`fallback remembered: the reloaded page opened on sse without an upgrade (${key.join(", ")})`);
   }
-  await finish(0);
-} catch (e) {
-  await finish(1, e && e.stack ? e.stack : String(e));
-}
+});

@@ -4,6 +4,8 @@
 // one. Per kind the proxy may hold back the server's whole answer (its headers never arrive), or
 // let the headers through (a 101, a 200) and hold back everything after them, both ways;
 // stall() makes every open connection go silent mid-way. Held bytes are read and dropped.
+// cut() resets every open connection (a network drop), and refuse(true) resets new ones at once
+// until refuse(false) (a server or route that is down); `heads` records each request's head.
 //
 // Browsers reuse keep-alive connections for later requests, so the proxy asks the server to
 // close after each plain or SSE answer (it rewrites the request's Connection header): every
@@ -16,6 +18,8 @@ export class StallProxy {
     this.holds = { websocket: "nothing", sse: "nothing", plain: "nothing" };
     this.counts = { websocket: 0, sse: 0, plain: 0 };
     this.pairs = new Set();
+    this.heads = [];  // {kind, head}: each request the proxy passed on, in order
+    this.refusing = false;
   }
 
   /** Listens on 127.0.0.1 and a free port; resolves with the port. */
@@ -31,17 +35,25 @@ export class StallProxy {
   /** Every open connection goes silent, both ways (it stays open). */
   stall() { for (const p of this.pairs) p.stalled = true; }
 
+  /** Every open connection is reset, both ways (the browser sees a network error). */
+  cut() { for (const p of [...this.pairs]) p.reset(); }
+
+  /** While on, each new connection is reset as soon as it is accepted. */
+  refuse(on) { this.refusing = on; }
+
   close() {
     for (const p of this.pairs) p.close();
     this.server.close();
   }
 
   accept(down) {
+    if (this.refusing) return down.resetAndDestroy();
     const up = net.connect(this.upstreamPort, "127.0.0.1");
     const p = {
       head: Buffer.alloc(0), answer: Buffer.alloc(0), kind: null, hold: "nothing",
       headersPassed: false, stalled: false,
       close: () => { down.destroy(); up.destroy(); this.pairs.delete(p); },
+      reset: () => { down.resetAndDestroy(); up.destroy(); this.pairs.delete(p); },
     };
     this.pairs.add(p);
     // One side done: the other gets what is still buffered, then the end.
@@ -61,6 +73,7 @@ export class StallProxy {
         p.kind = /\r\nupgrade:\s*websocket/.test(lower) ? "websocket"
           : /\r\naccept:[^\r\n]*text\/event-stream/.test(lower) ? "sse" : "plain";
         this.counts[p.kind] += 1;
+        this.heads.push({ kind: p.kind, head });
         p.hold = this.holds[p.kind];
         if (p.kind !== "websocket")
           head = head.split("\r\n").filter((l) => !/^connection:/i.test(l)).join("\r\n") + "\r\nConnection: close";

@@ -1,7 +1,8 @@
 // interop.dashboard_herald_js: examples/dashboard/herald.js driven under Node against
 // examples/dashboard, with `ws` and `eventsource` (tests/interop/node_modules) installed as the
 // WebSocket and EventSource globals and Node's own fetch, i.e. the browser APIs herald.js uses.
-// (Headless Chromium is not installed in CI; this runs the same script, not a browser.)
+// The same script runs in headless Chromium under the browser label (tests/browser:
+// dashboard_transports.mjs, herald_js_fallback.mjs); this one checks it against Node's clients.
 //
 // For each forced transport (websocket, sse, polling): the transport opens, metrics events
 // arrive with strictly increasing ids and no duplicate, a message goes up (WebSocket frame or
