@@ -58,7 +58,8 @@ struct Rig {
   /// The status a GET of `target` is answered with (200 once an SSE stream's head arrived).
   int status(std::string const& target, std::string const& headers = {}) {
     test::RawClient c{ioc};
-    c.get(ep, target, std::string(accept_sse) + headers);
+    // Connection: close, so that a poll's answer (kept alive otherwise) ends with the connection.
+    c.get(ep, target, std::string(accept_sse) + "Connection: close\r\n" + headers);
     REQUIRE(run_until(ioc, [&] { return c.closed() || (c.has_headers() && c.status() == 200); }));
     if (c.status() != 200) last_error = json::parse(c.body(), nullptr, false);
     return c.status();
