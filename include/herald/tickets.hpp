@@ -29,7 +29,8 @@ struct Grant {
   /// The principal the connection gets (as if the authorize hook had named it).
   std::string principal;
   /** The topics the connection may subscribe to; empty: whatever the channel and its
-      authorize_topic hook allow. A request that names no topic gets these. */
+      authorize_topic hook allow. An SSE stream or a poll that names no topic gets these (a
+      WebSocket client subscribes by message). */
   std::vector<std::string> topics;
   /** When the connection's authorization ends (the application's session or token expiry):
       the Verdict's expiry (Verdict::until). None: it does not end. */

@@ -192,16 +192,19 @@ inline boost::system::error_code admit_request(ChannelOptions const& o, AuthRequ
     }
     if (std::find(topics.begin(), topics.end(), value) == topics.end()) topics.push_back(value);
   }
-  if (topics.empty() && !out.granted.empty()) {
-    for (auto const& t : out.granted)
-      if (o.topics.empty() || std::find(o.topics.begin(), o.topics.end(), t) != o.topics.end()) topics.push_back(t);
-    if (topics.empty()) {
+  if (topics.empty()) {
+    // A ticket's topics stand in for "every topic"; a WebSocket client subscribes (with its
+    // cursors) by message instead.
+    for (auto const& t : o.topics)
+      if (within_grant(out.granted, t)) topics.push_back(t);
+    if (o.topics.empty() && empty_means_all) {
+      if (out.granted.empty()) out.topics.all = true;
+      else topics = out.granted;
+    }
+    if (topics.empty() && !out.topics.all && empty_means_all && !out.granted.empty()) {
       detail = "the ticket covers no topic of this channel";
       return error::forbidden;
     }
-  } else if (topics.empty()) {
-    topics = o.topics;
-    out.topics.all = o.topics.empty() && empty_means_all;
   }
   if (auto ec = admit_count(o, topics.size(), detail)) return ec;
   if (out.topics.all)
