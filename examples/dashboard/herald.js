@@ -325,7 +325,7 @@
         arm(t, answered ? o.pollWait * 1000 + o.proofTimeout : o.connectTimeout, answered ? "stalled" : "connect timeout");
         var first = ticket;
         ticket = null;
-        (first ? Promise.resolve(first) : withTicket(function (k) { return k; }))
+        Promise.resolve(first || withTicket(function (k) { return k; }))
           .then(function (k) {
             return root.fetch(target(params, k).href, { cache: "no-store", signal: controller && controller.signal });
           })

@@ -16,8 +16,8 @@
 //   open http://127.0.0.1:8080/?transport=sse
 //   curl http://127.0.0.1:8080/live?negotiate
 //   curl -d hello http://127.0.0.1:8080/live
-//   curl -N "http://127.0.0.1:8080/secure?ticket=$(curl -s -XPOST -H 'X-Demo-User: ann' http://127.0.0.1:8080/ticket)" \
-//        -H 'Accept: text/event-stream'
+//   T=$(curl -s -XPOST -H 'X-Demo-User: ann' http://127.0.0.1:8080/ticket)
+//   curl -N -H 'Accept: text/event-stream' "http://127.0.0.1:8080/secure?ticket=$T"
 
 #include <herald/herald.hpp>
 #include <herald/metrics.hpp>
