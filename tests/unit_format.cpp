@@ -204,6 +204,7 @@ bool is_enumerator(herald::error e) {
     case error::too_many_topics:
     case error::host_not_allowed:
     case error::rate_limited:
+    case error::credentials_expired:
       return true;
   }
   return false;
@@ -809,6 +810,7 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::too_many_topics, http::status::service_unavailable},
       {error::host_not_allowed, http::status::misdirected_request},
       {error::rate_limited, http::status::too_many_requests},
+      {error::credentials_expired, http::status::unauthorized},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {

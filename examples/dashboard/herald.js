@@ -15,6 +15,8 @@
 //     onReply(text) {},                  // messages the server sent to this client only
 //     onReset(r) {},                     // {topic, cursor, transport}: events were lost
 //     onStatus(s) {},                    // {state: "connecting"|"open"|"waiting"|"closed", transport, delay, reason}
+//     ticket: async () => (await fetch("/ticket", {method: "POST"})).text(),  // optional: a fresh
+//                                        // single-use ticket (herald::TicketBook) for every request
 //   });
 //   await live.send("hello");            // WebSocket frame, or POST (resolves with the replies)
 //   live.close();
@@ -37,6 +39,7 @@
       probeMax: 1800000,      // ... doubling while none works, up to this
       onEvent: function () {}, onReply: function () {}, onReset: function () {},
       onStatus: function () {}, onError: function () {},
+      ticket: null,           // () => ticket or Promise of one: sent as ?ticket= on every request
     }, options || {});
 
     var base = new URL(url, root.location ? root.location.href : undefined);
@@ -57,11 +60,20 @@
       o.onStatus(Object.assign({ state: state, transport: current ? current.name : order[index] }, extra || {}));
     }
 
-    function target(params) {
+    function target(params, ticket) {
       var u = new URL(base.href);
       o.topics.forEach(function (t) { u.searchParams.append("topic", t); });
       Object.keys(params || {}).forEach(function (k) { u.searchParams.set(k, params[k]); });
+      if (ticket) u.searchParams.set("ticket", ticket);
       return u;
+    }
+
+    // Tickets are single-use: each request that opens, polls, negotiates or posts gets a fresh
+    // one from options.ticket (the application mints it behind its own auth). Without the
+    // option, `then` runs at once with no ticket.
+    function withTicket(then, failed) {
+      if (!o.ticket) return then(null);
+      return Promise.resolve().then(o.ticket).then(then, failed);
     }
 
     // The working transport, kept for this browser tab: a reload starts there, not at the top.
@@ -170,8 +182,10 @@
     }
 
     function make(name) {
-      var t = ({ websocket: ws, sse: sse, polling: poll })[name]();
+      var t = { name: name, proved: false, stop: function () {} };
       if (name !== "polling") arm(t, o.connectTimeout, "connect timeout");
+      var open = ({ websocket: ws, sse: sse, polling: poll })[name];
+      withTicket(function (k) { if (!t.done) open(t, k); }, function () { fail(t, "no ticket"); });
       return t;
     }
 
@@ -223,13 +237,12 @@
     }
 
     // Transports ------------------------------------------------------------------------------
-    function ws() {
-      var u = target();
+    function ws(t, ticket) {
+      var u = target(null, ticket);
       u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
       u.searchParams.delete("topic");  // subscribe by message, each topic with its own cursor
       if (!o.topics.length && resume() > 0) u.searchParams.set("since", String(resume()));
       u.searchParams.set("heartbeat", "1");  // frames a script can see: pings it cannot
-      var t = { name: "websocket", proved: false };
       var sock = new root.WebSocket(u.href);
       var pendingBinary = null;
       sock.binaryType = "arraybuffer";
@@ -271,13 +284,13 @@
       return t;
     }
 
-    function sse() {
+    function sse(t, ticket) {
       // Envelopes: every event's data names its topic, as on WebSocket and polling. Heartbeat
       // events: comments never reach a script.
       var params = { envelope: "1", heartbeat: "1" };
       if (resume() > 0) params.lastEventId = String(resume());
-      var t = { name: "sse", proved: false, sequence: true };
-      var es = new root.EventSource(target(params).href, { withCredentials: false });
+      t.sequence = true;
+      var es = new root.EventSource(target(params, ticket).href, { withCredentials: false });
       es.onmessage = function (m) {
         alive(t);
         var e = parse(m.data);
@@ -286,6 +299,9 @@
         deliver(t, e.id, e.topic, e.event, e.data);
       };
       es.addEventListener("heartbeat", function (m) { alive(t, heartbeatOf(parse(m.data))); });
+      // The server ended the stream for a reason (its authorization expired): reconnect through
+      // a fresh ticket rather than let EventSource retry the used one.
+      es.addEventListener("close", function () { fail(t, "closed"); });
       // EventSource reconnects by itself (with Last-Event-ID) after a dropped stream, and each
       // reconnection must show data again; a refused request (readyState CLOSED) or a stream
       // that never delivered is ours to handle.
@@ -295,8 +311,8 @@
       return t;
     }
 
-    function poll() {
-      var t = { name: "polling", proved: false, sequence: true };
+    function poll(t, ticket) {
+      t.sequence = true;
       var controller = typeof AbortController === "function" ? new AbortController() : null;
       var since = resume();
       var answered = false;
@@ -307,7 +323,12 @@
         if (answered) params.wait = String(o.pollWait);
         if (since > 0) params.since = String(since);
         arm(t, answered ? o.pollWait * 1000 + o.proofTimeout : o.connectTimeout, answered ? "stalled" : "connect timeout");
-        root.fetch(target(params).href, { cache: "no-store", signal: controller && controller.signal })
+        var first = ticket;
+        ticket = null;
+        Promise.resolve(first || withTicket(function (k) { return k; }))
+          .then(function (k) {
+            return root.fetch(target(params, k).href, { cache: "no-store", signal: controller && controller.signal });
+          })
           .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
           .then(function (answer) {
             if (t.done) return;
@@ -332,8 +353,12 @@
     // response holds the replies (a JSON array; a binary reply is {"binary": base64}).
     function send(text) {
       if (current && current.send && current.ready()) return current.send(text);
-      return root.fetch(base.href, {
-        method: "POST", body: text, headers: { "Content-Type": "text/plain;charset=UTF-8" },
+      return Promise.resolve(withTicket(function (k) { return k; })).then(function (k) {
+        var u = new URL(base.href);
+        if (k) u.searchParams.set("ticket", k);
+        return root.fetch(u.href, {
+          method: "POST", body: text, headers: { "Content-Type": "text/plain;charset=UTF-8" },
+        });
       }).then(function (r) {
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.json();
@@ -369,7 +394,11 @@
     }
     var probeUrl = new URL(base.href);
     probeUrl.searchParams.set("negotiate", "");
-    root.fetch(probeUrl.href, { cache: "no-store" })
+    Promise.resolve(withTicket(function (k) { return k; }))
+      .then(function (k) {
+        if (k) probeUrl.searchParams.set("ticket", k);
+        return root.fetch(probeUrl.href, { cache: "no-store" });
+      })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (j) { begin(j); }, function () { begin(null); });
 

@@ -7,10 +7,17 @@
 // SSE and WebSocket send a heartbeat after --heartbeat milliseconds of silence (default 15000),
 // which herald.js holds the server to: a transport that shows no data is given up.
 //
+// /secure is the same channel behind single-use tickets (herald::TicketBook): POST /ticket, here
+// "authenticated" by an X-Demo-User header where a real application checks its session cookie,
+// answers a ticket for that user and the "metrics" topic, which herald.js's `ticket` option
+// fetches before each request (index.html?secure); a ticket is good for one request, for 5 s.
+//
 //   herald_example_dashboard [--heartbeat MS] [--host 127.0.0.1] [--port 8080]
 //   open http://127.0.0.1:8080/?transport=sse
 //   curl http://127.0.0.1:8080/live?negotiate
 //   curl -d hello http://127.0.0.1:8080/live
+//   T=$(curl -s -XPOST -H 'X-Demo-User: ann' http://127.0.0.1:8080/ticket)
+//   curl -N -H 'Accept: text/event-stream' "http://127.0.0.1:8080/secure?ticket=$T"
 
 #include <herald/herald.hpp>
 #include <herald/metrics.hpp>
@@ -25,6 +32,8 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "cli.hpp"
@@ -73,15 +82,28 @@ int main(int argc, char** argv) {
   topts.of<herald::WebSocket>().heartbeat = heartbeat;
   topts.of<herald::Polling>().max_wait = std::chrono::seconds(20);
   topts.max_message = 4096;
-  herald::Channel<Live> live{hub, "/live", {}, std::move(topts)};
+  herald::Channel<Live> live{hub, "/live", {}, topts};
   live.on_message([&live](herald::Session& s, herald::Message const& m) {
     if (m.binary) return;
     live.publish("chat", R"({"from":)" + std::to_string(s.id()) + R"(,"text":)" + json_string(m.data) + "}");
     s.send("ack:" + std::string(m.data));
   });
 
+  auto tickets = std::make_shared<herald::TicketBook>();
+  herald::Channel<Live> secure{hub, "/secure", {.tickets = tickets}, topts};
+
   herald::Server server{ioc.get_executor()};
-  server.add(live);
+  server.add(live).add(secure);
+  server.handle("/ticket", [&tickets](herald::Request const& req) {
+    auto const user = req["X-Demo-User"];
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::cache_control, "no-store");
+    if (req.method() != http::verb::post) res.result(http::status::method_not_allowed);
+    else if (user.empty()) res.result(http::status::unauthorized);
+    else if (auto t = tickets->mint({.principal = std::string(user), .topics = {"metrics"}})) res.body() = std::move(*t);
+    else res.result(http::status::service_unavailable);  // the book is full: minted too fast
+    return res;
+  });
   // What an operator scrapes: the hub's and the channel's counters, per transport.
   herald::Metrics metrics;
   metrics.add(hub).add(live);

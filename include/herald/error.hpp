@@ -66,6 +66,11 @@ enum class error {
   /** A WebSocket client sent more messages or bytes than WebSocketOptions::inbound_rate
       allows: an error frame, then close 1008 (HTTP 429). */
   rate_limited,
+  /** The connection's authorization ended (Verdict::until, a ticket's Grant::expires) and was
+      not renewed (ChannelOptions::reauthorize): an SSE stream gets a final `close` event
+      naming it, a WebSocket close 1008 with it as reason; a request whose verdict has already
+      expired is refused with 401. */
+  credentials_expired,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.

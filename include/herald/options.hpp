@@ -3,9 +3,11 @@
 #include <herald/config.hpp>
 #include <herald/hooks.hpp>
 #include <herald/overflow.hpp>
+#include <herald/tickets.hpp>
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -63,6 +65,14 @@ struct ChannelOptions {
   std::vector<std::string> topics;
   /// Checks every request before any response byte. Empty: everyone is allowed.
   AuthorizeHook authorize;
+  /** Single-use tickets (TicketBook) this channel redeems: a request with `?ticket=…` is
+      admitted by its ticket alone (principal, topics and expiry from its Grant; the authorize
+      hook does not run), or refused 401 when the ticket is unknown, used or expired. A
+      request without one goes to the authorize hook, or, without a hook, is refused 401. */
+  std::shared_ptr<TicketBook> tickets;
+  /** Renews an open connection whose Verdict (or ticket Grant) expires. Empty: the connection
+      is closed at its expiry with error::credentials_expired. */
+  ReauthorizeHook reauthorize;
   /// Checks every topic a request asks for. Empty: every topic is allowed.
   AuthorizeTopicHook authorize_topic;
   /** Origins browsers may connect from, as "scheme://host[:port]"; "*" allows any. Empty:

@@ -9,6 +9,12 @@
 // POST) and comes back as a reply and as a chat event. Then "auto" picks WebSocket, and with a
 // WebSocket that cannot connect (a proxy that breaks upgrades) it falls back to SSE.
 //
+// Tickets: on each transport, herald.js's `ticket` option against the ticketed /secure channel
+// (a herald::TicketBook) fetches a fresh single-use ticket from POST /ticket before every
+// request (the negotiation, the connection, each poll) and metrics events arrive; then, with
+// plain fetch, a ticket admits once (again: 401), no ticket is 401, a ticket for "metrics" does
+// not open "chat" (403), and POST /ticket without the demo's user header is 401.
+//
 //   node dashboard_herald_js.mjs <path to herald_example_dashboard>
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -74,6 +80,49 @@ async function drive(transport, expected) {
   }
 }
 
+let minted = 0;
+async function ticket() {
+  const r = await fetch(`${base}/ticket`, { method: "POST", headers: { "X-Demo-User": "demo" } });
+  if (!r.ok) throw new Error(`ticket: HTTP ${r.status}`);
+  minted += 1;
+  return r.text();
+}
+
+async function driveTickets(transport) {
+  const seen = { events: [], states: [] };
+  const before = minted;
+  const live = herald.connect(`${base}/secure`, {
+    topics: ["metrics"], transport, minDelay: 50, maxDelay: 500, pollWait: 1, ticket,
+    onEvent: (e) => seen.events.push(e),
+    onStatus: (s) => seen.states.push(s),
+  });
+  try {
+    await until(() => live.transport === transport && seen.events.length >= 3);
+    const ids = seen.events.map((e) => e.id);
+    check(ids.every((id, i) => i === 0 || id > ids[i - 1]), `tickets, ${transport}: ids strictly increase (${ids.join(",")})`);
+    const used = minted - before;  // the negotiation, then the connection (polling: each poll)
+    check(transport === "polling" ? used >= 4 : used === 2, `tickets, ${transport}: ${used} tickets fetched`);
+  } catch (err) {
+    check(false, `tickets, ${transport}: ${err.message}; states ${JSON.stringify(seen.states)}`);
+  } finally {
+    live.close();
+  }
+}
+
+async function ticketRules() {
+  const t = await ticket();
+  const first = await fetch(`${base}/secure?topic=metrics&ticket=${t}`);
+  check(first.status === 200, `a ticket admits a poll (${first.status})`);
+  const again = await fetch(`${base}/secure?topic=metrics&ticket=${t}`);
+  const body = await again.json();
+  check(again.status === 401 && body.error === "unauthorized", `the same ticket again: ${again.status} ${JSON.stringify(body)}`);
+  check((await fetch(`${base}/secure?topic=metrics`)).status === 401, "no ticket: 401");
+  const chat = await fetch(`${base}/secure?topic=chat&ticket=${await ticket()}`);
+  check(chat.status === 403, `a ticket for metrics does not open chat: ${chat.status}`);
+  const anon = await fetch(`${base}/ticket`, { method: "POST" });
+  check(anon.status === 401, `POST /ticket without the app's auth: ${anon.status}`);
+}
+
 try {
   const neg = await (await fetch(`${base}/live?negotiate`)).json();
   check(JSON.stringify(neg.transports) === JSON.stringify(["websocket", "sse", "polling"]), "negotiation answer lists websocket, sse, polling");
@@ -86,6 +135,10 @@ try {
   await drive("sse", "sse");
   await drive("polling", "polling");
   await drive("auto", "websocket");
+  await driveTickets("websocket");
+  await driveTickets("sse");
+  await driveTickets("polling");
+  await ticketRules();
   // A WebSocket that never opens (a proxy that breaks upgrades): auto falls back to SSE.
   globalThis.WebSocket = class Broken {
     constructor() { setTimeout(() => this.onclose && this.onclose({ code: 1006 }), 10); }

@@ -11,9 +11,11 @@
 #include <boost/beast/http/field.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace herald::inline v0::detail {
 
@@ -28,7 +30,67 @@ struct Admission {
   QueryParams query;
   /// Where the client resumes from (read_cursor); none: from now.
   std::optional<EventId> since;
+  /// When the authorization ends (Verdict::until, Grant::expires); none: it does not.
+  std::optional<std::chrono::system_clock::time_point> expires;
+  /// The only topics a ticket's Grant lets the connection subscribe to; empty: no such bound.
+  std::vector<std::string> granted;
 };
+
+/// Whether `topic` is within a ticket's bound (`granted`; empty: no bound).
+inline bool within_grant(std::vector<std::string> const& granted, std::string_view topic) {
+  return granted.empty() || std::find(granted.begin(), granted.end(), topic) != granted.end();
+}
+
+/** Who the request is: its ticket's Grant (a channel with a TicketBook), else the authorize
+    hook's Verdict; sets out.principal, out.expires and out.granted. A ticket is consumed here,
+    whatever happens to the request after. */
+inline boost::system::error_code authenticate(ChannelOptions const& o, AuthRequest const& ar,
+                                              QueryParams const& query, Admission& out, std::string& detail) {
+  bool by_ticket = false;
+  if (o.tickets) {
+    std::string_view ticket;
+    std::size_t given = 0;
+    for (auto const& [key, value] : query)
+      if (key == "ticket") ticket = value, ++given;
+    if (given > 1) {
+      detail = "ticket given twice";
+      return error::unauthorized;
+    }
+    if (given == 1) {
+      auto grant = o.tickets->redeem(ticket);
+      if (!grant) {
+        detail = "ticket unknown, already used or expired";
+        return error::unauthorized;
+      }
+      out.principal = std::move(grant->principal);
+      out.granted = std::move(grant->topics);
+      out.expires = grant->expires;
+      by_ticket = true;
+    } else if (!o.authorize) {
+      detail = "a ticket is required";
+      return error::unauthorized;
+    }
+  }
+  if (o.authorize && !by_ticket) {
+    std::optional<Verdict> v;
+    try {
+      v = o.authorize(ar);
+    } catch (...) {
+      return error::hook_failed;
+    }
+    if (!v->allowed()) {
+      detail = v->text();
+      return v->reason();
+    }
+    out.principal = v->text();
+    out.expires = v->expires();
+  }
+  if (out.expires && *out.expires <= std::chrono::system_clock::now()) {
+    detail = "the authorization has expired";
+    return error::credentials_expired;
+  }
+  return {};
+}
 
 /** The one rule for a topic a client asks for, in a query or at run time: a valid name within
     the channel's length limit, and one of the channel's fixed topics when it has some. */
@@ -98,12 +160,14 @@ inline boost::system::error_code read_cursor(Request const& req, QueryParams con
   return {};
 }
 
-/** Decide whether `req` may proceed: host, origin, query, authorization, topics, their count, topic
-    authorization and the cursor. Hooks that throw refuse with error::hook_failed. A request
-    naming no topic gets the channel's fixed topics, or, if it has none and `empty_means_all`,
-    every topic (else no topic at all: WebSocket clients subscribe later). */
-inline boost::system::error_code admit_request(ChannelOptions const& o, Request const& req, Admission& out,
+/** Decide whether `ar` may proceed: host, origin, query, authorization (a ticket or the
+    authorize hook), topics, their count, topic authorization and the cursor. Hooks that throw
+    refuse with error::hook_failed. A request naming no topic gets its ticket's topics, else the
+    channel's fixed topics, or, if it has none and `empty_means_all`, every topic (else no topic
+    at all: WebSocket clients subscribe later). */
+inline boost::system::error_code admit_request(ChannelOptions const& o, AuthRequest const& ar, Admission& out,
                                                std::string& detail, bool empty_means_all) {
+  Request const& req = ar.request();
   // The Host first: the same-origin rule below compares the Origin with it, which only means
   // something once the Host is known to be one of this server's names.
   if (!host_allowed(req[http::field::host], o.allowed_hosts)) {
@@ -117,27 +181,30 @@ inline boost::system::error_code admit_request(ChannelOptions const& o, Request 
     detail = "malformed query string";
     return error::bad_request;
   }
-  if (o.authorize) {
-    try {
-      Verdict v = o.authorize(req);
-      if (!v.allowed()) {
-        detail = v.text();
-        return v.reason();
-      }
-      out.principal = v.text();
-    } catch (...) {
-      return error::hook_failed;
-    }
-  }
+  if (auto ec = authenticate(o, ar, *query, out, detail)) return ec;
   auto& topics = out.topics.topics;
   for (auto const& [key, value] : *query) {
     if (key != "topic") continue;
     if (auto ec = admit_topic(o, value, detail)) return ec;
+    if (!within_grant(out.granted, value)) {
+      detail = "the ticket does not cover topic " + value;
+      return error::forbidden;
+    }
     if (std::find(topics.begin(), topics.end(), value) == topics.end()) topics.push_back(value);
   }
   if (topics.empty()) {
-    topics = o.topics;
-    out.topics.all = o.topics.empty() && empty_means_all;
+    // A ticket's topics stand in for "every topic"; a WebSocket client subscribes (with its
+    // cursors) by message instead.
+    for (auto const& t : o.topics)
+      if (within_grant(out.granted, t)) topics.push_back(t);
+    if (o.topics.empty() && empty_means_all) {
+      if (out.granted.empty()) out.topics.all = true;
+      else topics = out.granted;
+    }
+    if (topics.empty() && !out.topics.all && empty_means_all && !out.granted.empty()) {
+      detail = "the ticket covers no topic of this channel";
+      return error::forbidden;
+    }
   }
   if (auto ec = admit_count(o, topics.size(), detail)) return ec;
   if (out.topics.all)

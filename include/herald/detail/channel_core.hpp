@@ -103,13 +103,14 @@ class ChannelCore {
     return {options_.limits.queue_events, options_.limits.queue_bytes, options_.overflow};
   }
 
-  /** Decide whether `req` may proceed (detail::admit_request: origin, authorization, topics,
-      cursor) on a channel that still admits. On refusal returns the error and sets `detail` to
-      a message for the client. */
+  /** Decide whether `req`, from `remote`, may proceed (detail::admit_request: origin,
+      authorization, topics, cursor) on a channel that still admits. On refusal returns the
+      error and sets `detail` to a message for the client. */
   boost::system::error_code admit(Request const& req, Admission& out, std::string& detail,
-                                  bool empty_means_all = true) const {
+                                  bool empty_means_all = true, net::ip::tcp::endpoint remote = {}) const {
     if (stopping()) return error::shutting_down;
-    return admit_request(options_, req, out, detail, empty_means_all);
+    return admit_request(options_, AuthRequest{req, std::move(remote), transport_name_}, out, detail,
+                         empty_means_all);
   }
 
   ChannelCounters& counters() const noexcept { return counters_; }
@@ -120,11 +121,17 @@ class ChannelCore {
     counters_.add(counters_.deliveries, n);
   }
 
-  /// Log and count a request this channel refused.
-  void refused(boost::system::error_code ec, std::uint64_t connection) const noexcept {
+  /** Log and count a request this channel refused; the log names its target (if given) with
+      every credential in its query redacted (redact_target). */
+  void refused(boost::system::error_code ec, std::uint64_t connection, std::string_view target = {}) const noexcept {
     counters_.refused(ec);
-    state().log(ec == error::hook_failed ? LogLevel::error : LogLevel::info, transport_name_, connection, ec,
-                "refused");
+    auto const level = ec == error::hook_failed ? LogLevel::error : LogLevel::info;
+    if (target.empty() || !state().logs(level)) return state().log(level, transport_name_, connection, ec, "refused");
+    try {
+      state().log(level, transport_name_, connection, ec, "refused " + redact_target(target));
+    } catch (std::bad_alloc const&) {
+      state().log(level, transport_name_, connection, ec, "refused");
+    }
   }
 
   /** This core's series (labelled channel, transport) into `m`; its connections' queued bytes
@@ -299,6 +306,18 @@ void start_transport(std::shared_ptr<ChannelImpl<T>> ch, Stream&& stream, Reques
     T::start(std::move(ch), std::forward<Stream>(stream), std::move(req));
 }
 
+/** Answer `req` in place with transport T (T::answers said so); `remote` reaches a T::answer
+    that takes it (the authorize hook's AuthRequest::remote). Without T::answers: 404. */
+template <class T>
+std::shared_ptr<Held> answer_transport(std::shared_ptr<ChannelImpl<T>> ch, Request&& req, net::any_io_executor const& ex,
+                                       Respond respond, net::ip::tcp::endpoint remote) {
+  if constexpr (requires { T::answer(ch, std::move(req), ex, std::move(respond), std::move(remote)); })
+    return T::answer(std::move(ch), std::move(req), ex, std::move(respond), std::move(remote));
+  else if constexpr (requires { T::answers(req); })
+    return T::answer(std::move(ch), std::move(req), ex, std::move(respond));
+  else return static_cast<Endpoint&>(*ch).Endpoint::answer(std::move(req), ex, std::move(respond));
+}
+
 /// A channel's state for transport T: the core plus T's options, shared with its connections.
 template <class T>
 class ChannelImpl final : public ChannelCore,
@@ -334,10 +353,9 @@ class ChannelImpl final : public ChannelCore,
     if constexpr (requires { T::answers(req); }) return T::answers(req);
     else return Endpoint::answers(req);
   }
-  std::shared_ptr<Held> answer(Request&& req, net::any_io_executor const& ex, Respond respond) override {
-    if constexpr (requires { T::answers(req); })
-      return T::answer(this->shared_from_this(), std::move(req), ex, std::move(respond));
-    else return Endpoint::answer(std::move(req), ex, std::move(respond));
+  std::shared_ptr<Held> answer(Request&& req, net::any_io_executor const& ex, Respond respond,
+                               net::ip::tcp::endpoint remote = {}) override {
+    return answer_transport<T>(this->shared_from_this(), std::move(req), ex, std::move(respond), std::move(remote));
   }
   void metrics(MetricsText& m) const override {
     write_metrics(m);

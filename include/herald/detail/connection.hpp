@@ -10,6 +10,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -153,14 +154,15 @@ class Connection : public Subscriber, public SessionBase, public Peer {
 
   // Opening ----------------------------------------------------------------------------------
 
-  /** Admit `req` (ChannelCore::admit) and register with the channel (too_many_connections or
-      shutting_down when it is full or stopping). On refusal returns the error, sets `detail`,
-      and logs; the transport answers the client. */
-  boost::system::error_code admit(Request const& req, std::string& detail, bool empty_means_all = true) {
+  /** Admit `req` from `remote` (ChannelCore::admit) and register with the channel
+      (too_many_connections or shutting_down when it is full or stopping). On refusal returns
+      the error, sets `detail`, and logs; the transport answers the client. */
+  boost::system::error_code admit(Request const& req, std::string& detail, bool empty_means_all = true,
+                                  net::ip::tcp::endpoint remote = {}) {
     Admission a;
-    auto ec = channel_->admit(req, a, detail, empty_means_all);
+    auto ec = channel_->admit(req, a, detail, empty_means_all, std::move(remote));
     if (!ec) ec = adopt(std::move(a));
-    if (ec) refused(ec);
+    if (ec) refused(ec, req.target());
     return ec;
   }
 
@@ -170,13 +172,17 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     has_since_ = a.since.has_value();
     since_ = a.since.value_or(0);
     topics_ = std::move(a.topics);  // subscribed when the connection opens
+    if (a.expires || !a.granted.empty())
+      auth_ = std::make_unique<Authority>(strand_, a.expires, std::move(a.granted));
     if (!channel_->add(this, self()))
       return channel_->stopping() ? error::shutting_down : error::too_many_connections;
     registered_ = true;
     return {};
   }
 
-  void refused(boost::system::error_code ec) const noexcept { channel_->refused(ec, connection_id()); }
+  void refused(boost::system::error_code ec, std::string_view target = {}) const noexcept {
+    channel_->refused(ec, connection_id(), target);
+  }
 
   /// `n` events written to the client; `bytes` on the wire (herald::Metrics).
   void delivered(std::size_t n) const noexcept { channel_->delivered(n); }
@@ -255,6 +261,11 @@ class Connection : public Subscriber, public SessionBase, public Peer {
       out.cursor = hub().last();
       return out;
     }
+    if (auth_ && !within_grant(auth_->granted, topic)) {
+      out.detail = "the ticket does not cover topic " + topic;
+      out.ec = error::forbidden;
+      return out;
+    }
     if ((out.ec = admit_count(o, topics_.topics.size() + 1, out.detail))) return out;
     if ((out.ec = authorize_topic(o, principal_, topic, out.detail))) {
       if (out.ec == error::hook_failed) log(LogLevel::error, out.ec, "authorize_topic threw");
@@ -325,6 +336,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     if (state_ == State::closed) return;
     if (state_ != State::closing) reason_ = reason;
     state_ = State::closed;
+    if (auth_) auth_->timer.cancel();
     // Refused before registration: the transport answered the request with the stream.
     if (!registered_) return;
     shut();
@@ -340,6 +352,25 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     if (!announced_) return;
     auto s = session();
     if (!channel_->closed(s, ec)) log(LogLevel::error, error::hook_failed, "on_close threw");
+  }
+
+  // Expiry -----------------------------------------------------------------------------------
+
+  /// When the connection's authorization ends (Verdict::until, Grant::expires); none: never.
+  std::optional<std::chrono::system_clock::time_point> expires() const noexcept {
+    return auth_ ? auth_->expires : std::nullopt;
+  }
+
+  /** Arm the expiry of an open stream (SSE, WebSocket), if its authorization has one: at
+      expiry the reauthorize hook renews it, or the connection ends with
+      error::credentials_expired (after its own messages). Only such connections hold a timer. */
+  void watch_expiry() {
+    if (!auth_ || !auth_->expires || state_ != State::open) return;
+    auto const left = *auth_->expires - std::chrono::system_clock::now();
+    auth_->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(left));
+    auth_->timer.async_wait([self = self()](boost::system::error_code ec) {
+      if (!ec) self->expired();
+    });
   }
 
   // What a transport writes ------------------------------------------------------------------
@@ -387,6 +418,36 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   }
 
  private:
+  // What a connection admitted with an expiry or a ticket's topic bound holds; most hold none.
+  struct Authority {
+    Authority(net::any_io_executor const& ex, std::optional<std::chrono::system_clock::time_point> at,
+              std::vector<std::string> topics)
+        : timer(ex), expires(at), granted(std::move(topics)) {}
+    net::steady_timer timer;
+    std::optional<std::chrono::system_clock::time_point> expires;
+    std::vector<std::string> granted;
+  };
+
+  void expired() {
+    if (state_ != State::open) return;
+    if (auto const& hook = channel_->options().reauthorize) {
+      std::optional<Verdict> v;
+      try {
+        auto s = session();
+        v = hook(s);
+      } catch (...) {
+        log(LogLevel::error, error::hook_failed, "reauthorize threw");
+      }
+      if (v && v->allowed() && (!v->expires() || *v->expires() > std::chrono::system_clock::now())) {
+        auth_->expires = v->expires();
+        log(LogLevel::debug, {}, "reauthorized");
+        return watch_expiry();
+      }
+    }
+    log(LogLevel::info, error::credentials_expired, "authorization expired; closing");
+    end(error::credentials_expired, Flush::own);
+  }
+
   // The io_context whose own executor strand_ is (a single-threaded one), else null.
   static net::io_context* io_of(net::any_io_executor const& ex) noexcept {
     auto const* io = ex.target<net::io_context::executor_type>();
@@ -398,6 +459,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   // post_drain runs on every wake-up: the executor's type is looked up once, here, not per post.
   net::io_context* io_;
   std::string principal_;
+  std::unique_ptr<Authority> auth_;
   EventId since_ = 0;  // with has_since_: an optional, without its padding on every connection
   // The admitted topics until open() subscribes them (subscribed_), then the topics subscribed
   // now: written on the strand, read by Session::subscriptions on any thread.

@@ -5,6 +5,7 @@
 #include <herald/transport.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -50,9 +51,12 @@ class Endpoint {
       answer() returns (an immediate answer), and then nullptr is returned; otherwise the request
       is held and the Held is how the caller cancels it when its client goes away. A held request
       keeps itself alive until it is answered or cancelled, so the caller may (and should) keep
-      it as a weak_ptr: `respond` usually owns the caller, and a strong pointer back is a cycle. */
-  virtual std::shared_ptr<Held> answer(Request&& req, net::any_io_executor const& ex, Respond respond) {
+      it as a weak_ptr: `respond` usually owns the caller, and a strong pointer back is a cycle.
+      `remote` is the client's address (AuthRequest::remote), when the caller knows it. */
+  virtual std::shared_ptr<Held> answer(Request&& req, net::any_io_executor const& ex, Respond respond,
+                                       net::ip::tcp::endpoint remote = {}) {
     (void)ex;
+    (void)remote;
     respond(Response{http::status::not_found, req.version()});
     return nullptr;
   }

@@ -73,6 +73,45 @@ inline std::optional<QueryParams> parse_query(std::string_view query) {
   return out;
 }
 
+/** Whether a query parameter named `key` (decoded) carries a credential: `ticket`, `password`,
+    `api_key`/`apikey`, `jwt`, and any name ending in `token` (`token`, `access_token`,
+    `id_token`, …), in any case. */
+inline bool secret_parameter(std::string_view key) noexcept {
+  std::string lower;
+  lower.reserve(key.size());
+  for (char c : key) lower += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  return lower == "ticket" || lower == "password" || lower == "api_key" || lower == "apikey" || lower == "jwt" ||
+         lower.ends_with("token");
+}
+
+/** `target` as herald's logs show it: the value of every credential parameter
+    (secret_parameter) replaced by `[redacted]`, so a ticket or token in a URL never reaches a
+    log. A component that does not decode is kept only if it cannot hide a credential: a
+    malformed query is shown as `?[redacted]`. */
+inline std::string redact_target(std::string_view target) {
+  auto const q = target.find('?');
+  if (q == std::string_view::npos) return std::string(target);
+  std::string out{target.substr(0, q + 1)};
+  std::string key;
+  std::string_view query = target.substr(q + 1);
+  for (;;) {
+    auto const amp = query.find('&');
+    std::string_view const part = query.substr(0, amp);
+    auto const eq = part.find('=');
+    if (!percent_decode(part.substr(0, eq), key)) return std::string(target.substr(0, q + 1)) + "[redacted]";
+    if (eq == std::string_view::npos || !secret_parameter(key)) {
+      out += part;
+    } else {
+      out += part.substr(0, eq + 1);
+      out += "[redacted]";
+    }
+    if (amp == std::string_view::npos) break;
+    out += '&';
+    query = query.substr(amp + 1);
+  }
+  return out;
+}
+
 /// A flag parameter (`?envelope`, `?heartbeat=1`): on when present, unless "0" or "false".
 inline bool query_flag(std::string_view value) noexcept { return value != "0" && value != "false"; }
 

@@ -27,6 +27,17 @@ auto& lowest_socket(Stream& s) noexcept {
   else return layer;
 }
 
+/** The peer's address of a stream over TCP, for the authorize hook (AuthRequest::remote);
+    unspecified for a stream whose lowest layer is no TCP socket or whose peer is gone. */
+template <class Stream>
+net::ip::tcp::endpoint remote_of(Stream& s) noexcept {
+  auto& layer = beast::get_lowest_layer(s);
+  boost::system::error_code ignored;
+  if constexpr (requires { layer.socket().remote_endpoint(ignored); }) return layer.socket().remote_endpoint(ignored);
+  else if constexpr (requires { layer.remote_endpoint(ignored); }) return layer.remote_endpoint(ignored);
+  else return {};
+}
+
 /** Half-close then close: the peer reads everything sent before it sees the end. A stream type
     whose lowest layer is not a socket closes itself: `herald_close(stream)`, found by
     argument-dependent lookup, is called instead (the customization point of transport.hpp). */

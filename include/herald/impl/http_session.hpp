@@ -237,10 +237,12 @@ class HttpSession final : public ServerConnection,
     bool const keep_alive = req.keep_alive();
     answered_ = false;
     tcp().expires_never();  // a held request is bounded by its own wait
-    auto held = endpoint.answer(std::move(req), stream_.get_executor(),
-                                [self = this->shared_from_this(), head, version, keep_alive](Response&& res) {
-                                  self->answered(std::move(res), head, version, keep_alive);
-                                });
+    auto held = endpoint.answer(
+        std::move(req), stream_.get_executor(),
+        [self = this->shared_from_this(), head, version, keep_alive](Response&& res) {
+          self->answered(std::move(res), head, version, keep_alive);
+        },
+        remote_of(stream_));
     if (answered_) return;
     held_ = std::move(held);
     watch();

@@ -175,12 +175,12 @@ struct Negotiated {
 
   static std::shared_ptr<Held> answer(std::shared_ptr<ChannelContext<Negotiated>> channel,
                                               Request&& req, net::any_io_executor const& ex,
-                                              Respond respond) {
+                                              Respond respond, net::ip::tcp::endpoint remote = {}) {
     if (auto kind = own(req); kind != Own::none) {
-      respond(own_answer(*channel, kind, req));
+      respond(own_answer(*channel, kind, req, remote));
       return nullptr;
     }
-    return member_answer(channel, member_index(req), std::move(req), ex, respond,
+    return member_answer(channel, member_index(req), std::move(req), ex, respond, remote,
                          std::index_sequence_for<Ms...>{});
   }
 
@@ -190,7 +190,7 @@ struct Negotiated {
   static void start(std::shared_ptr<ChannelContext<Negotiated>> channel, Stream&& stream, Request&& req,
                     std::string already_read = {}) {
     if (auto kind = own(req); kind != Own::none) {
-      auto res = own_answer(*channel, kind, req);
+      auto res = own_answer(*channel, kind, req, detail::remote_of(stream));
       res.keep_alive(false);  // an embedded connection is answered once, like a polling one
       detail::write_and_close(std::forward<Stream>(stream), std::move(res));
       return;
@@ -241,6 +241,7 @@ struct Negotiated {
   static std::shared_ptr<Held> member_answer(std::shared_ptr<ChannelContext<Negotiated>> const& ch,
                                                      std::size_t index, Request&& req,
                                                      net::any_io_executor const& ex, Respond& respond,
+                                                     net::ip::tcp::endpoint const& remote,
                                                      std::index_sequence<I...>) {
     std::shared_ptr<Held> held;
     bool done = false;
@@ -249,7 +250,8 @@ struct Negotiated {
       if (done || J != index) return;
       done = true;
       if constexpr (requires { M::answers(req); }) {
-        held = M::answer(ch->channel_state().template member<J>(), std::move(req), ex, std::move(respond));
+        held = detail::answer_transport<M>(ch->channel_state().template member<J>(), std::move(req), ex,
+                                           std::move(respond), remote);
       } else {
         // Not reached behind herald::Server (answers() said no); answer rather than drop.
         respond(detail::error_response(error::bad_request, "this request needs its own connection",
@@ -274,8 +276,9 @@ struct Negotiated {
     (one(std::integral_constant<std::size_t, I>{}), ...);
   }
 
-  static Response own_answer(ChannelContext<Negotiated>& ch, Own kind, Request const& req) {
-    return detail::negotiated_answer(ch, kind, req, ch.transport_options().max_message, transport_list());
+  static Response own_answer(ChannelContext<Negotiated>& ch, Own kind, Request const& req,
+                             net::ip::tcp::endpoint const& remote) {
+    return detail::negotiated_answer(ch, kind, req, ch.transport_options().max_message, transport_list(), remote);
   }
 };
 

@@ -71,10 +71,11 @@ struct Polling {
   /// Throws std::invalid_argument for options that cannot work (named in the message).
   static void validate(PollingOptions const& options);
 
-  /** Answer `req` on a connection that stays its owner's (see detail::Endpoint::answer). */
+  /** Answer `req` on a connection that stays its owner's (see detail::Endpoint::answer);
+      `remote`: the client's address, for the authorize hook. */
   static std::shared_ptr<Held> answer(std::shared_ptr<ChannelContext<Polling>> channel,
                                               Request&& req, net::any_io_executor const& ex,
-                                              Respond respond);
+                                              Respond respond, net::ip::tcp::endpoint remote = {});
 
   /// Serve one request on a connection handed over with Channel::accept(), then close it.
   template <class Stream>

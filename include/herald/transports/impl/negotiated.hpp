@@ -37,7 +37,7 @@ inline std::vector<std::string> const& negotiated_headers() {
 
 inline Response negotiated_fail(ChannelCore& ch, boost::system::error_code ec, std::string_view detail_text,
                                 Request const& req, CorsGrant const& cors) {
-  ch.refused(ec, 0);
+  ch.refused(ec, 0, req.target());
   auto res = error_response(ec, detail_text, req.version(), req.keep_alive(), ch.options().limits.retry_after);
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS, POST");
   add_cors(res, cors, ch.options().cors);
@@ -45,10 +45,10 @@ inline Response negotiated_fail(ChannelCore& ch, boost::system::error_code ec, s
 }
 
 inline Response negotiation(ChannelCore& ch, Request const& req, CorsGrant const& cors, std::size_t max_message,
-                            std::string_view transports) {
+                            std::string_view transports, net::ip::tcp::endpoint const& remote) {
   Admission admission;
   std::string why;
-  if (auto ec = ch.admit(req, admission, why)) return negotiated_fail(ch, ec, why, req, cors);
+  if (auto ec = ch.admit(req, admission, why, true, remote)) return negotiated_fail(ch, ec, why, req, cors);
   Response res{http::status::ok, req.version()};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
@@ -123,10 +123,10 @@ class PostPeer final : public Peer {
 };
 
 inline Response negotiated_post(ChannelCore& ch, Request const& req, CorsGrant const& cors,
-                                std::size_t max_message) {
+                                std::size_t max_message, net::ip::tcp::endpoint const& remote) {
   Admission admission;
   std::string why;
-  if (auto ec = ch.admit(req, admission, why)) return negotiated_fail(ch, ec, why, req, cors);
+  if (auto ec = ch.admit(req, admission, why, true, remote)) return negotiated_fail(ch, ec, why, req, cors);
   if (!ch.has_message_handler())
     return negotiated_fail(ch, error::method_not_allowed, "this channel takes no client messages", req, cors);
   auto const& body = req.body();
@@ -155,15 +155,15 @@ inline Response negotiated_post(ChannelCore& ch, Request const& req, CorsGrant c
   return res;
 }
 
-/// A negotiated channel's own answer to `req` (see herald::Negotiated).
+/// A negotiated channel's own answer to `req` from `remote` (see herald::Negotiated).
 inline Response negotiated_answer(ChannelCore& ch, NegotiatedOwn kind, Request const& req, std::size_t max_message,
-                                  std::string_view transports) {
+                                  std::string_view transports, net::ip::tcp::endpoint const& remote) {
   auto const cors = ch.cors(req);
   switch (kind) {
     case NegotiatedOwn::preflight:
       return preflight(req, cors, ch.options().cors, negotiated_methods(), negotiated_headers());
-    case NegotiatedOwn::negotiate: return negotiation(ch, req, cors, max_message, transports);
-    case NegotiatedOwn::post: return negotiated_post(ch, req, cors, max_message);
+    case NegotiatedOwn::negotiate: return negotiation(ch, req, cors, max_message, transports, remote);
+    case NegotiatedOwn::post: return negotiated_post(ch, req, cors, max_message, remote);
     case NegotiatedOwn::none:
     case NegotiatedOwn::unmatched: break;
   }

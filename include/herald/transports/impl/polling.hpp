@@ -282,13 +282,14 @@ class PollExchange final : public Connection, public Held {
 /** Answer a poll: at once when it can be (errors, preflight, short polls, long polls that find
     events), else hold it. See Endpoint::answer for the contract. */
 inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Request&& req,
-                                         net::any_io_executor const& ex, Respond& respond) {
+                                         net::any_io_executor const& ex, Respond& respond,
+                                         net::ip::tcp::endpoint remote) {
   auto const& topts = ch->transport_options();
   unsigned const version = req.version();
   bool const keep_alive = req.keep_alive();
   auto cors = ch->cors(req);
   auto fail = [&](boost::system::error_code ec, std::string_view detail) -> std::shared_ptr<Held> {
-    ch->refused(ec, 0);
+    ch->refused(ec, 0, req.target());
     respond(poll_error(*ch, ec, detail, version, keep_alive, cors));
     return nullptr;
   };
@@ -303,7 +304,7 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
 
   Admission admission;
   std::string detail;
-  if (auto ec = ch->admit(req, admission, detail)) return fail(ec, detail);
+  if (auto ec = ch->admit(req, admission, detail, true, std::move(remote))) return fail(ec, detail);
   PollParams params;
   if (auto ec = parse_poll_params(admission.query, params, detail)) return fail(ec, detail);
 
@@ -312,6 +313,10 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
   plan.limit = std::min(params.limit.value_or(topts.default_limit), topts.max_limit);
   plan.max_bytes = topts.max_answer_bytes;
   plan.wait = std::min(params.wait.value_or(std::chrono::milliseconds(0)), topts.max_wait);
+  // A poll is not held past its authorization: the next one meets the authorize hook again.
+  if (admission.expires)
+    plan.wait = std::min(plan.wait, std::chrono::ceil<std::chrono::milliseconds>(*admission.expires -
+                                                                                std::chrono::system_clock::now()));
   plan.version = version;
   plan.keep_alive = keep_alive;
   plan.cors = std::move(cors);
@@ -371,8 +376,9 @@ class PollConnection : public std::enable_shared_from_this<PollConnection<Stream
     if constexpr (requires { beast::get_lowest_layer(stream_).expires_never(); })
       beast::get_lowest_layer(stream_).expires_never();
     head_ = req.method() == http::verb::head;
-    auto held = Polling::answer(channel_, std::move(req), strand_,
-                                [self = this->shared_from_this()](Response&& res) { self->write(std::move(res)); });
+    auto held = Polling::answer(
+        channel_, std::move(req), strand_,
+        [self = this->shared_from_this()](Response&& res) { self->write(std::move(res)); }, remote_of(stream_));
     if (answered_) return;
     held_ = std::move(held);
     watch();
@@ -438,8 +444,8 @@ inline void Polling::validate(PollingOptions const& o) {
 
 inline std::shared_ptr<Held> Polling::answer(std::shared_ptr<ChannelContext<Polling>> channel,
                                                      Request&& req, net::any_io_executor const& ex,
-                                                     Respond respond) {
-  return detail::answer_poll(std::move(channel), std::move(req), ex, respond);
+                                                     Respond respond, net::ip::tcp::endpoint remote) {
+  return detail::answer_poll(std::move(channel), std::move(req), ex, respond, std::move(remote));
 }
 
 template <class Stream>

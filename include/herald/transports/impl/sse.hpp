@@ -55,7 +55,7 @@ class SseSession final : public Connection {
     std::string detail;
     boost::system::error_code ec;
     if (req.method() != http::verb::get) refused(ec = error::method_not_allowed);
-    else ec = admit(req, detail);
+    else ec = admit(req, detail, /*empty_means_all=*/true, remote_of(stream_));
     if (ec) {
       auto const retry_after = ch().options().limits.retry_after;
       write_and_close(std::move(stream_), retryable(ec) ? refusal(req, ec, retry_after)
@@ -106,6 +106,7 @@ class SseSession final : public Connection {
     }
     read();
     if (!ticking_) tick();
+    watch_expiry();
   }
 
   /** A retryable refusal as an event stream that ends at once (stream_refusal), with the CORS
@@ -129,9 +130,12 @@ class SseSession final : public Connection {
     if (buffers_.empty()) {
       if (state() == State::closing) {
         if (final_sent_) return finish(reason());
-        // The stream ends with a retry: so EventSource reconnects (to another node) promptly.
+        // The stream ends with a retry: so EventSource reconnects (to another node) promptly;
+        // an expiry first says so in a `close` event ({"error":"credentials expired"}).
         final_sent_ = true;
-        head_ = sse_retry(topts().retry);
+        head_ = reason() == error::credentials_expired ? "event: close\ndata: " + error_body(reason(), {}) + "\n\n"
+                                                        : std::string();
+        head_ += sse_retry(topts().retry);
         pump();
       }
       return;
@@ -221,9 +225,10 @@ class SseSession final : public Connection {
     tick();
   }
 
-  /// Shutdown and failed replays flush the stream and end it with a retry; the rest end it now.
+  /** Shutdown and failed replays flush the stream and end it with a retry, an expiry with its
+      `close` event and a retry; the rest end it now. */
   void goodbye(Flush flush) override {
-    if (flush == Flush::all) return pump();
+    if (flush == Flush::all || reason() == error::credentials_expired) return pump();
     finish(reason());
   }
 

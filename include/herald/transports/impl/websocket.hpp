@@ -137,7 +137,7 @@ class WsSession final : public Connection {
       refused(ec = error::bad_request);
       detail = problem;
     } else {
-      ec = admit(req, detail, /*empty_means_all=*/false);
+      ec = admit(req, detail, /*empty_means_all=*/false, remote_of(ws_.next_layer().next_layer()));
     }
     if (ec) {
       auto res = error_response(ec, detail, req.version(), false, ch().options().limits.retry_after);
@@ -225,6 +225,7 @@ class WsSession final : public Connection {
     if (!open(/*announce=*/true)) return;
     pump();
     if (heartbeat_ && !timer_armed_) arm_timer();
+    watch_expiry();
   }
 
   // Reading ---------------------------------------------------------------------------------
