@@ -89,16 +89,22 @@ class SseImpl final : public Core {
   void on_header(std::shared_ptr<Conn> const& c) {
     auto const& res = c->parser.get();
     auto const retry_after = parse_retry_after(res[http::field::retry_after]);
+    // A draining server's refusal names this client's own delay: waited exactly.
+    auto const exact = parse_retry_ms(res[::herald::detail::retry_ms_header]);
+    auto const told = [&] {
+      if (exact) handed_off(*exact);
+      else if (retry_after) backoff_server_retry(*retry_after);
+    };
     if (res.result_int() != 200) {
       auto const verdict = classify_status(res.result_int());
-      if (verdict.retry && retry_after) backoff_server_retry(*retry_after);
+      if (verdict.retry) told();
       return verdict.retry ? lost(verdict.ec) : fail(verdict.ec);
     }
     if (!content_type_is(res[http::field::content_type], "text/event-stream"))
       return fail(error::bad_content_type);
     // herald's retryable refusal for EventSource (a stream that ends at once): not an open.
     if (retry_after) {
-      backoff_server_retry(*retry_after);
+      told();
       return lost(error::unavailable);
     }
     // herald writes the body's first bytes (retry:) with the headers: with an advertised
@@ -141,6 +147,7 @@ class SseImpl final : public Core {
   bool dispatch(SseDispatch const& d) {
     // A stream that asked for heartbeat events (a URL with ?heartbeat): proof of life, no event.
     if (d.type == "heartbeat" && !d.has_id) return true;
+    if (d.type == "herald.drain") return drained(d);
     // Plain scalars, not the optional itself: GCC 12 at -O3 reports the optional's payload as
     // maybe-uninitialized across the branches below.
     auto const parsed = d.has_id ? ::herald::detail::parse_event_id(d.last_event_id) : std::nullopt;
@@ -170,6 +177,22 @@ class SseImpl final : public Core {
       if (!numeric || !prev || id > *prev) resume_id_ = std::string(d.last_event_id);
     }
     return deliver(ev, {});
+  }
+
+  /** The server drains: the stream ends next. Resume from its cursor (everything of this
+      stream up to it was written), after its delay. */
+  bool drained(SseDispatch const& d) {
+    auto const notice = parse_drain(d.data);
+    if (!notice) return true;  // not herald's: nothing to act on
+    if (notice->cursor) {
+      auto const prev = last({});
+      if (!prev || *notice->cursor > *prev) {
+        resume_id_ = std::to_string(*notice->cursor);
+        set_last({}, *notice->cursor);
+      }
+    }
+    handed_off(notice->retry);
+    return true;
   }
 
   /// An event whose data is its JSON envelope (a stream of several topics).
