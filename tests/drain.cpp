@@ -163,9 +163,16 @@ void hand_off(std::string const& scheme, std::size_t n, hc::Options base = {}) {
   publishing = false;
   tick.cancel();
   publish();
-  REQUIRE(run_until(ioc, [&] {
+  bool const complete = run_until(ioc, [&] {
     return std::all_of(members.begin(), members.end(), [&](auto& m) { return m.rec.events.size() >= published.size(); });
-  }));
+  });
+  for (auto& m : members)
+    if (m.rec.events.size() < published.size()) {
+      std::string ids;
+      for (auto id : m.rec.ids()) ids += std::to_string(id) + " ";
+      UNSCOPED_INFO("incomplete client: " << m.rec.events.size() << " of " << published.size() << ": " << ids);
+    }
+  REQUIRE(complete);
   REQUIRE(run_until(ioc, [&] { return drained.has_value(); }));
   CHECK(!*drained);
 

@@ -208,8 +208,8 @@ class WsImpl final : public Core {
   }
 
   /** A 1012 close whose reason is a drain's hand-off: resume every topic this connection had
-      subscribed from its cursor (all up to it was written), after its delay. Topics whose
-      subscription the server had not acknowledged keep their own positions. */
+      subscribed from its cursor (all up to it was written), after its delay. A topic whose
+      subscription the server had not acknowledged keeps the position it has, if any. */
   void drained(Conn const& c) {
     auto const& reason = c.ws.reason();
     auto const notice = parse_drain(std::string_view(reason.reason.data(), reason.reason.size()));
@@ -224,8 +224,10 @@ class WsImpl final : public Core {
         for (auto const& [topic, id] : last_) raise(topic);
         floor_ = std::max(floor_.value_or(0), *cursor);
       } else {
-        for (auto const& t : c.acked)
-          if (followed(t)) raise(t);
+        // Acknowledged topics had everything up to the cursor; one with no position at all
+        // (its subscription never took effect) may as well start there as anywhere later.
+        for (auto const& t : topics_)
+          if (std::find(c.acked.begin(), c.acked.end(), t) != c.acked.end() || !last(t)) raise(t);
       }
     }
     handed_off(notice->retry);
