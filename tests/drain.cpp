@@ -8,6 +8,7 @@
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/herald.hpp>
+#include <herald/metrics.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -135,8 +136,14 @@ void hand_off(std::string const& scheme, std::size_t n, hc::Options base = {}) {
     m.client->start();
   }
   REQUIRE(run_until(ioc, [&] { return std::all_of(members.begin(), members.end(), [](auto& m) { return m.rec.open(); }); }));
-  // Every client is subscribed on A (a long poll held, a stream open) before the drain begins.
-  REQUIRE(run_until(ioc, [&] { return on_a.connections() == n; }));
+  // Every client is subscribed on A (a long poll held, a stream open, a WebSocket's subscribe
+  // message acknowledged) before the drain begins: a subscription that never took effect has no
+  // position to hand over.
+  herald::Metrics metrics;
+  metrics.add(on_a);
+  auto const subscribed = "herald_subscriptions{channel=\"/s\",transport=\"" + std::string(T::name) + "\"} " +
+                          std::to_string(n) + "\n";
+  REQUIRE(run_until(ioc, [&] { return on_a.connections() == n && metrics.text().find(subscribed) != std::string::npos; }));
 
   constexpr auto window = 400ms;
   herald::DrainOptions const drain{.window = window, .retry_min = 150ms, .retry_jitter = 100ms, .grace = 2s,

@@ -60,10 +60,11 @@ struct DrainOptions {
       i-th of N at window * i / N (in the order the channels hold them), so that their clients
       come back spread over it instead of in the same second. Zero: all at once. */
   std::chrono::milliseconds window = std::chrono::seconds(10);
-  /** Each client is told to wait a delay drawn uniformly from [retry_min, retry_min +
-      retry_jitter] before it reconnects (clients closed in the same instant, and new requests
-      refused during the drain, still come back apart). herald's clients wait exactly that,
-      instead of their backoff; an EventSource takes it from `retry:`. */
+  /** Each closed client is told to wait a delay drawn uniformly from [retry_min, retry_min +
+      retry_jitter] before it reconnects (clients closed in the same instant still come back
+      apart); a request refused during the drain is told that plus a uniform share of what is
+      left of the window, so refused clients come back spread over it too. herald's clients
+      wait exactly that, instead of their backoff; an EventSource takes it from `retry:`. */
   std::chrono::milliseconds retry_min{0};
   std::chrono::milliseconds retry_jitter = std::chrono::seconds(1);
   /** After the window, the server stops as async_stop does: connections still writing their
