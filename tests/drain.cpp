@@ -192,8 +192,11 @@ void hand_off(std::string const& scheme, std::size_t n, hc::Options base = {}) {
     // It waited the delay it was told, not its backoff (at most 20 ms here).
     CHECK(m.delay >= drain.retry_min);
     CHECK(m.delay <= drain.retry_min + drain.retry_jitter + window);
-    // It came back to B (and to A never again).
+    // It came back to B (and to A never again), soon after its delay.
     CHECK(m.hop->attempts.back() == pb);
+    auto const gap = std::chrono::duration_cast<std::chrono::milliseconds>(*m.back - *m.left);
+    INFO("back " << gap.count() << " ms after it left, told " << m.delay.count() << " us");
+    CHECK(gap < std::chrono::duration_cast<std::chrono::milliseconds>(m.delay) + 2s);
     back.push_back(*m.back);
   }
   // The returns are spread over the window, not bunched in one instant.

@@ -57,8 +57,9 @@ struct ServerOptions {
     same address): when each connection is closed, and what its client is told. */
 struct DrainOptions {
   /** The connections open when the drain begins are closed one by one over this window, the
-      i-th of N at window * i / N (in the order the channels hold them), so that their clients
-      come back spread over it instead of in the same second. Zero: all at once. */
+      i-th of N at window * i / N (in a random order, whatever their channel or transport), so
+      that their clients come back spread over it instead of in the same second. Zero: all at
+      once. */
   std::chrono::milliseconds window = std::chrono::seconds(10);
   /** Each closed client is told to wait a delay drawn uniformly from [retry_min, retry_min +
       retry_jitter] before it reconnects (clients closed in the same instant still come back

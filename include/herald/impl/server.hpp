@@ -6,6 +6,7 @@
 #include <boost/asio/compose.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <random>
@@ -41,9 +42,9 @@ struct StopOp {
   }
 };
 
-/** The state machine of async_drain: begin (stop admitting, take the live connections), close
-    them on schedule (the i-th of N at window * i / N), and at the window's end stop as StopOp
-    does. */
+/** The state machine of async_drain: begin (stop admitting, take the live connections in a
+    random order), close them on schedule (the i-th of N at window * i / N), and at the
+    window's end stop as StopOp does. */
 template <class State>
 struct DrainOp {
   std::shared_ptr<State> server;
@@ -62,9 +63,14 @@ struct DrainOp {
     if (!started) {
       started = true;
       start = now;
+      // Its own generator: channels draw from `spread` on other threads from now on.
+      std::mt19937_64 order{options.random()};
       spread = std::make_shared<RetrySpread>(options.retry_min, options.retry_jitter, now + options.window,
                                               std::move(options.random));
       connections = server->begin_drain(spread);
+      // A random order: the registry lists one channel (one transport) after another, and
+      // each transport's clients should come back over the whole window, not in one stretch.
+      std::shuffle(connections.begin(), connections.end(), order);
     }
     if (!stopping) {
       auto const n = connections.size();

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -136,7 +137,10 @@ class SseImpl final : public Core {
   bool feed(std::string_view chunk) {
     auto const r = parser_.feed(
         chunk, [this](SseDispatch const& d) { return dispatch(d); },
-        [this](std::chrono::milliseconds retry) { backoff_server_retry(retry); });
+        [this](std::chrono::milliseconds retry) {
+          retries_ = {retries_.second, retry};
+          backoff_server_retry(retry);
+        });
     if (r == SseParser::Result::too_big) {
       lost(herald::error::message_too_big);
       return false;
@@ -192,6 +196,9 @@ class SseImpl final : public Core {
       }
     }
     handed_off(notice->retry);
+    // The drain's retry: (just before the event) was this client's delay once, not the
+    // server's pace: the backoff keeps the stream's own (a delay of 0 would make it spin).
+    if (retries_.first) backoff_server_retry(*retries_.first);
     return true;
   }
 
@@ -223,6 +230,8 @@ class SseImpl final : public Core {
   std::string topic_;
   /// Sent as Last-Event-ID: the id of the last event delivered (or of the last reset notice).
   std::string resume_id_;
+  /// The last two `retry:` values the server sent, older first.
+  std::pair<std::optional<std::chrono::milliseconds>, std::optional<std::chrono::milliseconds>> retries_;
 };
 
 }  // namespace herald::client::detail
