@@ -34,10 +34,7 @@ class SessionBase {
   virtual void abort() = 0;
   /** Close for a drain: like stop(), but the client is told to come back after `delay`, and
       from which cursor (error::draining). */
-  virtual void drain(std::chrono::milliseconds delay) {
-    (void)delay;
-    stop();
-  }
+  virtual void drain(std::chrono::milliseconds delay) = 0;
   /// Bytes queued for the client, if the connection belongs to `channel` (herald::Metrics).
   virtual std::size_t queued_bytes(void const* channel) const { (void)channel; return 0; }
 };
@@ -65,9 +62,10 @@ class Endpoint {
     respond(Response{http::status::not_found, req.version()});
     return nullptr;
   }
-  /** How the server refuses `req` for this path when it is over its own connection limit
-      (`ec`, retryable): retryable_refusal plus the channel's CORS headers, so a cross-origin
-      EventSource can read the refusal and comes back. */
+  /** How the server refuses `req` for this path when it is over its own connection limit or
+      draining (`ec`, retryable): retryable_refusal plus the channel's CORS headers, so a
+      cross-origin EventSource can read the refusal and comes back (a poll refused during a
+      drain: drain_answer, with its cursor). */
   virtual Response refusal(Request const& req, boost::system::error_code ec,
                            std::chrono::milliseconds retry_after) const = 0;
   virtual void shutdown() = 0;
