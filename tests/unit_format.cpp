@@ -205,6 +205,7 @@ bool is_enumerator(herald::error e) {
     case error::host_not_allowed:
     case error::rate_limited:
     case error::credentials_expired:
+    case error::draining:
       return true;
   }
   return false;
@@ -811,6 +812,7 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::host_not_allowed, http::status::misdirected_request},
       {error::rate_limited, http::status::too_many_requests},
       {error::credentials_expired, http::status::unauthorized},
+      {error::draining, http::status::service_unavailable},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {
@@ -1312,6 +1314,7 @@ TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[
   CHECK(to_close_code(error::hook_failed) == 1011);
   CHECK(to_close_code(error::slow_consumer) == 1013);
   CHECK(to_close_code(error::rate_limited) == 1008);
+  CHECK(to_close_code(error::draining) == 1012);
   CHECK(to_close_code(boost::asio::error::connection_reset) == 1011);
 }
 

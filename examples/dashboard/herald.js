@@ -157,15 +157,37 @@
       t.stop();
     }
 
+    // A draining server's hand-off ({"error":"draining","retry_ms":N,"cursor":C}: a WebSocket
+    // 1012 close reason, a 503 poll answer, a herald.drain SSE event), or null.
+    function drainOf(j) {
+      return j && typeof j === "object" && j.error === "draining" && typeof j.retry_ms === "number" ? j : null;
+    }
+
+    // Everything up to a drain's cursor was delivered on `t`: on WebSocket, of the topics the
+    // server acknowledged (all of them, or the channel's own when none are named).
+    function handedOver(t, d) {
+      if (typeof d.cursor !== "number") return;
+      var all = !t.acked || !o.topics.length || o.topics.every(function (k) { return t.acked[k]; });
+      if (all) { if (d.cursor > floor) floor = d.cursor; return; }
+      Object.keys(t.acked).forEach(function (k) { if (position(k) < d.cursor) last[k] = d.cursor; });
+    }
+
     // A transport failed. One that never delivered, or went silent, gives way to the next at
-    // once; one that worked and then closed is reconnected after a backoff.
-    function fail(t, why) {
+    // once; one that worked and then closed is reconnected after a backoff; one a draining
+    // server closed or refused (`handoff`) after the delay it was told, from its cursor.
+    function fail(t, why, handoff) {
       if (t.done) return;
       drop(t);
       if (t === candidate) return probeFailed(t);
       if (closed || t !== current) return;
       current = null;
       cancelProbe();
+      if (handoff) {
+        handedOver(t, handoff);
+        status("waiting", { transport: t.name, delay: handoff.retry_ms, reason: "draining" });
+        timer = setTimeout(start, handoff.retry_ms);
+        return;
+      }
       var worked = t.proved && why === "closed";
       // The status names the transport given up and why.
       if (!worked && index + 1 < order.length) {
@@ -243,6 +265,7 @@
       u.searchParams.delete("topic");  // subscribe by message, each topic with its own cursor
       if (!o.topics.length && resume() > 0) u.searchParams.set("since", String(resume()));
       u.searchParams.set("heartbeat", "1");  // frames a script can see: pings it cannot
+      t.acked = {};  // topics the server acknowledged (a drain's cursor applies to them)
       var sock = new root.WebSocket(u.href);
       var pendingBinary = null;
       sock.binaryType = "arraybuffer";
@@ -271,13 +294,14 @@
             if (j.binary) { pendingBinary = j; return; }
             return deliver(t, j.id, j.topic, j.event, j.data);
           }
-          if ("subscribed" in j || "unsubscribed" in j) return;
+          if (typeof j.subscribed === "string") { t.acked[j.subscribed] = true; return; }
+          if ("unsubscribed" in j) return;
           if ("error" in j && Object.keys(j).every(function (k) { return k === "error" || k === "topic" || k === "message"; }))
             return o.onError(j);
         }
         o.onReply(m.data);
       };
-      sock.onclose = function () { fail(t, "closed"); };
+      sock.onclose = function (e) { fail(t, "closed", e && e.code === 1012 ? drainOf(parse(e.reason)) : null); };
       t.stop = function () { sock.onopen = sock.onmessage = sock.onclose = null; try { sock.close(); } catch (e) { /* closed */ } };
       t.send = function (text) { sock.send(text); return Promise.resolve([]); };
       t.ready = function () { return sock.readyState === 1; };
@@ -302,6 +326,12 @@
       // The server ended the stream for a reason (its authorization expired): reconnect through
       // a fresh ticket rather than let EventSource retry the used one.
       es.addEventListener("close", function () { fail(t, "closed"); });
+      // A drain: the stream ends next, and EventSource comes back by itself after the `retry:`
+      // it was given, from the event's id (its Last-Event-ID): the cursor.
+      es.addEventListener("herald.drain", function (m) {
+        var d = drainOf(parse(m.data));
+        if (d) { handedOver(t, d); status("waiting", { delay: d.retry_ms, reason: "draining" }); }
+      });
       // EventSource reconnects by itself (with Last-Event-ID) after a dropped stream, and each
       // reconnection must show data again; a refused request (readyState CLOSED) or a stream
       // that never delivered is ours to handle.
@@ -329,7 +359,11 @@
           .then(function (k) {
             return root.fetch(target(params, k).href, { cache: "no-store", signal: controller && controller.signal });
           })
-          .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+          .then(function (r) {
+            if (r.status === 503) return r.json().then(function (j) { t.handoff = drainOf(j); throw new Error("HTTP 503"); });
+            if (!r.ok) throw new Error("HTTP " + r.status);
+            return r.json();
+          })
           .then(function (answer) {
             if (t.done) return;
             answered = true;
@@ -342,7 +376,7 @@
             if (since > floor) floor = since;  // the answer holds everything up to its cursor
             next();
           })
-          .catch(function () { fail(t, "closed"); });
+          .catch(function () { fail(t, "closed", t.handoff); });
       }
       t.stop = function () { if (controller) controller.abort(); };
       next();

@@ -12,7 +12,7 @@ namespace herald::inline v0 {
 /** Errors herald reports on async paths, in hooks and in logs.
 
     Retryable refusals (too_many_connections, shutting_down, backplane_unavailable,
-    too_many_topics: the same request may succeed later) are answered 503 with Retry-After
+    too_many_topics, draining: the same request may succeed later) are answered 503 with Retry-After
     (Limits::retry_after), and on SSE as a 200 event stream that ends at once after `retry:`,
     which a browser's EventSource follows where it would give up on a 503. */
 enum class error {
@@ -71,6 +71,10 @@ enum class error {
       naming it, a WebSocket close 1008 with it as reason; a request whose verdict has already
       expired is refused with 401. */
   credentials_expired,
+  /** The server is draining (Server::async_drain): the connection was closed, or a new one
+      refused, with a delay to wait and the cursor to resume from (HTTP 503 with Retry-After,
+      WebSocket 1012 Service Restart, SSE a final `herald.drain` event; retryable). */
+  draining,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.

@@ -53,6 +53,28 @@ struct ServerOptions {
   LogLevel log_level = LogLevel::info;
 };
 
+/** How Server::async_drain hands its clients over (to other nodes, or to a successor on the
+    same address): when each connection is closed, and what its client is told. */
+struct DrainOptions {
+  /** The connections open when the drain begins are closed one by one over this window, the
+      i-th of N at window * i / N (in a random order, whatever their channel or transport), so
+      that their clients come back spread over it instead of in the same second. Zero: all at
+      once. */
+  std::chrono::milliseconds window = std::chrono::seconds(10);
+  /** Each closed client is told to wait a delay drawn uniformly from [retry_min, retry_min +
+      retry_jitter] before it reconnects (clients closed in the same instant still come back
+      apart); a request refused during the drain is told that plus a uniform share of what is
+      left of the window, so refused clients come back spread over it too. herald's clients
+      wait exactly that, instead of their backoff; an EventSource takes it from `retry:`. */
+  std::chrono::milliseconds retry_min{0};
+  std::chrono::milliseconds retry_jitter = std::chrono::seconds(1);
+  /** After the window, the server stops as async_stop does: connections still writing their
+      goodbye (and any that opened during the drain) get this long, then are cut. */
+  std::chrono::milliseconds grace = std::chrono::seconds(5);
+  /// The source of the jitter (tests); empty: a generator seeded from std::random_device.
+  std::function<std::uint64_t()> random{};
+};
+
 /** A plain HTTP route's handler. Runs on the connection's strand and must not block; if it
     throws, the client gets a 500. */
 using Handler = std::function<http::response<http::string_body>(Request const&)>;
@@ -142,6 +164,26 @@ class BasicServer {
   template <class Token = net::default_completion_token_t<executor_type>>
   auto async_stop(std::chrono::steady_clock::duration grace,
                   Token&& token = net::default_completion_token_t<executor_type>());
+
+  /** Drain with hand-off: stop admitting, close every connection spread over
+      `options.window`, each with the delay its client should wait and the cursor it resumes
+      from, then stop as async_stop does (listeners closed, whatever is left cut after
+      `options.grace`). On the wire (error::draining): SSE ends with `retry:` and a final
+      `herald.drain` event whose `id:` is the cursor; WebSocket closes with 1012 and the
+      reason {"error":"draining","retry_ms":N,"cursor":C}; a held or new poll gets 503 with
+      Retry-After (and Herald-Retry-Ms) and that JSON as its body. New connections meanwhile
+      are refused retryably with such a delay (an EventSource's as a stream that ends with
+      `retry:`).
+
+      Completion signature: void(error_code) — success once every connection closed,
+      net::error::timed_out if some had to be cut. Must not be called twice, nor together
+      with async_stop.
+
+      Example:
+        server.async_drain({.window = 10s}, [&](boost::system::error_code) { ioc.stop(); });
+  */
+  template <class Token = net::default_completion_token_t<executor_type>>
+  auto async_drain(DrainOptions options, Token&& token = net::default_completion_token_t<executor_type>());
 
   executor_type get_executor() const noexcept;
 

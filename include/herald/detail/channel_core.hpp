@@ -2,6 +2,7 @@
 
 #include <herald/detail/admission.hpp>
 #include <herald/detail/cors.hpp>
+#include <herald/detail/drain.hpp>
 #include <herald/detail/endpoint.hpp>
 #include <herald/detail/error_table.hpp>
 #include <herald/detail/executor.hpp>
@@ -109,8 +110,19 @@ class ChannelCore {
   boost::system::error_code admit(Request const& req, Admission& out, std::string& detail,
                                   bool empty_means_all = true, net::ip::tcp::endpoint remote = {}) const {
     if (stopping()) return error::shutting_down;
-    return admit_request(options_, AuthRequest{req, std::move(remote), transport_name_}, out, detail,
-                         empty_means_all);
+    auto ec = admit_request(options_, AuthRequest{req, std::move(remote), transport_name_}, out, detail,
+                            empty_means_all);
+    // Checked after the request's own checks: only a client that may come back is told when.
+    if (!ec && draining()) ec = error::draining;
+    return ec;
+  }
+
+  /** The delay a retryable refusal for `ec` tells its client: during a drain, one drawn per
+      client (RetrySpread); else Limits::retry_after. */
+  std::chrono::milliseconds retry_after(boost::system::error_code ec) const {
+    if (ec == error::draining)
+      if (auto spread = drain_spread()) return spread->draw_refusal();
+    return options_.limits.retry_after;
   }
 
   ChannelCounters& counters() const noexcept { return counters_; }
@@ -191,7 +203,8 @@ class ChannelCore {
   /// Register a live connection; false if the channel is full or stopping.
   bool add(SessionBase* s, std::weak_ptr<SessionBase> w) {
     std::lock_guard lock{shared_->mutex};
-    if (shared_->stopping || shared_->sessions.size() >= options_.limits.max_connections) return false;
+    if (shared_->stopping || shared_->drain || shared_->sessions.size() >= options_.limits.max_connections)
+      return false;
     shared_->sessions.emplace(s, std::move(w));
     return true;
   }
@@ -211,6 +224,25 @@ class ChannelCore {
     return shared_->stopping;
   }
 
+  bool draining() const {
+    std::lock_guard lock{shared_->mutex};
+    return shared_->drain != nullptr;
+  }
+
+  /// The retry delays of the drain under way; null when none is.
+  std::shared_ptr<RetrySpread> drain_spread() const {
+    std::lock_guard lock{shared_->mutex};
+    return shared_->drain;
+  }
+
+  /** Begin a drain: refuse new connections with error::draining (delays from `spread`) and
+      return the live ones, for the server to close over its window. */
+  std::vector<std::shared_ptr<SessionBase>> drain(std::shared_ptr<RetrySpread> spread) {
+    std::lock_guard lock{shared_->mutex};
+    shared_->drain = std::move(spread);
+    return live();
+  }
+
   /// Stop admitting and ask every connection to close gracefully.
   void shutdown() {
     for (auto& s : snapshot(true)) s->stop();
@@ -228,9 +260,14 @@ class ChannelCore {
 
  private:
   std::vector<std::shared_ptr<SessionBase>> snapshot(bool stop) {
-    std::vector<std::shared_ptr<SessionBase>> out;
     std::lock_guard lock{shared_->mutex};
     if (stop) shared_->stopping = true;
+    return live();
+  }
+
+  // Under shared_->mutex.
+  std::vector<std::shared_ptr<SessionBase>> live() const {
+    std::vector<std::shared_ptr<SessionBase>> out;
     out.reserve(shared_->sessions.size());
     for (auto& [raw, weak] : shared_->sessions)
       if (auto s = weak.lock()) out.push_back(std::move(s));
@@ -255,16 +292,14 @@ class ChannelCore {
     CloseHandler on_close;
     std::mutex mutex;
     bool stopping = false;
+    /// Set while draining: the retry delays new refusals and drained connections carry.
+    std::shared_ptr<RetrySpread> drain;
     std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions;
   };
 
   std::vector<std::shared_ptr<SessionBase>> snapshot_all() const {
-    std::vector<std::shared_ptr<SessionBase>> out;
     std::lock_guard lock{shared_->mutex};
-    out.reserve(shared_->sessions.size());
-    for (auto& [raw, weak] : shared_->sessions)
-      if (auto s = weak.lock()) out.push_back(std::move(s));
-    return out;
+    return live();
   }
 
   Hub hub_;
@@ -362,12 +397,24 @@ class ChannelImpl final : public ChannelCore,
     if constexpr (requires { state_.for_each_member([](auto const&) {}); })
       state_.for_each_member([&](auto const& member) { member->metrics(m); });
   }
-  Response refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) const override {
+  Response refusal(Request const& req, boost::system::error_code ec,
+                   std::chrono::milliseconds retry_after) const override {
     auto res = retryable_refusal(req, ec, retry_after);
+    if constexpr (requires { T::answers(req); }) {
+      // A poll refused during a drain learns its cursor, as a drained poll does (after the
+      // same admission, so that only a client that may poll here is told where it stands).
+      Admission a;
+      std::string detail;
+      if (ec == error::draining && T::answers(req) && !admit_request(options(), req, a, detail, true))
+        res = drain_answer(req.version(), retry_after, a.since.value_or(state().last()));
+    }
     add_cors(res, cors(req), options().cors);
     return res;
   }
   void shutdown() override { ChannelCore::shutdown(); }
+  std::vector<std::shared_ptr<SessionBase>> drain(std::shared_ptr<RetrySpread> spread) override {
+    return ChannelCore::drain(std::move(spread));
+  }
   void abort() override { ChannelCore::abort(); }
   std::size_t active() const override { return ChannelCore::active(); }
 

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,7 @@ class SpinLock {
 
     Close verbs, one each:
       stop()     any thread   end(error::shutting_down, Flush::all)   channel shutdown
+      drain(d)   any thread   end(error::draining, Flush::all)        Server::async_drain
       abort()    any thread   finish(error::shutting_down)             abort, disconnect_all
       close(ec)  any thread   end(ec, Flush::own)                      herald::Session::close
       end()      strand       graceful
@@ -83,6 +85,12 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   }
   void abort() final {
     post_to(strand_, [self = self()] { self->finish(error::shutting_down); });
+  }
+  void drain(std::chrono::milliseconds delay) final {
+    post_to(strand_, [self = self(), delay] {
+      self->drain_ms_ = static_cast<std::uint32_t>(std::clamp<std::int64_t>(delay.count(), 0, UINT32_MAX));
+      self->end(error::draining, Flush::all);
+    });
   }
 
   // Peer (herald::Session) -------------------------------------------------------------------
@@ -174,8 +182,10 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     topics_ = std::move(a.topics);  // subscribed when the connection opens
     if (a.expires || !a.granted.empty())
       auth_ = std::make_unique<Authority>(strand_, a.expires, std::move(a.granted));
-    if (!channel_->add(this, self()))
-      return channel_->stopping() ? error::shutting_down : error::too_many_connections;
+    if (!channel_->add(this, self())) {
+      if (channel_->stopping()) return error::shutting_down;
+      return channel_->draining() ? error::draining : error::too_many_connections;
+    }
     registered_ = true;
     return {};
   }
@@ -324,9 +334,14 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     if (state_ != State::open) return;
     state_ = State::closing;
     reason_ = reason;
+    if (reason == error::draining) drain_cursor_ = position();
     unsubscribe_all();
     goodbye(flush);
   }
+
+  /// A drained connection's delay and cursor (0: unknown), for its goodbye (detail/drain.hpp).
+  std::chrono::milliseconds drain_delay() const noexcept { return std::chrono::milliseconds(drain_ms_); }
+  EventId drain_cursor() const noexcept { return drain_cursor_; }
 
   /** Close now and release everything, once: the stream (shut), subscriptions, the
       registration, the counts; then log and run on_close. A connection already ending keeps
@@ -346,7 +361,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     hub().connection_closed();
     channel_->counters().sub(channel_->counters().connections, 1);
     auto const ec = reason_;
-    bool const normal = !ec || ec == error::shutting_down || ec == net::error::eof ||
+    bool const normal = !ec || ec == error::shutting_down || ec == error::draining || ec == net::error::eof ||
                         ec == net::error::operation_aborted || ec == net::error::connection_reset;
     log(normal ? LogLevel::debug : LogLevel::info, ec, "closed");
     if (!announced_) return;
@@ -382,6 +397,15 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   virtual void goodbye(Flush flush) = 0;
   /// Close the stream and cancel the transport's timers; called once, by finish().
   virtual void shut() = 0;
+
+  /** Where this connection stands once all it has queued is written, read while still
+      subscribed: every event of its topics up to the hub's newest id is queued by then (the
+      hub queues under the lock that last() takes). Unless a replay from the backplane may
+      still be on its way: then only the cursor it asked for is sure. 0: unknown. */
+  EventId position() const {
+    if (deferred_) return has_since_ ? since_ : 0;
+    return has_since_ ? std::max(since_, hub().last()) : hub().last();
+  }
 
   // Subscriber: the hub's side ----------------------------------------------------------------
 
@@ -461,12 +485,14 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   std::string principal_;
   std::unique_ptr<Authority> auth_;
   EventId since_ = 0;  // with has_since_: an optional, without its padding on every connection
+  EventId drain_cursor_ = 0;
   // The admitted topics until open() subscribes them (subscribed_), then the topics subscribed
   // now: written on the strand, read by Session::subscriptions on any thread.
   TopicSet topics_;
   boost::system::error_code reason_;
   State state_ = State::admitting;
   std::optional<Flush> pending_end_;
+  std::uint32_t drain_ms_ = 0;
   bool const lingers_;
   bool has_since_ = false;
   bool registered_ = false;

@@ -15,12 +15,15 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace herald::inline v0 {
 class MetricsText;
 }  // namespace herald
 
 namespace herald::inline v0::detail {
+
+class RetrySpread;
 
 /// What a channel needs from each live connection, whatever its transport.
 class SessionBase {
@@ -30,6 +33,9 @@ class SessionBase {
   virtual void stop() = 0;
   /// Close now.
   virtual void abort() = 0;
+  /** Close for a drain: like stop(), but the client is told to come back after `delay`, and
+      from which cursor (error::draining). */
+  virtual void drain(std::chrono::milliseconds delay) = 0;
   /// Bytes queued for the client, if the connection belongs to `channel` (herald::Metrics).
   virtual std::size_t queued_bytes(void const* channel) const { (void)channel; return 0; }
 };
@@ -60,11 +66,16 @@ class Endpoint {
     respond(Response{http::status::not_found, req.version()});
     return nullptr;
   }
-  /** How the server refuses `req` for this path when it is over its own connection limit
-      (`ec`, retryable): retryable_refusal plus the channel's CORS headers, so a cross-origin
-      EventSource can read the refusal and comes back. */
-  virtual Response refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) const = 0;
+  /** How the server refuses `req` for this path when it is over its own connection limit or
+      draining (`ec`, retryable): retryable_refusal plus the channel's CORS headers, so a
+      cross-origin EventSource can read the refusal and comes back (a poll refused during a
+      drain: drain_answer, with its cursor). */
+  virtual Response refusal(Request const& req, boost::system::error_code ec,
+                           std::chrono::milliseconds retry_after) const = 0;
   virtual void shutdown() = 0;
+  /** Begin a drain: refuse new connections with error::draining, their delays drawn from
+      `spread`, and return the live connections (the server closes them over its window). */
+  virtual std::vector<std::shared_ptr<SessionBase>> drain(std::shared_ptr<RetrySpread> spread) = 0;
   virtual void abort() = 0;
   virtual std::size_t active() const = 0;
   /// The channel's series (herald::Metrics): one per transport it serves.

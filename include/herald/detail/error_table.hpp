@@ -74,6 +74,8 @@ inline constexpr std::array<ErrorInfo, 23> error_table{{
     {error::host_not_allowed, "host not allowed", "host not allowed", rows::rejected, 421, 1008, true},
     {error::rate_limited, "rate limited", "rate limited", rows::rejected, 429, 1008},
     {error::credentials_expired, "credentials expired", "credentials expired", rows::rejected, 401, 1008},
+    // 1012 (Service Restart): the close of a drain, whose reason is JSON (detail/drain.hpp).
+    {error::draining, "draining", "draining", rows::overloaded, 503, 1012, false, true, true},
 }};
 
 /// The row of `e`; nullptr for a value that is not an enumerator.

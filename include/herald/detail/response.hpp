@@ -1,5 +1,6 @@
 #pragma once
 
+#include <herald/detail/drain.hpp>
 #include <herald/detail/error_map.hpp>
 #include <herald/detail/http.hpp>
 #include <herald/detail/sse_format.hpp>
@@ -67,17 +68,26 @@ inline std::string error_body(boost::system::error_code ec, std::string_view det
   return body;
 }
 
+/** Say when to come back: Retry-After in whole seconds (RFC 9110 §10.2.3), rounded up; for a
+    drain (`ec`), also Herald-Retry-Ms: the client's own jittered delay, exact, which herald's
+    clients wait instead of their backoff. */
+template <class Fields>
+void set_retry(Fields& fields, boost::system::error_code ec, std::chrono::milliseconds delay) {
+  fields.set(http::field::retry_after, std::to_string((delay.count() + 999) / 1000));
+  if (ec == error::draining) fields.set(retry_ms_header, std::to_string(delay.count()));
+}
+
 /** A complete error response for `ec`, status from the error map, JSON body; a retryable
-    refusal says when to come back (`retry_after`, in seconds: RFC 9110 §10.2.3). `Body`: an
-    answer's by default, http::string_body for an application's Reply. */
+    refusal says when to come back (`retry_after`, set_retry). `Body`: an answer's by default,
+    http::string_body for an application's Reply. */
 template <class Body = AnswerBody>
 http::response<Body> error_response(boost::system::error_code ec, std::string_view detail, unsigned version,
-                                    bool keep_alive, std::chrono::seconds retry_after = default_retry_after) {
+                                    bool keep_alive, std::chrono::milliseconds retry_after = default_retry_after) {
   http::response<Body> res{to_http_status(ec), version};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET");
-  if (retryable(ec)) res.set(http::field::retry_after, std::to_string(retry_after.count()));
+  if (retryable(ec)) set_retry(res, ec, retry_after);
   res.body() = error_body(ec, detail);
   res.keep_alive(keep_alive);
   res.prepare_payload();
@@ -95,11 +105,11 @@ inline bool wants_event_stream(Request const& req) {
     for good on any status but 200, and reconnects after `retry:` when a 200 stream ends. The
     body is a comment naming the reason (no handler of the page sees it) and the retry; the
     Retry-After header says the same to clients that read it (herald's SseClient). */
-inline Response stream_refusal(unsigned version, boost::system::error_code ec, std::chrono::seconds retry_after) {
+inline Response stream_refusal(unsigned version, boost::system::error_code ec, std::chrono::milliseconds retry_after) {
   Response res{http::status::ok, version};
   res.set(http::field::content_type, "text/event-stream");
   res.set(http::field::cache_control, "no-store");
-  res.set(http::field::retry_after, std::to_string(retry_after.count()));
+  set_retry(res, ec, retry_after);
   res.body() = sse_refusal(wire_name(ec), retry_after);
   res.keep_alive(false);
   res.prepare_payload();
@@ -108,9 +118,24 @@ inline Response stream_refusal(unsigned version, boost::system::error_code ec, s
 
 /** A retryable refusal shaped for the client that asked: the stream above for an EventSource's
     request, else 503 with Retry-After (a WebSocket upgrade too: before any 101). */
-inline Response retryable_refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) {
+inline Response retryable_refusal(Request const& req, boost::system::error_code ec,
+                                  std::chrono::milliseconds retry_after) {
   return wants_event_stream(req) ? stream_refusal(req.version(), ec, retry_after)
                                  : error_response(ec, {}, req.version(), false, retry_after);
+}
+
+/** The answer to a poll during a drain: 503 with the client's delay (set_retry) and a body of
+    drain_json, whose cursor is where the client may resume; the connection closes, so the
+    client's next request opens a new one (through a balancer: to another node). */
+inline Response drain_answer(unsigned version, std::chrono::milliseconds delay, EventId cursor) {
+  Response res{http::status::service_unavailable, version};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  set_retry(res, error::draining, delay);
+  res.body() = drain_json(delay, cursor) + "\n";
+  res.keep_alive(false);
+  res.prepare_payload();
+  return res;
 }
 
 /// An application's text response as an answer: its body is moved, not copied.

@@ -2,6 +2,7 @@
 
 #include <herald/detail/base64.hpp>
 #include <herald/detail/decimal.hpp>
+#include <herald/detail/drain.hpp>
 #include <herald/detail/heartbeat.hpp>
 #include <herald/detail/json_format.hpp>
 #include <herald/detail/stored_event.hpp>
@@ -58,6 +59,24 @@ inline std::string encode_sse(Event const& ev) {
 /// The reconnection delay for EventSource, as a `retry:` field in its own block.
 inline std::string sse_retry(std::chrono::milliseconds delay) {
   return "retry: " + std::to_string(delay.count()) + "\n\n";
+}
+
+/** The end of a drained stream (Server::async_drain): `retry:` with the client's own delay,
+    then one event of type `herald.drain` whose data is drain_json (the delay and the cursor)
+    and whose `id:` is the cursor, so that an EventSource resumes from it by itself (its
+    Last-Event-ID) and `onmessage` never sees it (typed events reach their listeners only). */
+inline std::string sse_drain(std::chrono::milliseconds delay, EventId cursor) {
+  std::string out = sse_retry(delay);
+  out += "event: herald.drain\n";
+  if (cursor != 0) {
+    out += "id: ";
+    append_decimal(out, cursor);
+    out += '\n';
+  }
+  out += "data: ";
+  out += drain_json(delay, cursor);
+  out += "\n\n";
+  return out;
 }
 
 /** The whole body of a refusal an EventSource should retry: a comment naming `reason` (wire

@@ -51,8 +51,7 @@ class HttpSession final : public ServerConnection,
 
   void start() {
     if (!server_->add(this, this->weak_from_this())) {
-      auto ec = server_->stopping() ? make_error_code(error::shutting_down)
-                                    : make_error_code(error::too_many_connections);
+      auto const ec = server_->refusal_reason();
       server_->log(LogLevel::warning, ec, "connection refused");
       // Over TLS the answer would need a handshake first, which is what the limit spares (a
       // connection closed unanswered is a network error, which EventSource retries).
@@ -113,7 +112,7 @@ class HttpSession final : public ServerConnection,
   void refuse(boost::system::error_code ec) {
     auto const& o = server_->options();
     if (!server_->begin_refusal())
-      return write_and_close(std::move(stream_), error_response(ec, {}, 11, false, o.retry_after));
+      return write_and_close(std::move(stream_), error_response(ec, {}, 11, false, server_->retry_after(ec)));
     refusing_ = true;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(std::min(o.header_limit, refusal_header_limit)));
@@ -128,7 +127,7 @@ class HttpSession final : public ServerConnection,
     if (read_ec == http::error::end_of_stream || read_ec == net::error::operation_aborted ||
         read_ec == beast::error::timeout || read_ec == net::error::eof || read_ec == net::error::connection_reset)
       return close();
-    auto const retry_after = server_->options().retry_after;
+    auto const retry_after = server_->retry_after(ec);
     if (read_ec) {
       res_ = error_response(ec, {}, 11, false, retry_after);
     } else {

@@ -6,8 +6,13 @@
 #include <boost/asio/compose.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
+#include <random>
+#include <stdexcept>
+#include <utility>
+#include <vector>
 
 namespace herald::inline v0::detail {
 
@@ -34,6 +39,64 @@ struct StopOp {
     // to a completion callback (shutdown is rare, and this bounds the wait at the deadline).
     timer->expires_after(std::chrono::milliseconds(5));
     timer->async_wait(std::move(self));
+  }
+};
+
+/** The state machine of async_drain: begin (stop admitting, take the live connections in a
+    random order), close them on schedule (the i-th of N at window * i / N), and at the
+    window's end stop as StopOp does. */
+template <class State>
+struct DrainOp {
+  std::shared_ptr<State> server;
+  DrainOptions options;
+  std::unique_ptr<net::steady_timer> timer;
+  std::shared_ptr<RetrySpread> spread{};
+  std::vector<std::shared_ptr<SessionBase>> connections{};
+  std::chrono::steady_clock::time_point start{};
+  std::size_t next = 0;
+  bool started = false;
+  bool stopping = false;
+
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code = {}) {
+    auto const now = std::chrono::steady_clock::now();
+    if (!started) {
+      started = true;
+      start = now;
+      // Its own generator: channels draw from `spread` on other threads from now on.
+      std::mt19937_64 order{options.random()};
+      spread = std::make_shared<RetrySpread>(options.retry_min, options.retry_jitter, now + options.window,
+                                              std::move(options.random));
+      connections = server->begin_drain(spread);
+      // A random order: the registry lists one channel (one transport) after another, and
+      // each transport's clients should come back over the whole window, not in one stretch.
+      std::shuffle(connections.begin(), connections.end(), order);
+    }
+    if (!stopping) {
+      auto const n = connections.size();
+      // Released as they go: a connection closed early is not kept alive by the schedule.
+      for (; next < n && due(next, n) <= now; ++next) std::exchange(connections[next], nullptr)->drain(spread->draw());
+      // The window runs its course even when the last close came early: requests meanwhile
+      // are refused with delays spread over what is left of it, not by a closed listener.
+      if (next < n || now < start + options.window) {
+        timer->expires_at(next < n ? due(next, n) : start + options.window);
+        return timer->async_wait(std::move(self));
+      }
+      stopping = true;
+      connections.clear();
+      server->begin_stop();
+    } else if (server->drained()) {
+      return self.complete({});
+    } else if (now >= start + options.window + options.grace) {
+      server->abort_all();
+      return self.complete(net::error::timed_out);
+    }
+    timer->expires_after(std::chrono::milliseconds(5));  // as StopOp: poll until closed
+    timer->async_wait(std::move(self));
+  }
+
+  std::chrono::steady_clock::time_point due(std::size_t i, std::size_t n) const {
+    return start + options.window * static_cast<std::int64_t>(i) / static_cast<std::int64_t>(n);
   }
 };
 
@@ -100,6 +163,22 @@ net::ip::tcp::endpoint BasicServer<Streams...>::local_endpoint() const {
 template <class... Streams>
 typename BasicServer<Streams...>::executor_type BasicServer<Streams...>::get_executor() const noexcept {
   return state_->executor();
+}
+
+template <class... Streams>
+template <class Token>
+auto BasicServer<Streams...>::async_drain(DrainOptions options, Token&& token) {
+  if (options.window.count() < 0 || options.retry_min.count() < 0 || options.retry_jitter.count() < 0 ||
+      options.grace.count() < 0)
+    throw std::invalid_argument("herald: DrainOptions durations must not be negative");
+  if (!options.random) {
+    auto engine = std::make_shared<std::mt19937_64>(std::random_device{}());
+    options.random = [engine] { return (*engine)(); };
+  }
+  using State = detail::ServerState<Streams...>;
+  auto timer = std::make_unique<net::steady_timer>(state_->executor());
+  return net::async_compose<Token, void(boost::system::error_code)>(
+      detail::DrainOp<State>{state_, std::move(options), std::move(timer)}, token, state_->executor());
 }
 
 template <class... Streams>

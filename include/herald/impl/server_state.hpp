@@ -3,6 +3,7 @@
 // What herald::Server's handle and its connections share: options, routes, listeners and the
 // registry of live connections (limits, graceful stop). Included by impl/server.hpp only.
 
+#include <herald/detail/drain.hpp>
 #include <herald/detail/response.hpp>
 
 #include <boost/asio/strand.hpp>
@@ -119,7 +120,7 @@ class ServerState : public std::enable_shared_from_this<ServerState<Streams...>>
   // Connection registry: for the connection limit and for shutdown.
   bool add(ServerConnection* s, std::weak_ptr<ServerConnection> w) {
     std::lock_guard lock{mutex_};
-    if (stopping_ || sessions_.size() >= options_.max_connections) return false;
+    if (stopping_ || drain_ || sessions_.size() >= options_.max_connections) return false;
     sessions_.emplace(s, std::move(w));
     return true;
   }
@@ -144,6 +145,41 @@ class ServerState : public std::enable_shared_from_this<ServerState<Streams...>>
   bool stopping() const {
     std::lock_guard lock{mutex_};
     return stopping_;
+  }
+
+  /// Why add() refused a connection: stopping, draining or full.
+  boost::system::error_code refusal_reason() const {
+    std::lock_guard lock{mutex_};
+    if (stopping_) return error::shutting_down;
+    return drain_ ? error::draining : error::too_many_connections;
+  }
+
+  /// The delay a refusal for `ec` tells its client: a drain's draws one per client.
+  std::chrono::milliseconds retry_after(boost::system::error_code ec) const {
+    std::shared_ptr<RetrySpread> spread;
+    {
+      std::lock_guard lock{mutex_};
+      spread = drain_;
+    }
+    if (spread && ec == error::draining) return spread->draw_refusal();
+    return options_.retry_after;
+  }
+
+  /** Begin a drain: new connections are refused with error::draining (delays from `spread`),
+      every channel stops admitting likewise, and the live connections of every channel are
+      returned, for the drain to close over its window. */
+  std::vector<std::shared_ptr<SessionBase>> begin_drain(std::shared_ptr<RetrySpread> spread) {
+    {
+      std::lock_guard lock{mutex_};
+      drain_ = spread;
+    }
+    std::vector<std::shared_ptr<SessionBase>> out;
+    for (auto const& [path, route] : routes_)
+      if (auto const* ch = std::get_if<ChannelRoute<Streams...>>(&route)) {
+        auto live = ch->endpoint->drain(spread);
+        out.insert(out.end(), std::make_move_iterator(live.begin()), std::make_move_iterator(live.end()));
+      }
+    return out;
   }
 
   void begin_stop() { stop_all(false); }
@@ -234,6 +270,7 @@ class ServerState : public std::enable_shared_from_this<ServerState<Streams...>>
   std::vector<std::shared_ptr<ListenerBase>> listeners_;
   net::ip::tcp::endpoint bound_;
   bool stopping_ = false;
+  std::shared_ptr<RetrySpread> drain_;  // set while draining
   std::size_t refusing_ = 0;
   std::unordered_map<ServerConnection*, std::weak_ptr<ServerConnection>> sessions_;
 };

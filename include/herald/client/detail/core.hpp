@@ -233,7 +233,12 @@ class Core : public std::enable_shared_from_this<Core> {
     set_state(State::reconnecting, ec);
   }
 
-  /// The connection dropped or an attempt failed: back off, then try again.
+  /** The server is draining and told this connection when to come back (and the transport
+      took the cursor): the next lost() waits exactly `delay`, not a backoff, and reports
+      herald::error::draining. */
+  void handed_off(std::chrono::milliseconds delay) noexcept { handoff_ = delay; }
+
+  /// The connection dropped or an attempt failed: back off (or wait a drain's delay), then try again.
   void lost(boost::system::error_code ec) {
     unwatch();
     disconnect();
@@ -242,7 +247,9 @@ class Core : public std::enable_shared_from_this<Core> {
     if (was_open_ && backoff_.healthy(clock::now() - opened_at_)) backoff_.reset();
     was_open_ = false;
     reconnects_.fetch_add(1, std::memory_order_relaxed);
-    auto const delay = backoff_.next();
+    auto const handoff = std::exchange(handoff_, std::nullopt);
+    if (handoff) ec = herald::error::draining;
+    auto const delay = handoff ? std::chrono::duration_cast<Backoff::duration>(*handoff) : backoff_.next();
     delay_us_.store(delay.count());
     set_state(State::reconnecting, ec);
     if (stopping_) return;
@@ -406,6 +413,7 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   Backoff backoff_;
+  std::optional<std::chrono::milliseconds> handoff_;  // a drain's delay, for the next lost()
   executor_type strand_;
   net::steady_timer timer_;
   net::steady_timer watchdog_;

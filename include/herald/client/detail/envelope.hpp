@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -162,6 +163,28 @@ inline std::optional<Reset> parse_reset_data(nlohmann::json const& data) {
   r.reason = reason->get<std::string>();
   r.cursor = *c;
   return r;
+}
+
+/// A drain's hand-off (detail/drain.hpp): the delay to wait, and where to resume if known.
+struct DrainNotice {
+  std::chrono::milliseconds retry{0};
+  std::optional<EventId> cursor;
+};
+
+/** Read {"error":"draining","retry_ms":N[,"cursor":C]} (a herald.drain event's data, a 1012
+    close reason, a drained poll's body); nullopt for anything else. */
+inline std::optional<DrainNotice> parse_drain(std::string_view text) {
+  auto const doc = parse_json(text);
+  if (!doc.is_object()) return std::nullopt;
+  auto const err = doc.find("error");
+  auto const retry = doc.find("retry_ms");
+  if (err == doc.end() || *err != "draining" || retry == doc.end()) return std::nullopt;
+  auto const ms = json_id(*retry);
+  if (!ms || *ms > 86'400'000) return std::nullopt;
+  DrainNotice d;
+  d.retry = std::chrono::milliseconds(static_cast<std::int64_t>(*ms));
+  if (auto c = doc.find("cursor"); c != doc.end()) d.cursor = json_id(*c);
+  return d;
 }
 
 /// One envelope, read.

@@ -4,6 +4,7 @@
 
 #include <herald/client/error.hpp>
 #include <herald/client/options.hpp>
+#include <herald/detail/drain.hpp>
 #include <herald/detail/error_table.hpp>
 #include <herald/detail/http.hpp>
 #include <herald/error.hpp>
@@ -86,6 +87,14 @@ inline std::optional<std::chrono::milliseconds> parse_retry_after(std::string_vi
   auto const s = herald::detail::parse_event_id(value);  // decimal digits, no overflow
   if (!s || *s > 86'400) return std::nullopt;
   return std::chrono::seconds(*s);
+}
+
+/** A drain's exact delay (Herald-Retry-Ms, detail/drain.hpp): nullopt if absent or not a
+    number of milliseconds up to a day. */
+inline std::optional<std::chrono::milliseconds> parse_retry_ms(std::string_view value) {
+  auto const ms = herald::detail::parse_event_id(value);
+  if (!ms || *ms > 86'400'000) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(*ms));
 }
 
 /// Whether a Content-Type names `type` (ignoring parameters and case).

@@ -251,8 +251,11 @@ class NegotiatingImpl final : public Core {
       return schedule_probe();
     }
     if (s == State::closed && refused(ec)) return fail(ec);
-    // A connection that proved delivery and dropped: the member resumes it by itself.
-    if (s == State::reconnecting && cur.proved && ec != error::stalled && ec != error::no_data) {
+    // A connection that proved delivery and dropped: the member resumes it by itself. So does
+    // one a draining server closed or refused: that says nothing against the transport, and
+    // the member waits the delay it was given.
+    if (s == State::reconnecting &&
+        ((cur.proved && ec != error::stalled && ec != error::no_data) || ec == herald::error::draining)) {
       cur.proved = false;
       return reconnecting(ec);
     }

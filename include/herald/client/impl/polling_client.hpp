@@ -124,6 +124,7 @@ class PollImpl final : public Core {
     auto const status = res.result_int();
     if (status != 200 && status != 304) {
       auto const verdict = classify_status(status, res.body());
+      if (verdict.retry) drained(res);
       return verdict.retry ? lost(verdict.ec) : fail(verdict.ec);
     }
     if (!res.keep_alive()) disconnect();
@@ -136,6 +137,16 @@ class PollImpl final : public Core {
     if (stopping()) return;
     if (more_ || options_.poll.wait.count() > 0) return poll();
     after(options_.poll.interval, [this] { poll(); });
+  }
+
+  /** A draining server's 503: come back after this client's own delay (Herald-Retry-Ms),
+      from the cursor in its body (everything of these topics up to it was answered). */
+  void drained(http::response<http::string_body> const& res) {
+    auto const ms = parse_retry_ms(res[::herald::detail::retry_ms_header]);
+    if (!ms) return;
+    if (auto const notice = parse_drain(res.body()); notice && notice->cursor)
+      if (!cursor_ || *cursor_ < *notice->cursor) cursor_ = notice->cursor;
+    handed_off(*ms);
   }
 
   /// Deliver an answer's events; false when the client stops or the answer was malformed.

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -89,16 +90,22 @@ class SseImpl final : public Core {
   void on_header(std::shared_ptr<Conn> const& c) {
     auto const& res = c->parser.get();
     auto const retry_after = parse_retry_after(res[http::field::retry_after]);
+    // A draining server's refusal names this client's own delay: waited exactly.
+    auto const exact = parse_retry_ms(res[::herald::detail::retry_ms_header]);
+    auto const told = [&] {
+      if (exact) handed_off(*exact);
+      else if (retry_after) backoff_server_retry(*retry_after);
+    };
     if (res.result_int() != 200) {
       auto const verdict = classify_status(res.result_int());
-      if (verdict.retry && retry_after) backoff_server_retry(*retry_after);
+      if (verdict.retry) told();
       return verdict.retry ? lost(verdict.ec) : fail(verdict.ec);
     }
     if (!content_type_is(res[http::field::content_type], "text/event-stream"))
       return fail(error::bad_content_type);
     // herald's retryable refusal for EventSource (a stream that ends at once): not an open.
     if (retry_after) {
-      backoff_server_retry(*retry_after);
+      told();
       return lost(error::unavailable);
     }
     // herald writes the body's first bytes (retry:) with the headers: with an advertised
@@ -130,7 +137,10 @@ class SseImpl final : public Core {
   bool feed(std::string_view chunk) {
     auto const r = parser_.feed(
         chunk, [this](SseDispatch const& d) { return dispatch(d); },
-        [this](std::chrono::milliseconds retry) { backoff_server_retry(retry); });
+        [this](std::chrono::milliseconds retry) {
+          retries_ = {retries_.second, retry};
+          backoff_server_retry(retry);
+        });
     if (r == SseParser::Result::too_big) {
       lost(herald::error::message_too_big);
       return false;
@@ -141,6 +151,7 @@ class SseImpl final : public Core {
   bool dispatch(SseDispatch const& d) {
     // A stream that asked for heartbeat events (a URL with ?heartbeat): proof of life, no event.
     if (d.type == "heartbeat" && !d.has_id) return true;
+    if (d.type == "herald.drain") return drained(d);
     // Plain scalars, not the optional itself: GCC 12 at -O3 reports the optional's payload as
     // maybe-uninitialized across the branches below.
     auto const parsed = d.has_id ? ::herald::detail::parse_event_id(d.last_event_id) : std::nullopt;
@@ -172,6 +183,25 @@ class SseImpl final : public Core {
     return deliver(ev, {});
   }
 
+  /** The server drains: the stream ends next. Resume from its cursor (everything of this
+      stream up to it was written), after its delay. */
+  bool drained(SseDispatch const& d) {
+    auto const notice = parse_drain(d.data);
+    if (!notice) return true;  // not herald's: nothing to act on
+    if (notice->cursor) {
+      auto const prev = last({});
+      if (!prev || *notice->cursor > *prev) {
+        resume_id_ = std::to_string(*notice->cursor);
+        set_last({}, *notice->cursor);
+      }
+    }
+    handed_off(notice->retry);
+    // The drain's retry: (just before the event) was this client's delay once, not the
+    // server's pace: the backoff keeps the stream's own (a delay of 0 would make it spin).
+    if (retries_.first) backoff_server_retry(*retries_.first);
+    return true;
+  }
+
   /// An event whose data is its JSON envelope (a stream of several topics).
   bool dispatch_envelope(SseDispatch const& d, bool numeric, EventId id) {
     auto env = parse_envelope(parse_json(d.data), d.data);
@@ -200,6 +230,8 @@ class SseImpl final : public Core {
   std::string topic_;
   /// Sent as Last-Event-ID: the id of the last event delivered (or of the last reset notice).
   std::string resume_id_;
+  /// The last two `retry:` values the server sent, older first.
+  std::pair<std::optional<std::chrono::milliseconds>, std::optional<std::chrono::milliseconds>> retries_;
 };
 
 }  // namespace herald::client::detail

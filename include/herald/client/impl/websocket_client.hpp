@@ -106,6 +106,8 @@ class WsImpl final : public Core {
     std::deque<std::string> control;
     Out out;
     std::optional<Envelope> head;
+    /// Topics whose subscription the server acknowledged on this connection.
+    std::vector<std::string> acked;
     bool open = false;
     bool writing = false;
     bool closing = false;
@@ -127,6 +129,7 @@ class WsImpl final : public Core {
     // Options::since before any event.
     if (topics_.empty()) {
       std::optional<EventId> low = options_.since;
+      if (floor_) low = std::max(low.value_or(0), *floor_);
       if (!last_.empty()) low = last_.begin()->second;
       for (auto const& [topic, id] : last_) low = std::min(*low, id);
       if (low) append_query(t, "since", std::to_string(*low));
@@ -163,6 +166,10 @@ class WsImpl final : public Core {
                                 auto const status = c->response.result_int();
                                 if (status != 0 && status != 101) {
                                   auto const verdict = classify_status(status);
+                                  // A draining server's refusal: this client's own delay.
+                                  if (auto const ms = parse_retry_ms(c->response[::herald::detail::retry_ms_header]);
+                                      ms && verdict.retry)
+                                    handed_off(*ms);
                                   return verdict.retry ? lost(verdict.ec) : fail(verdict.ec);
                                 }
                                 return lost(ec);
@@ -187,7 +194,10 @@ class WsImpl final : public Core {
   void read(std::shared_ptr<Conn> const& c) {
     c->ws.async_read(c->buffer, track([this, c](boost::system::error_code ec, std::size_t) {
       if (c != conn_) return;
-      if (ec) return lost(close_reason(*c, ec));
+      if (ec) {
+        if (ec == websocket::error::closed) drained(*c);
+        return lost(close_reason(*c, ec));
+      }
       received();
       if (c != conn_) return;
       std::string_view const data(static_cast<char const*>(c->buffer.data().data()), c->buffer.size());
@@ -195,6 +205,32 @@ class WsImpl final : public Core {
       c->buffer.consume(c->buffer.size());
       if (go_on && c == conn_) read(c);
     }));
+  }
+
+  /** A 1012 close whose reason is a drain's hand-off: resume every topic this connection had
+      subscribed from its cursor (all up to it was written), after its delay. A topic whose
+      subscription the server had not acknowledged keeps the position it has, if any. */
+  void drained(Conn const& c) {
+    auto const& reason = c.ws.reason();
+    auto const notice = parse_drain(std::string_view(reason.reason.data(), reason.reason.size()));
+    if (!notice) return;
+    if (auto const cursor = notice->cursor) {
+      auto raise = [&](std::string const& topic) {
+        auto const at = last(topic);
+        if (!at || *at < *cursor) set_last(topic, *cursor);
+      };
+      if (topics_.empty()) {
+        // The channel's own topics: every position, and the next request's since.
+        for (auto const& [topic, id] : last_) raise(topic);
+        floor_ = std::max(floor_.value_or(0), *cursor);
+      } else {
+        // Acknowledged topics had everything up to the cursor; one with no position at all
+        // (its subscription never took effect) may as well start there as anywhere later.
+        for (auto const& t : topics_)
+          if (std::find(c.acked.begin(), c.acked.end(), t) != c.acked.end() || !last(t)) raise(t);
+      }
+    }
+    handed_off(notice->retry);
   }
 
   /** What a close frame from the server means, in herald's terms: the error its reason names
@@ -219,6 +255,7 @@ class WsImpl final : public Core {
       if (auto it = doc.find("subscribed"); it != doc.end() && it->is_string()) {
         auto const& topic = it->get_ref<std::string const&>();
         auto const cursor = doc.find("cursor");
+        c.acked.push_back(topic);
         // A topic followed without a cursor starts where the subscription took effect.
         if (cursor != doc.end() && !last(topic))
           if (auto id = json_id(*cursor)) set_last(topic, *id);
@@ -333,6 +370,8 @@ class WsImpl final : public Core {
   std::shared_ptr<Conn> conn_;
   /// Followed topics, in the order they were asked for.
   std::vector<std::string> topics_;
+  /// With no topics named: where a drain said the stream stands, the since of the next request.
+  std::optional<EventId> floor_;
   std::mutex out_mutex_;
   std::deque<Out> outbox_;
   std::size_t outbox_bytes_ = 0;

@@ -38,7 +38,7 @@ inline std::vector<std::string> const& negotiated_headers() {
 inline Response negotiated_fail(ChannelCore& ch, boost::system::error_code ec, std::string_view detail_text,
                                 Request const& req, CorsGrant const& cors) {
   ch.refused(ec, 0, req.target());
-  auto res = error_response(ec, detail_text, req.version(), req.keep_alive(), ch.options().limits.retry_after);
+  auto res = error_response(ec, detail_text, req.version(), req.keep_alive(), ch.retry_after(ec));
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS, POST");
   add_cors(res, cors, ch.options().cors);
   return res;

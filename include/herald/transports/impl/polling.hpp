@@ -91,8 +91,17 @@ inline std::vector<std::string> const& poll_headers() {
 
 inline Response poll_error(PollChannel const& ch, boost::system::error_code ec, std::string_view detail,
                            unsigned version, bool keep_alive, CorsGrant const& cors) {
-  auto res = error_response(ec, detail, version, keep_alive, ch.options().limits.retry_after);
+  auto res = error_response(ec, detail, version, keep_alive, ch.retry_after(ec));
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET, HEAD, OPTIONS");
+  add_cors(res, cors, ch.options().cors, "ETag");
+  return res;
+}
+
+/** The answer to a poll during a drain (drain_answer: 503, the client's delay, `cursor`, where
+    it may resume), with the CORS headers of any answer. */
+inline Response poll_drained(PollChannel const& ch, unsigned version, std::chrono::milliseconds delay,
+                             EventId cursor, CorsGrant const& cors) {
+  auto res = drain_answer(version, delay, cursor);
   add_cors(res, cors, ch.options().cors, "ETag");
   return res;
 }
@@ -152,7 +161,9 @@ class PollExchange final : public Connection, public Held {
       auto respond = std::move(respond_);
       respond_ = nullptr;
       finish(ec);
-      respond(poll_error(ch(), ec, {}, plan_.version, plan_.keep_alive, plan_.cors));
+      respond(ec == error::draining
+                  ? poll_drained(ch(), plan_.version, ch().retry_after(ec), plan_.since, plan_.cors)
+                  : poll_error(ch(), ec, {}, plan_.version, plan_.keep_alive, plan_.cors));
       return false;
     }
     // Anything above the cursor published since the caller's read is replayed into the inbox
@@ -220,8 +231,17 @@ class PollExchange final : public Connection, public Held {
     });
   }
 
-  /// Shutdown: answered now with what is queued, and Connection: close.
-  void goodbye(Flush) override { expire(false); }
+  /** Shutdown: answered now with what is queued, and Connection: close. A drain: 503 with the
+      client's delay and cursor; anything queued is left to its next poll (from the cursor it
+      sent, so nothing is skipped). */
+  void goodbye(Flush) override {
+    if (reason() != error::draining) return expire(false);
+    batch_.clear();
+    bool const queued = take(batch_);
+    batch_.clear();
+    auto const cursor = queued ? plan_.since : std::max(plan_.since, drain_cursor());
+    deliver(poll_drained(ch(), plan_.version, drain_delay(), cursor, plan_.cors), 0);
+  }
 
   /// Aborted (or disconnect_all) while held: answered like a shutdown.
   void shut() override {
@@ -304,7 +324,13 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
 
   Admission admission;
   std::string detail;
-  if (auto ec = ch->admit(req, admission, detail, true, std::move(remote))) return fail(ec, detail);
+  if (auto ec = ch->admit(req, admission, detail, true, std::move(remote))) {
+    if (ec != error::draining) return fail(ec, detail);
+    // A new poll during a drain: told when to come back, and from where (its own cursor).
+    ch->refused(ec, 0, req.target());
+    respond(poll_drained(*ch, version, ch->retry_after(ec), admission.since.value_or(ch->state().last()), cors));
+    return nullptr;
+  }
   PollParams params;
   if (auto ec = parse_poll_params(admission.query, params, detail)) return fail(ec, detail);
 

@@ -57,7 +57,7 @@ class SseSession final : public Connection {
     if (req.method() != http::verb::get) refused(ec = error::method_not_allowed);
     else ec = admit(req, detail, /*empty_means_all=*/true, remote_of(stream_));
     if (ec) {
-      auto const retry_after = ch().options().limits.retry_after;
+      auto const retry_after = ch().retry_after(ec);
       write_and_close(std::move(stream_), retryable(ec) ? refusal(req, ec, retry_after)
                                                          : error_response(ec, detail, req.version(), false,
                                                                           retry_after));
@@ -111,7 +111,7 @@ class SseSession final : public Connection {
 
   /** A retryable refusal as an event stream that ends at once (stream_refusal), with the CORS
       headers of a stream, so a cross-origin EventSource may read it too. */
-  Response refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) {
+  Response refusal(Request const& req, boost::system::error_code ec, std::chrono::milliseconds retry_after) {
     auto res = stream_refusal(req.version(), ec, retry_after);
     add_cors(res, ch().cors(req), ch().options().cors);
     return res;
@@ -131,11 +131,16 @@ class SseSession final : public Connection {
       if (state() == State::closing) {
         if (final_sent_) return finish(reason());
         // The stream ends with a retry: so EventSource reconnects (to another node) promptly;
-        // an expiry first says so in a `close` event ({"error":"credentials expired"}).
+        // a drain's says when, and its final event where to resume (Last-Event-ID); an expiry
+        // first says so in a `close` event ({"error":"credentials expired"}).
         final_sent_ = true;
-        head_ = reason() == error::credentials_expired ? "event: close\ndata: " + error_body(reason(), {}) + "\n\n"
-                                                        : std::string();
-        head_ += sse_retry(topts().retry);
+        if (reason() == error::draining) {
+          head_ = sse_drain(drain_delay(), std::max(drain_cursor(), written_));
+        } else {
+          head_ = reason() == error::credentials_expired ? "event: close\ndata: " + error_body(reason(), {}) + "\n\n"
+                                                          : std::string();
+          head_ += sse_retry(topts().retry);
+        }
         pump();
       }
       return;
@@ -153,7 +158,10 @@ class SseSession final : public Connection {
     writing_ = false;
     if (ec) return finish(ec);
     wrote(bytes);
-    if (!batch_.empty()) delivered(batch_.size());
+    if (!batch_.empty()) {
+      delivered(batch_.size());
+      written_ = std::max(written_, batch_.back()->id());
+    }
     batch_.clear();
     if (!head_.empty()) std::string().swap(head_);
     heartbeat_due_ = false;
@@ -225,8 +233,8 @@ class SseSession final : public Connection {
     tick();
   }
 
-  /** Shutdown and failed replays flush the stream and end it with a retry, an expiry with its
-      `close` event and a retry; the rest end it now. */
+  /** Shutdown, drains and failed replays flush the stream and end it with a retry, an expiry
+      with its `close` event and a retry; the rest end it now. */
   void goodbye(Flush flush) override {
     if (flush == Flush::all || reason() == error::credentials_expired) return pump();
     finish(reason());
@@ -249,6 +257,7 @@ class SseSession final : public Connection {
   std::chrono::steady_clock::time_point last_write_{};
   std::chrono::steady_clock::time_point write_started_{};
   std::size_t received_ = 0;
+  EventId written_ = 0;  // the newest id written: a drain's cursor is never below it
   // Another stream (TLS) reads what a client should not send into this.
   [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::array<char, 16>> discard_{};
   bool writing_ = false;

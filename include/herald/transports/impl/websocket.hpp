@@ -140,7 +140,7 @@ class WsSession final : public Connection {
       ec = admit(req, detail, /*empty_means_all=*/false, remote_of(ws_.next_layer().next_layer()));
     }
     if (ec) {
-      auto res = error_response(ec, detail, req.version(), false, ch().options().limits.retry_after);
+      auto res = error_response(ec, detail, req.version(), false, ch().retry_after(ec));
       if (!upgrade) {
         res.result(http::status::upgrade_required);
         res.set(http::field::upgrade, "websocket");
@@ -539,7 +539,9 @@ class WsSession final : public Connection {
     auto const ec = reason();
     std::uint16_t const code = ec == error::slow_consumer ? topts().overflow_close_code : to_close_code(ec);
     beast::websocket::close_reason cr{code};
-    if (ec) cr.reason = wire_name(ec);
+    // A drain's reason is JSON (detail/drain.hpp): when to come back and from where.
+    if (ec == error::draining) cr.reason = drain_json(drain_delay(), drain_cursor());
+    else if (ec) cr.reason = wire_name(ec);
     ws_.async_close(cr, net::bind_executor(strand(), [self = self()](boost::system::error_code) {
                       // Beast tore the connection down (or failed to); either way it is over.
                       self->finish(self->reason());
