@@ -405,7 +405,8 @@ class ChannelImpl final : public ChannelCore,
       // same admission, so that only a client that may poll here is told where it stands).
       Admission a;
       std::string detail;
-      if (ec == error::draining && T::answers(req) && !admit_request(options(), req, a, detail, true))
+      if (ec == error::draining && T::answers(req) &&
+          !admit_request(options(), AuthRequest{req, {}, transport_name()}, a, detail, true))
         res = drain_answer(req.version(), retry_after, a.since.value_or(state().last()));
     }
     add_cors(res, cors(req), options().cors);
