@@ -12,6 +12,10 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +23,7 @@
 #include "fixture.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
+#include "slow_consumer.hpp"
 #include "sse_reader.hpp"
 
 namespace {
@@ -59,6 +64,38 @@ struct SseClient {
     for (auto const& e : events()) out.push_back(e.id);
     return out;
   }
+};
+
+/** The application's own accept loop and request parsing, as a Beast server would have them,
+    handing each stream to `feed`. A small kernel send buffer makes a client that does not
+    read fall behind quickly. */
+struct AppServer {
+  AppServer(net::io_context& ioc, herald::Channel<herald::Sse>& feed)
+      : acceptor(ioc, {net::ip::make_address("127.0.0.1"), 0}), ep(acceptor.local_endpoint()) {
+    accept_one = [this, &ioc, &feed] {
+      acceptor.async_accept(net::make_strand(ioc), [this, &feed](boost::system::error_code ec, tcp::socket s) {
+        if (ec) return;
+        s.set_option(net::socket_base::send_buffer_size(4096));
+        auto conn = std::make_shared<Conn>(std::move(s));
+        http::async_read(conn->stream, conn->buffer, conn->req, [&feed, conn](boost::system::error_code ec, std::size_t) {
+          if (!ec) feed.accept(std::move(conn->stream), std::move(conn->req));
+        });
+        accept_one();
+      });
+    };
+    accept_one();
+  }
+
+  struct Conn {
+    explicit Conn(tcp::socket s) : stream(std::move(s)) {}
+    boost::beast::tcp_stream stream;
+    boost::beast::flat_buffer buffer;
+    herald::Request req;
+  };
+
+  tcp::acceptor acceptor;
+  tcp::endpoint ep;
+  std::function<void()> accept_one;
 };
 
 std::vector<std::string> ids_of(std::initializer_list<herald::EventId> ids) {
@@ -445,28 +482,8 @@ TEST_CASE("sse: embedding hands a parsed request and its stream to the channel",
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
   herald::Channel<herald::Sse> feed{hub, "/events",
                                     {.limits = {.queue_events = 64, .queue_bytes = 1 << 20}}};
-  tcp::acceptor acceptor{ioc, {net::ip::make_address("127.0.0.1"), 0}};
-  auto const ep = acceptor.local_endpoint();
-
-  struct Conn {
-    explicit Conn(tcp::socket s) : stream(std::move(s)) {}
-    boost::beast::tcp_stream stream;
-    boost::beast::flat_buffer buffer;
-    herald::Request req;
-  };
-  std::function<void()> accept_one = [&] {
-    acceptor.async_accept(net::make_strand(ioc), [&](boost::system::error_code ec, tcp::socket s) {
-      if (ec) return;
-      // A small kernel send buffer makes a non-reading client fall behind quickly.
-      s.set_option(net::socket_base::send_buffer_size(4096));
-      auto conn = std::make_shared<Conn>(std::move(s));
-      http::async_read(conn->stream, conn->buffer, conn->req, [&, conn](boost::system::error_code ec, std::size_t) {
-        if (!ec) feed.accept(std::move(conn->stream), std::move(conn->req));
-      });
-      accept_one();
-    });
-  };
-  accept_one();
+  AppServer app{ioc, feed};
+  auto const ep = app.ep;
 
   SseClient fast{ioc};
   test::RawClient slow{ioc};
@@ -516,4 +533,122 @@ TEST_CASE("sse: on_open and on_close see every stream once, with a working Sessi
   REQUIRE(run_until(f.ioc, [&] { return closed == 1 && c.closed(); }));
   CHECK(opened == 1);
   CHECK(f.feed.connections() == 0);
+}
+
+// --- slow consumers: a client that stops reading, under each overflow policy ------------------
+
+namespace {
+
+/** What an SSE client received: events (bare payloads, or envelopes with `envelope`) and gap
+    notices (`event: gap`, or an envelope whose "event" is "gap"). */
+std::vector<test::Received> received(SseClient& c, bool envelope) {
+  std::vector<test::Received> out;
+  for (auto const& e : c.events()) {
+    test::Received r;
+    r.id = std::stoull(e.id);
+    if (envelope) {
+      auto const j = nlohmann::json::parse(e.data);
+      r.topic = j["topic"].get<std::string>();
+      r.gap = j.value("event", "") == "gap";
+      if (r.gap) r.data = j["data"];
+    } else if (e.type == "gap") {
+      r.gap = true;
+      r.data = nlohmann::json::parse(e.data);
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+/// A stream on `app` whose client does not read until told to (start_reading).
+void connect_slow(SseClient& c, AppServer const& app, std::string const& target) {
+  c.raw.receive_buffer(4096);
+  c.raw.get(app.ep, target, accept_sse, /*read=*/false);
+}
+
+}  // namespace
+
+TEST_CASE("sse: drop_oldest: a client that stops reading gets a gap notice, then the newest events",
+          "[e2e][sse][slow]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::Sse> feed{hub, "/events",
+                                    {.limits = {.queue_events = 16, .queue_bytes = 1 << 20},
+                                     .overflow = herald::OverflowPolicy::drop_oldest}};
+  herald::Metrics metrics;
+  metrics.add(feed);
+  AppServer app{ioc, feed};
+  SseClient slow{ioc};
+  connect_slow(slow, app, "/events?topic=t");
+  REQUIRE(run_until(ioc, [&] { return feed.connections() == 1; }));
+
+  // Publish (bounded) until the queue drops events, then more: the stream stays up.
+  std::string const payload(1024, 'x');
+  std::vector<herald::EventId> published;
+  for (int i = 0; i < 5000 && test::metric(metrics, "herald_dropped_events_total") < 50; ++i) {
+    published.push_back(hub.publish("t", payload));
+    test::drain(ioc);
+  }
+  auto const sentinel = hub.publish("t", "sentinel");
+  published.push_back(sentinel);
+  test::drain(ioc);
+  CHECK(feed.connections() == 1);
+  CHECK(hub.stats().slow_consumer_disconnects == 0);
+
+  slow.raw.start_reading();
+  // Until the last write completed, which is when its events count as delivered.
+  REQUIRE(run_until(ioc, [&] {
+    return slow.saw_id(sentinel) && test::metric(metrics, "herald_deliveries_total") == slow.events().size();
+  }));
+  auto const got = received(slow, false);
+  auto const dropped = test::check_gaps(got, published, "t");
+  auto const notices = static_cast<std::uint64_t>(std::count_if(got.begin(), got.end(), [](auto const& r) { return r.gap; }));
+  CHECK(test::metric(metrics, "herald_dropped_events_total") == dropped);
+  CHECK(test::metric(metrics, "herald_gap_notices_total") == notices);
+  CHECK(test::metric(metrics, "herald_overflows_total") == notices);
+  CHECK(metrics.text().find(R"(policy="drop_oldest")") != std::string::npos);
+  CHECK(test::metric(metrics, "herald_deliveries_total") == got.size());
+  CHECK_FALSE(slow.raw.closed());
+}
+
+TEST_CASE("sse: coalesce_latest: a client that stops reading gets the newest event of each topic",
+          "[e2e][sse][slow]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::Sse> feed{hub, "/events",
+                                    {.limits = {.queue_events = 16, .queue_bytes = 1 << 20},
+                                     .overflow = herald::OverflowPolicy::coalesce_latest}};
+  herald::Metrics metrics;
+  metrics.add(feed);
+  AppServer app{ioc, feed};
+  SseClient slow{ioc};
+  connect_slow(slow, app, "/events?topic=a&topic=b&envelope");
+  REQUIRE(run_until(ioc, [&] { return feed.connections() == 1; }));
+
+  std::string const payload(1024, 'x');
+  std::map<std::string, std::vector<herald::EventId>> published;
+  std::size_t n = 0;
+  for (int i = 0; i < 5000 && test::metric(metrics, "herald_coalesced_events_total") < 50; ++i, ++n) {
+    std::string const topic = i % 2 ? "b" : "a";
+    published[topic].push_back(hub.publish(topic, payload));
+    test::drain(ioc);
+  }
+  auto const last_b = hub.publish("b", "newest b");
+  auto const last_a = hub.publish("a", "newest a");
+  published["b"].push_back(last_b);
+  published["a"].push_back(last_a);
+  n += 2;
+  test::drain(ioc);
+  CHECK(feed.connections() == 1);
+
+  slow.raw.start_reading();
+  REQUIRE(run_until(ioc, [&] {
+    return slow.saw_id(last_a) && test::metric(metrics, "herald_deliveries_total") == slow.events().size();
+  }));
+  auto const got = received(slow, true);
+  auto const delivered = test::check_coalesced(got, published);
+  CHECK(test::metric(metrics, "herald_coalesced_events_total") == n - delivered);
+  CHECK(test::metric(metrics, "herald_deliveries_total") == delivered);
+  CHECK(test::metric(metrics, "herald_gap_notices_total") == 0);
+  CHECK(test::metric(metrics, "herald_overflows_total") > 0);
 }

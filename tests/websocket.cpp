@@ -32,6 +32,7 @@
 #include "fixture.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
+#include "slow_consumer.hpp"
 #include "ws_client.hpp"
 
 namespace {
@@ -1039,4 +1040,138 @@ TEST_CASE("websocket: Session::send past the queue bound closes as a slow consum
   CHECK(statuses[8] == herald::SendStatus::dropped);
   CHECK(statuses[11] == herald::SendStatus::dropped);
   CHECK(f.hub.stats().slow_consumer_disconnects == 1);
+}
+
+// --- slow consumers: a client that stops reading, under each overflow policy ------------------
+
+namespace {
+
+/// Every event envelope and gap notice a WebSocket client received, in order.
+std::vector<test::Received> received(test::WsClient const& c) {
+  std::vector<test::Received> out;
+  for (auto const& j : c.texts()) {
+    if (!j.is_object() || !j.contains("id")) continue;
+    test::Received r;
+    r.id = j["id"].get<std::uint64_t>();
+    r.topic = j["topic"].get<std::string>();
+    r.gap = j.value("event", "") == "gap";
+    if (r.gap) r.data = j["data"];
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("websocket: drop_oldest: a client that stops reading gets a gap notice, then the newest events",
+          "[e2e][websocket][slow]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live{hub, "/ws",
+                                          {.limits = {.queue_events = 16, .queue_bytes = 1 << 20},
+                                           .overflow = herald::OverflowPolicy::drop_oldest}};
+  herald::Metrics metrics;
+  metrics.add(live);
+  UserServer app{ioc, live, 4096};
+  test::WsClient slow{ioc};
+  slow.receive_buffer(4096);
+  slow.connect(app.ep, "/ws?topic=t", /*read=*/false);
+  REQUIRE(run_until(ioc, [&] { return slow.open() && live.connections() == 1; }));
+
+  std::string const payload(1024, 'x');
+  std::vector<std::uint64_t> published;
+  for (int i = 0; i < 5000 && test::metric(metrics, "herald_dropped_events_total") < 50; ++i) {
+    published.push_back(hub.publish("t", payload, {.kind = herald::PayloadKind::text}));
+    test::drain(ioc);
+  }
+  auto const sentinel = hub.publish("t", "sentinel");
+  published.push_back(sentinel);
+  test::drain(ioc);
+  CHECK(live.connections() == 1);
+  CHECK(hub.stats().slow_consumer_disconnects == 0);
+
+  slow.start_reading();
+  REQUIRE(run_until(ioc, [&] {
+    return slow.saw_id(sentinel) && test::metric(metrics, "herald_deliveries_total") == slow.ids().size();
+  }));
+  auto const got = received(slow);
+  auto const dropped = test::check_gaps(got, published, "t");
+  auto const notices = static_cast<std::uint64_t>(std::count_if(got.begin(), got.end(), [](auto const& r) { return r.gap; }));
+  for (auto const& r : got)
+    if (r.gap) CHECK(r.topic == "t");
+  CHECK(test::metric(metrics, "herald_dropped_events_total") == dropped);
+  CHECK(test::metric(metrics, "herald_gap_notices_total") == notices);
+  CHECK(metrics.text().find(R"(herald_overflows_total{channel="/ws",transport="websocket",policy="drop_oldest"} )") !=
+        std::string::npos);
+  CHECK(test::metric(metrics, "herald_overflows_total") == notices);
+  CHECK(slow.open());
+}
+
+TEST_CASE("websocket: coalesce_latest: a client that stops reading gets the newest event of each topic",
+          "[e2e][websocket][slow]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live{hub, "/ws",
+                                          {.limits = {.queue_events = 16, .queue_bytes = 1 << 20},
+                                           .overflow = herald::OverflowPolicy::coalesce_latest}};
+  herald::Metrics metrics;
+  metrics.add(live);
+  UserServer app{ioc, live, 4096};
+  test::WsClient slow{ioc};
+  slow.receive_buffer(4096);
+  slow.connect(app.ep, "/ws?topic=a&topic=b", /*read=*/false);
+  REQUIRE(run_until(ioc, [&] { return slow.open() && live.connections() == 1; }));
+
+  std::string const payload(1024, 'x');
+  std::map<std::string, std::vector<std::uint64_t>> published;
+  std::size_t n = 0;
+  for (int i = 0; i < 5000 && test::metric(metrics, "herald_coalesced_events_total") < 50; ++i, ++n) {
+    std::string const topic = i % 2 ? "b" : "a";
+    published[topic].push_back(hub.publish(topic, payload, {.kind = herald::PayloadKind::text}));
+    test::drain(ioc);
+  }
+  published["b"].push_back(hub.publish("b", "newest b"));
+  auto const last_a = hub.publish("a", "newest a");
+  published["a"].push_back(last_a);
+  n += 2;
+  test::drain(ioc);
+  CHECK(live.connections() == 1);
+
+  slow.start_reading();
+  REQUIRE(run_until(ioc, [&] {
+    return slow.saw_id(last_a) && test::metric(metrics, "herald_deliveries_total") == slow.ids().size();
+  }));
+  auto const got = received(slow);
+  auto const delivered = test::check_coalesced(got, published);
+  CHECK(test::metric(metrics, "herald_coalesced_events_total") == n - delivered);
+  CHECK(test::metric(metrics, "herald_deliveries_total") == delivered);
+  CHECK(test::metric(metrics, "herald_gap_notices_total") == 0);
+  CHECK(slow.open());
+}
+
+TEST_CASE("websocket: reset still replaces a slow client's queue with a reset notice", "[e2e][websocket][slow]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live{hub, "/ws",
+                                          {.limits = {.queue_events = 16, .queue_bytes = 1 << 20},
+                                           .overflow = herald::OverflowPolicy::reset}};
+  herald::Metrics metrics;
+  metrics.add(live);
+  UserServer app{ioc, live, 4096};
+  test::WsClient slow{ioc};
+  slow.receive_buffer(4096);
+  slow.connect(app.ep, "/ws?topic=t", /*read=*/false);
+  REQUIRE(run_until(ioc, [&] { return slow.open() && live.connections() == 1; }));
+  std::string const payload(1024, 'x');
+  for (int i = 0; i < 5000 && hub.stats().reset_reasons.slow_consumer == 0; ++i) {
+    hub.publish("t", payload, {.kind = herald::PayloadKind::text});
+    test::drain(ioc);
+  }
+  REQUIRE(hub.stats().reset_reasons.slow_consumer >= 1);
+  auto const sentinel = hub.publish("t", "sentinel");
+  slow.start_reading();
+  REQUIRE(run_until(ioc, [&] { return slow.saw_id(sentinel); }));
+  CHECK(slow.count_with("event") >= 1);  // the reset notice: {"event":"reset",…}
+  CHECK(test::metric(metrics, "herald_overflows_total") == hub.stats().reset_reasons.slow_consumer);
+  CHECK(slow.open());
 }
