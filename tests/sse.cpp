@@ -539,116 +539,109 @@ TEST_CASE("sse: on_open and on_close see every stream once, with a working Sessi
 
 namespace {
 
-/** What an SSE client received: events (bare payloads, or envelopes with `envelope`) and gap
-    notices (`event: gap`, or an envelope whose "event" is "gap"). */
-std::vector<test::Received> received(SseClient& c, bool envelope) {
-  std::vector<test::Received> out;
-  for (auto const& e : c.events()) {
-    test::Received r;
-    r.id = std::stoull(e.id);
-    if (envelope) {
-      auto const j = nlohmann::json::parse(e.data);
-      r.topic = j["topic"].get<std::string>();
-      r.gap = j.value("event", "") == "gap";
-      if (r.gap) r.data = j["data"];
-    } else if (e.type == "gap") {
-      r.gap = true;
-      r.data = nlohmann::json::parse(e.data);
-    }
-    out.push_back(std::move(r));
+/** A channel under `policy` with a queue of 16 events, served with a small send buffer, its
+    counters, and a client on `target` that does not read until told to (start_reading). */
+struct SlowClient {
+  SlowClient(herald::OverflowPolicy policy, std::string const& target)
+      : feed{hub, "/events", {.limits = {.queue_events = 16, .queue_bytes = 1 << 20}, .overflow = policy}},
+        app{ioc, feed},
+        c{ioc} {
+    metrics.add(feed);
+    c.raw.receive_buffer(4096);
+    c.raw.get(app.ep, target, accept_sse, /*read=*/false);
+    REQUIRE(run_until(ioc, [&] { return feed.connections() == 1; }));
   }
-  return out;
-}
 
-/// A stream on `app` whose client does not read until told to (start_reading).
-void connect_slow(SseClient& c, AppServer const& app, std::string const& target) {
-  c.raw.receive_buffer(4096);
-  c.raw.get(app.ep, target, accept_sse, /*read=*/false);
-}
+  /// Publish a 1 KiB event (bounded) until `done`; every publish returns at once.
+  std::vector<herald::EventId> publish_until(std::function<std::string(int)> const& topic,
+                                             std::function<bool()> const& done) {
+    std::string const payload(1024, 'x');
+    std::vector<herald::EventId> ids;
+    for (int i = 0; i < 5000 && !done(); ++i) {
+      ids.push_back(hub.publish(topic(i), payload));
+      test::drain(ioc);
+    }
+    return ids;
+  }
+
+  std::uint64_t metric(std::string_view family) const { return test::metric(metrics, family); }
+
+  /// Read until `id` arrived and every write completed (its events then count as delivered).
+  void read_until(herald::EventId id) {
+    c.raw.start_reading();
+    REQUIRE(run_until(ioc, [&] { return c.saw_id(id) && metric("herald_deliveries_total") == c.events().size(); }));
+  }
+
+  /** Events (bare payloads, or envelopes with `envelope`) and gap notices (`event: gap`, or an
+      envelope whose "event" is "gap"), in order. */
+  std::vector<test::Received> received(bool envelope) {
+    std::vector<test::Received> out;
+    for (auto const& e : c.events()) {
+      test::Received r;
+      r.id = std::stoull(e.id);
+      if (envelope) {
+        auto const j = nlohmann::json::parse(e.data);
+        r.topic = j["topic"].get<std::string>();
+        r.gap = j.value("event", "") == "gap";
+        if (r.gap) r.data = j["data"];
+      } else if (e.type == "gap") {
+        r.gap = true;
+        r.data = nlohmann::json::parse(e.data);
+      }
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::Sse> feed;
+  herald::Metrics metrics;
+  AppServer app;
+  SseClient c;
+};
 
 }  // namespace
 
 TEST_CASE("sse: drop_oldest: a client that stops reading gets a gap notice, then the newest events",
           "[e2e][sse][slow]") {
-  net::io_context ioc;
-  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
-  herald::Channel<herald::Sse> feed{hub, "/events",
-                                    {.limits = {.queue_events = 16, .queue_bytes = 1 << 20},
-                                     .overflow = herald::OverflowPolicy::drop_oldest}};
-  herald::Metrics metrics;
-  metrics.add(feed);
-  AppServer app{ioc, feed};
-  SseClient slow{ioc};
-  connect_slow(slow, app, "/events?topic=t");
-  REQUIRE(run_until(ioc, [&] { return feed.connections() == 1; }));
-
-  // Publish (bounded) until the queue drops events, then more: the stream stays up.
-  std::string const payload(1024, 'x');
-  std::vector<herald::EventId> published;
-  for (int i = 0; i < 5000 && test::metric(metrics, "herald_dropped_events_total") < 50; ++i) {
-    published.push_back(hub.publish("t", payload));
-    test::drain(ioc);
-  }
-  auto const sentinel = hub.publish("t", "sentinel");
+  SlowClient s{herald::OverflowPolicy::drop_oldest, "/events?topic=t"};
+  auto published = s.publish_until([](int) { return "t"; }, [&] { return s.metric("herald_dropped_events_total") >= 50; });
+  auto const sentinel = s.hub.publish("t", "sentinel");
   published.push_back(sentinel);
-  test::drain(ioc);
-  CHECK(feed.connections() == 1);
-  CHECK(hub.stats().slow_consumer_disconnects == 0);
+  test::drain(s.ioc);
+  CHECK(s.feed.connections() == 1);
+  CHECK(s.hub.stats().slow_consumer_disconnects == 0);
 
-  slow.raw.start_reading();
-  // Until the last write completed, which is when its events count as delivered.
-  REQUIRE(run_until(ioc, [&] {
-    return slow.saw_id(sentinel) && test::metric(metrics, "herald_deliveries_total") == slow.events().size();
-  }));
-  auto const got = received(slow, false);
+  s.read_until(sentinel);
+  auto const got = s.received(false);
   auto const dropped = test::check_gaps(got, published, "t");
   auto const notices = static_cast<std::uint64_t>(std::count_if(got.begin(), got.end(), [](auto const& r) { return r.gap; }));
-  CHECK(test::metric(metrics, "herald_dropped_events_total") == dropped);
-  CHECK(test::metric(metrics, "herald_gap_notices_total") == notices);
-  CHECK(test::metric(metrics, "herald_overflows_total") == notices);
-  CHECK(metrics.text().find(R"(policy="drop_oldest")") != std::string::npos);
-  CHECK(test::metric(metrics, "herald_deliveries_total") == got.size());
-  CHECK_FALSE(slow.raw.closed());
+  CHECK(s.metric("herald_dropped_events_total") == dropped);
+  CHECK(s.metric("herald_gap_notices_total") == notices);
+  CHECK(s.metric("herald_overflows_total") == notices);
+  CHECK(s.metrics.text().find(R"(policy="drop_oldest")") != std::string::npos);
+  CHECK_FALSE(s.c.raw.closed());
 }
 
 TEST_CASE("sse: coalesce_latest: a client that stops reading gets the newest event of each topic",
           "[e2e][sse][slow]") {
-  net::io_context ioc;
-  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
-  herald::Channel<herald::Sse> feed{hub, "/events",
-                                    {.limits = {.queue_events = 16, .queue_bytes = 1 << 20},
-                                     .overflow = herald::OverflowPolicy::coalesce_latest}};
-  herald::Metrics metrics;
-  metrics.add(feed);
-  AppServer app{ioc, feed};
-  SseClient slow{ioc};
-  connect_slow(slow, app, "/events?topic=a&topic=b&envelope");
-  REQUIRE(run_until(ioc, [&] { return feed.connections() == 1; }));
-
-  std::string const payload(1024, 'x');
+  SlowClient s{herald::OverflowPolicy::coalesce_latest, "/events?topic=a&topic=b&envelope"};
+  auto const ids = s.publish_until([](int i) { return i % 2 ? "b" : "a"; },
+                                   [&] { return s.metric("herald_coalesced_events_total") >= 50; });
   std::map<std::string, std::vector<herald::EventId>> published;
-  std::size_t n = 0;
-  for (int i = 0; i < 5000 && test::metric(metrics, "herald_coalesced_events_total") < 50; ++i, ++n) {
-    std::string const topic = i % 2 ? "b" : "a";
-    published[topic].push_back(hub.publish(topic, payload));
-    test::drain(ioc);
-  }
-  auto const last_b = hub.publish("b", "newest b");
-  auto const last_a = hub.publish("a", "newest a");
-  published["b"].push_back(last_b);
+  for (std::size_t i = 0; i < ids.size(); ++i) published[i % 2 ? "b" : "a"].push_back(ids[i]);
+  published["b"].push_back(s.hub.publish("b", "newest b"));
+  auto const last_a = s.hub.publish("a", "newest a");
   published["a"].push_back(last_a);
-  n += 2;
-  test::drain(ioc);
-  CHECK(feed.connections() == 1);
+  test::drain(s.ioc);
+  CHECK(s.feed.connections() == 1);
 
-  slow.raw.start_reading();
-  REQUIRE(run_until(ioc, [&] {
-    return slow.saw_id(last_a) && test::metric(metrics, "herald_deliveries_total") == slow.events().size();
-  }));
-  auto const got = received(slow, true);
+  s.read_until(last_a);
+  auto const got = s.received(true);
   auto const delivered = test::check_coalesced(got, published);
-  CHECK(test::metric(metrics, "herald_coalesced_events_total") == n - delivered);
-  CHECK(test::metric(metrics, "herald_deliveries_total") == delivered);
-  CHECK(test::metric(metrics, "herald_gap_notices_total") == 0);
-  CHECK(test::metric(metrics, "herald_overflows_total") > 0);
+  CHECK(s.metric("herald_coalesced_events_total") == ids.size() + 2 - delivered);  // not delivered
+  CHECK(s.metric("herald_deliveries_total") == delivered);
+  CHECK(s.metric("herald_gap_notices_total") == 0);
+  CHECK(s.metric("herald_overflows_total") > 0);
 }

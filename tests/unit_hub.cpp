@@ -795,7 +795,7 @@ TEST_CASE("Subscriber: drop_oldest drops the oldest events and puts a gap notice
   CHECK(notice.kind == herald::PayloadKind::json);
   CHECK(notice.id == 3);  // the last id dropped: below everything that follows
   CHECK(gap_ranges(notice) == std::vector<R>{{"t", 1, 3, 3}});
-  CHECK(ids_of({got.begin() + 1, got.end()}) == std::vector<EventId>{4, 5, 6, 7});
+  CHECK(ids_of(std::vector<EventPtr>(got.begin() + 1, got.end())) == std::vector<EventId>{4, 5, 6, 7});
 
   // The next write cycle starts afresh: no notice until the budget is hit again.
   sub->shed = {};
@@ -806,7 +806,7 @@ TEST_CASE("Subscriber: drop_oldest drops the oldest events and puts a gap notice
   auto const again = sub->drain();
   REQUIRE(again.size() == 5);
   CHECK(gap_ranges(again[0]->event()) == std::vector<R>{{"t", 12, 13, 2}});
-  CHECK(ids_of({again.begin() + 1, again.end()}) == std::vector<EventId>{14, 15, 16, 17});
+  CHECK(ids_of(std::vector<EventPtr>(again.begin() + 1, again.end())) == std::vector<EventId>{14, 15, 16, 17});
 }
 
 TEST_CASE("Subscriber: a gap notice names each topic's range and follows kept replays", "[unit][hub]") {
@@ -824,13 +824,13 @@ TEST_CASE("Subscriber: a gap notice names each topic's range and follows kept re
 
   auto const got = sub->drain();
   REQUIRE(got.size() == 6);
-  CHECK(ids_of({got.begin(), got.begin() + 2}) == std::vector<EventId>{1, 2});
+  CHECK(ids_of(std::vector<EventPtr>(got.begin(), got.begin() + 2)) == std::vector<EventId>{1, 2});
   auto const& notice = got[2]->event();
   CHECK(notice.event_kind == herald::EventKind::gap);
   CHECK(notice.topic.empty());  // several topics
   CHECK(notice.id == 6);
   CHECK(gap_ranges(notice) == std::vector<R>{{"a", 3, 6, 3}, {"b", 4, 4, 1}});
-  CHECK(ids_of({got.begin() + 3, got.end()}) == std::vector<EventId>{7, 8, 9});
+  CHECK(ids_of(std::vector<EventPtr>(got.begin() + 3, got.end())) == std::vector<EventId>{7, 8, 9});
 }
 
 TEST_CASE("Subscriber: drop_oldest under the byte budget, and an event larger than it", "[unit][hub]") {
@@ -850,7 +850,7 @@ TEST_CASE("Subscriber: drop_oldest under the byte budget, and an event larger th
   auto got = sub->drain();
   REQUIRE(got.size() == 3);
   CHECK(gap_ranges(got[0]->event()) == std::vector<R>{{"t", 1, 2, 2}});
-  CHECK(ids_of({got.begin() + 1, got.end()}) == std::vector<EventId>{3, 4});
+  CHECK(ids_of(std::vector<EventPtr>(got.begin() + 1, got.end())) == std::vector<EventId>{3, 4});
 
   // Alone over the budget: the event itself is dropped, and named.
   hub.publish("t", std::string(3 * size, 'x'));  // 5
@@ -914,7 +914,7 @@ TEST_CASE("Subscriber: coalesce_latest keeps the newest queued event of each top
   auto const got = tight->drain();
   REQUIRE(got.size() == 3);
   CHECK(gap_ranges(got[0]->event()) == std::vector<R>{{"a", 15, 15, 1}});
-  CHECK(ids_of({got.begin() + 1, got.end()}) == std::vector<EventId>{16, 17});
+  CHECK(ids_of(std::vector<EventPtr>(got.begin() + 1, got.end())) == std::vector<EventId>{16, 17});
   CHECK(tight->shed.dropped == 1);
   CHECK(tight->shed.coalesced == 0);
 }
