@@ -131,7 +131,7 @@ class Inbox {
       push(ev, true);
       live_events_ += 1;
       live_bytes_ += size;
-      distinct_ = false;
+      if (shedding_) shedding_->distinct = false;
       return Offer::queued;
     }
     switch (limits_.policy) {
@@ -157,11 +157,12 @@ class Inbox {
     push(ev, true);
     live_events_ += 1;
     live_bytes_ += size;
-    if (limits_.policy == OverflowPolicy::coalesce_latest) coalesce(size_of, shed);
+    auto& st = *shedding_;
+    if (limits_.policy == OverflowPolicy::coalesce_latest) coalesce(st, size_of, shed);
     // The new event is the newest live one: in the worst case (larger than the byte budget on
     // its own) it goes too, and the notice names it.
-    for (; over() && scan_ < pending_.size(); ++scan_)
-      if (pending_[scan_] && live_[scan_]) drop(scan_, size_of, shed);
+    for (; over() && st.scan < pending_.size(); ++st.scan)
+      if (pending_[st.scan] && st.live[st.scan]) drop(st, st.scan, size_of, shed);
     return Offer::queued;
   }
 
@@ -169,30 +170,43 @@ class Inbox {
       and without holes. False when nothing was queued. */
   bool take(std::vector<EventPtr>& out) {
     if (pending_.empty()) return false;
-    if (gap_open_) {
-      pending_[gap_at_] = make_gap_notice(gap_->ranges(), gap_->last);
-      gap_->clear();
-      gap_open_ = false;
+    if (shedding_) {
+      auto& st = *shedding_;
+      if (st.open) {
+        pending_[st.at] = make_gap_notice(st.ranges(), st.last);
+        st.clear();
+      }
+      st.live.clear();
+      st.scan = 0;
+      st.distinct = false;
     }
     if (holes_) std::erase(pending_, nullptr);
     out.swap(pending_);  // both vectors keep their capacity: no allocation in steady state
-    live_.clear();
     live_events_ = 0;
     live_bytes_ = 0;
-    scan_ = 0;
     holes_ = false;
     cycle_overflowed_ = false;
-    distinct_ = false;
     return true;
   }
 
  private:
-  /// The gap being gathered, and coalesce_latest's scratch: allocated at the first overflow.
-  struct Gap {
+  /** What drop_oldest and coalesce_latest keep beside the queue, allocated by the first push
+      under them (so a connection under disconnect or reset pays one pointer for it). */
+  struct Shedding {
+    /// Per entry of pending_: whether it is live.
+    std::vector<std::uint8_t> live;
+    /// The gap being gathered: per topic, and the topics beyond max_gap_topics.
     std::vector<GapRange> named;
     GapRange rest{"*"};
     EventId last = 0;
+    /// coalesce_latest's scratch.
     std::unordered_set<std::string_view> seen;
+    /// Where the next oldest live event is looked for (every live one before it was dropped).
+    std::size_t scan = 0;
+    /// Where the notice goes, when `open`.
+    std::size_t at = 0;
+    bool open = false;
+    bool distinct = false;  // coalesce_latest: no two live entries share a topic
 
     void add(std::string_view topic, EventId id) {
       last = id;
@@ -214,15 +228,20 @@ class Inbox {
     void clear() {
       named.clear();
       rest = GapRange{"*"};
+      open = false;
     }
   };
 
-  bool tracks() const noexcept { return limits_.policy >= OverflowPolicy::drop_oldest; }
+  bool tracks() const noexcept {
+    return limits_.policy == OverflowPolicy::drop_oldest || limits_.policy == OverflowPolicy::coalesce_latest;
+  }
   bool over() const noexcept { return live_events_ > limits_.events || live_bytes_ > limits_.bytes; }
 
   void push(EventPtr const& ev, bool live) {
     pending_.push_back(ev);
-    if (tracks()) live_.push_back(live ? 1 : 0);
+    if (!tracks()) return;
+    if (!shedding_) shedding_ = std::make_unique<Shedding>();
+    shedding_->live.push_back(live ? 1 : 0);
   }
 
   void clear() {
@@ -231,12 +250,7 @@ class Inbox {
     live_bytes_ = 0;
   }
 
-  Gap& gap() {
-    if (!gap_) gap_ = std::make_unique<Gap>();
-    return *gap_;
-  }
-
-  /// Make live entry `i` a hole; the caller accounts for it.
+  /// Make live entry `i` a hole, no longer counted against the budgets.
   template <class SizeOf>
   void hole(std::size_t i, SizeOf& size_of) {
     live_events_ -= 1;
@@ -246,13 +260,13 @@ class Inbox {
   }
 
   template <class SizeOf>
-  void drop(std::size_t i, SizeOf& size_of, Shed& shed) {
+  void drop(Shedding& st, std::size_t i, SizeOf& size_of, Shed& shed) {
     auto const& e = pending_[i]->event();
-    gap().add(e.topic, e.id);
+    st.add(e.topic, e.id);
     hole(i, size_of);
-    if (!gap_open_) shed.notice = true;
-    gap_open_ = true;
-    gap_at_ = i;  // the notice follows what was dropped
+    if (!st.open) shed.notice = true;
+    st.open = true;
+    st.at = i;  // the notice follows what was dropped
     ++shed.dropped;
   }
 
@@ -261,41 +275,33 @@ class Inbox {
       (not again until a plain push: when every topic is over the budget, each offer would
       otherwise pay for a pass that finds nothing). */
   template <class SizeOf>
-  void coalesce(SizeOf& size_of, Shed& shed) {
+  void coalesce(Shedding& st, SizeOf& size_of, Shed& shed) {
     std::string_view const topic = pending_.back()->event().topic;
-    for (std::size_t i = pending_.size() - 1; i-- > scan_;)
-      if (pending_[i] && live_[i] && pending_[i]->event().topic == topic) {
+    for (std::size_t i = pending_.size() - 1; i-- > st.scan;)
+      if (pending_[i] && st.live[i] && pending_[i]->event().topic == topic) {
         hole(i, size_of);
         ++shed.coalesced;
       }
-    if (!over() || distinct_) return;
-    auto& seen = gap().seen;
-    seen.clear();
-    for (std::size_t i = pending_.size(); i-- > scan_;) {
-      if (!pending_[i] || !live_[i]) continue;
-      if (seen.insert(pending_[i]->event().topic).second) continue;
+    if (!over() || st.distinct) return;
+    st.seen.clear();
+    for (std::size_t i = pending_.size(); i-- > st.scan;) {
+      if (!pending_[i] || !st.live[i]) continue;
+      if (st.seen.insert(pending_[i]->event().topic).second) continue;
       hole(i, size_of);
       ++shed.coalesced;
     }
-    seen.clear();
-    distinct_ = true;
+    st.seen.clear();
+    st.distinct = true;
   }
 
   QueueLimits const limits_;
   std::vector<EventPtr> pending_;
-  /// Under drop_oldest and coalesce_latest, per entry of pending_: whether it is live.
-  std::vector<std::uint8_t> live_;
   /// What live (not replayed) events occupy of pending_: the part the bound applies to.
   std::size_t live_events_ = 0;
   std::size_t live_bytes_ = 0;
-  std::unique_ptr<Gap> gap_;
-  /// Where the next oldest live event is looked for (every live one before it was dropped).
-  std::size_t scan_ = 0;
-  std::size_t gap_at_ = 0;
-  bool gap_open_ = false;
+  std::unique_ptr<Shedding> shedding_;
   bool holes_ = false;
   bool cycle_overflowed_ = false;
-  bool distinct_ = false;  // coalesce_latest: no two live entries share a topic
   bool overflowed_ = false;
 };
 

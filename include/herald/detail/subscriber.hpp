@@ -37,7 +37,7 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
       missed. */
   Offer offer(EventPtr const& ev, bool replay = false) {
     Shed shed;
-    Offer result;
+    Offer result = Offer::queued;
     bool wake = false;
     {
       std::lock_guard lock{mutex_};
@@ -102,9 +102,9 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   virtual void on_ready() = 0;
   /// The bound was exceeded under OverflowPolicy::disconnect: schedule a close. Must not block.
   virtual void on_overflow() = 0;
-  /** The queue made room under OverflowPolicy::drop_oldest or coalesce_latest (`shed` says
-      how), for the counters. Called on the publishing thread, without the inbox's lock. Must
-      not block. */
+  /** The queue hit its budget, or made room under OverflowPolicy::drop_oldest or
+      coalesce_latest (`shed` says which), for the counters. Called on the publishing thread,
+      without the inbox's lock. Must not block. */
   virtual void on_shed(Shed const&) {}
   /// Bytes `ev` occupies on this connection's wire (encoding it if needed).
   virtual std::size_t wire_size(StoredEvent const& ev) const = 0;
