@@ -370,6 +370,24 @@ TEST_CASE("client: envelopes keep JSON payloads byte for byte and decode text, b
   CHECK(e->reset->reason == "cursor_expired");
   CHECK(e->event.event_kind == herald::EventKind::reset);
 
+  e = parse(R"({"id":57,"topic":"","event":"gap","data":{"reason":"slow_consumer","missed":[)"
+            R"({"topic":"a","first":41,"last":57,"count":12},{"topic":"*","first":43,"last":50,"count":3}]}})");
+  REQUIRE(e);
+  REQUIRE(e->gap);
+  CHECK(e->gap->id == 57);
+  CHECK(e->gap->reason == "slow_consumer");
+  REQUIRE(e->gap->missed.size() == 2);
+  CHECK(e->gap->missed[0].topic == "a");
+  CHECK(e->gap->missed[0].first == 41);
+  CHECK(e->gap->missed[0].last == 57);
+  CHECK(e->gap->missed[0].count == 12);
+  CHECK(e->gap->missed[1].topic == "*");
+  CHECK(e->event.event_kind == herald::EventKind::gap);
+  // A typed event named "gap" whose data is not a notice stays an event.
+  e = parse(R"({"id":6,"topic":"t","event":"gap","data":{"missed":"nothing"}})");
+  REQUIRE(e);
+  CHECK_FALSE(e->gap);
+
   // A typed event named "reset" whose data is not a notice stays an event.
   e = parse(R"({"id":5,"topic":"t","event":"reset","data":"the game"})");
   REQUIRE(e);
@@ -702,6 +720,52 @@ void expired_cursor_is_a_reset() {
   CHECK(rec.resets[0].topic == "a");  // SSE: the one topic followed; WebSocket: the envelope's
 }
 
+/** A burst the server's queue (drop_oldest, 8 events) cannot hold before the connection gets to
+    write it: the client reports the gap notice through on_gap, in its place, then the newest. */
+template <class Client>
+void gap_is_reported() {
+  using T = Transport<Client>;
+  net::io_context ioc;
+  World w{ioc, {.first_id = 1}, {.limits = {.queue_events = 8}, .overflow = herald::OverflowPolicy::drop_oldest}};
+  Client c{ioc.get_executor(), w.url(T::scheme, T::path),
+           {.topics = {"a"}, .backoff = quick_backoff(), .poll = {.wait = 5s}}};
+  Record rec;
+  rec.attach(c);
+  c.start();
+  // Subscribed once an event arrives: a probe every 20 ms until one does (one published before
+  // a WebSocket's subscription took effect is not for it), then a fence for what is in flight.
+  auto probed = std::chrono::steady_clock::time_point{};
+  REQUIRE(run_until(ioc, [&] {
+    if (!rec.events.empty()) return true;
+    if (rec.open() && std::chrono::steady_clock::now() - probed > 20ms) {
+      w.hub.publish("a", "probe");
+      probed = std::chrono::steady_clock::now();
+    }
+    return false;
+  }));
+  auto const fence = w.hub.publish("a", "fence");
+  REQUIRE(run_until(ioc, [&] { return rec.saw(fence); }));
+  auto const before = rec.ids();
+  std::vector<herald::EventId> burst;  // published before the loop turns
+  for (int i = 0; i < 30; ++i) burst.push_back(w.hub.publish("a", std::to_string(i)));
+  REQUIRE(run_until(ioc, [&] { return rec.saw(burst.back()); }));
+  REQUIRE(rec.gaps.size() == 1);
+  CHECK(rec.gap_at == std::vector<std::size_t>{before.size()});
+  auto const& g = rec.gaps[0];
+  CHECK(g.reason == "slow_consumer");
+  CHECK(g.id == burst[21]);
+  REQUIRE(g.missed.size() == 1);
+  CHECK(g.missed[0].topic == "a");
+  CHECK(g.missed[0].first == burst[0]);
+  CHECK(g.missed[0].last == burst[21]);
+  CHECK(g.missed[0].count == 22);
+  auto expected = before;
+  expected.insert(expected.end(), burst.begin() + 22, burst.end());
+  CHECK(rec.ids() == expected);
+  CHECK(c.stats().gaps == 1);
+  CHECK(c.stats().duplicates == 0);
+}
+
 }  // namespace
 
 TEST_CASE("client: every transport follows a channel and resumes across disconnects exactly once",
@@ -715,6 +779,12 @@ TEST_CASE("client: a cursor older than the history is reported as a reset on eve
   SECTION("sse") { expired_cursor_is_a_reset<hc::SseClient>(); }
   SECTION("websocket") { expired_cursor_is_a_reset<hc::WebSocketClient>(); }
   SECTION("polling") { expired_cursor_is_a_reset<hc::PollingClient>(); }
+}
+
+TEST_CASE("client: a gap notice is reported through on_gap on every transport", "[e2e][client][slow]") {
+  SECTION("sse") { gap_is_reported<hc::SseClient>(); }
+  SECTION("websocket") { gap_is_reported<hc::WebSocketClient>(); }
+  SECTION("polling") { gap_is_reported<hc::PollingClient>(); }
 }
 
 TEST_CASE("client websocket: subscribe and unsubscribe at run time, messages both ways, binary events, refusals",

@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -30,6 +31,7 @@
 #include "fixture.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
+#include "slow_consumer.hpp"
 
 namespace {
 
@@ -918,4 +920,99 @@ TEST_CASE("polling: destroying everything while polls are held leaks nothing", "
   held.request(f.ep, get("/poll?topic=t&wait=30&since=0"));
   REQUIRE(run_until(f.ioc, [&] { return f.poll.connections() == 1; }));
   held.close();  // the server has not run since: it never sees the close
+}
+
+// --- slow consumers: a client that stops polling, under each overflow policy ------------------
+
+namespace {
+
+/// A poll answer's entries as the slow-consumer checks read them.
+std::vector<test::Received> received_in(json const& body) {
+  std::vector<test::Received> out;
+  for (auto const& e : body["events"]) {
+    test::Received r;
+    r.id = e["id"].get<EventId>();
+    r.topic = e["topic"].get<std::string>();
+    r.gap = e.value("event", "") == "gap";
+    if (r.gap) r.data = e["data"];
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("polling: drop_oldest: a client that stopped polling gets a gap entry, then the newest events",
+          "[e2e][polling][slow]") {
+  Fixture f{{.limits = {.queue_events = 8}, .overflow = herald::OverflowPolicy::drop_oldest},
+            {.default_limit = 100}, {.history_events = 100, .first_id = 1}};
+  herald::Metrics metrics;
+  metrics.add(f.poll);
+  auto const cursor = f.once(get("/poll?topic=t")).body_json()["cursor"].get<EventId>();
+  std::vector<EventId> published;
+  for (int i = 0; i < 30; ++i) published.push_back(f.hub.publish("t", "e" + std::to_string(i)));
+
+  auto const j = f.once(get("/poll?topic=t&since=" + std::to_string(cursor))).body_json();
+  auto const got = received_in(j);
+  REQUIRE(got.size() == 9);
+  REQUIRE(got[0].gap);
+  CHECK(got[0].topic == "t");
+  CHECK(got[0].data["missed"] == json::array({{{"topic", "t"}, {"first", published[0]}, {"last", published[21]},
+                                               {"count", 22}}}));
+  CHECK(test::check_gaps(got, published, "t") == 22);
+  CHECK(j["cursor"] == published.back());
+  CHECK_FALSE(j.contains("reset"));
+  CHECK(test::metric(metrics, "herald_dropped_events_total") == 22);
+  CHECK(test::metric(metrics, "herald_gap_notices_total") == 1);
+  CHECK(metrics.text().find(R"(herald_overflows_total{channel="/poll",transport="polling",policy="drop_oldest"} 1)") !=
+        std::string::npos);
+
+  SECTION("within the budget nothing is dropped") {
+    auto const k = f.once(get("/poll?topic=t&since=" + std::to_string(published[23]))).body_json();
+    CHECK(ids_in(k) == std::vector<EventId>(published.begin() + 24, published.end()));
+  }
+  SECTION("a held long poll's burst goes through the same queue") {
+    test::RawClient c{f.ioc};
+    c.request(f.ep, get("/poll?topic=t&wait=10&since=" + std::to_string(published.back())));
+    REQUIRE(run_until(f.ioc, [&] { return f.poll.connections() == 1; }));
+    std::vector<EventId> burst;  // published before the held poll's wake-up runs
+    for (int i = 0; i < 12; ++i) burst.push_back(f.hub.publish("t", "b"));
+    REQUIRE(run_until(f.ioc, [&] { return replies(c.data()).size() == 1; }));
+    auto const held = received_in(replies(c.data()).front().body_json());
+    REQUIRE(held.size() == 9);
+    CHECK(test::check_gaps(held, burst, "t") == 4);
+  }
+}
+
+TEST_CASE("polling: coalesce_latest: a client that stopped polling gets the newest event of each topic",
+          "[e2e][polling][slow]") {
+  Fixture f{{.limits = {.queue_events = 8}, .overflow = herald::OverflowPolicy::coalesce_latest},
+            {.default_limit = 100}, {.history_events = 100, .first_id = 1}};
+  herald::Metrics metrics;
+  metrics.add(f.poll);
+  auto const cursor = f.once(get("/poll?topic=a&topic=b")).body_json()["cursor"].get<EventId>();
+  std::map<std::string, std::vector<EventId>> published;
+  for (int i = 0; i < 30; ++i) {
+    std::string const topic = i % 3 == 0 ? "b" : "a";
+    published[topic].push_back(f.hub.publish(topic, std::to_string(i)));
+  }
+  auto const j = f.once(get("/poll?topic=a&topic=b&since=" + std::to_string(cursor))).body_json();
+  auto const got = received_in(j);
+  CHECK(test::check_coalesced(got, published) == got.size());
+  CHECK(got.size() < 9);
+  CHECK(test::metric(metrics, "herald_coalesced_events_total") == 30 - got.size());
+  CHECK(test::metric(metrics, "herald_gap_notices_total") == 0);
+  CHECK(test::metric(metrics, "herald_deliveries_total") == got.size());  // replaced ones are not delivered
+  CHECK(j["cursor"] == got.back().id);
+}
+
+TEST_CASE("polling: disconnect and reset page through history as before", "[e2e][polling][slow]") {
+  auto const policy = GENERATE(herald::OverflowPolicy::disconnect, herald::OverflowPolicy::reset);
+  Fixture f{{.limits = {.queue_events = 8}, .overflow = policy}, {.default_limit = 100},
+            {.history_events = 100, .first_id = 1}};
+  auto const cursor = f.once(get("/poll?topic=t")).body_json()["cursor"].get<EventId>();
+  std::vector<EventId> published;
+  for (int i = 0; i < 30; ++i) published.push_back(f.hub.publish("t", "x"));
+  auto const j = f.once(get("/poll?topic=t&since=" + std::to_string(cursor))).body_json();
+  CHECK(ids_in(j) == published);
 }

@@ -12,6 +12,10 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +23,7 @@
 #include "fixture.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
+#include "slow_consumer.hpp"
 #include "sse_reader.hpp"
 
 namespace {
@@ -59,6 +64,38 @@ struct SseClient {
     for (auto const& e : events()) out.push_back(e.id);
     return out;
   }
+};
+
+/** The application's own accept loop and request parsing, as a Beast server would have them,
+    handing each stream to `feed`. A small kernel send buffer makes a client that does not
+    read fall behind quickly. */
+struct AppServer {
+  AppServer(net::io_context& ioc, herald::Channel<herald::Sse>& feed)
+      : acceptor(ioc, {net::ip::make_address("127.0.0.1"), 0}), ep(acceptor.local_endpoint()) {
+    accept_one = [this, &ioc, &feed] {
+      acceptor.async_accept(net::make_strand(ioc), [this, &feed](boost::system::error_code ec, tcp::socket s) {
+        if (ec) return;
+        s.set_option(net::socket_base::send_buffer_size(4096));
+        auto conn = std::make_shared<Conn>(std::move(s));
+        http::async_read(conn->stream, conn->buffer, conn->req, [&feed, conn](boost::system::error_code ec, std::size_t) {
+          if (!ec) feed.accept(std::move(conn->stream), std::move(conn->req));
+        });
+        accept_one();
+      });
+    };
+    accept_one();
+  }
+
+  struct Conn {
+    explicit Conn(tcp::socket s) : stream(std::move(s)) {}
+    boost::beast::tcp_stream stream;
+    boost::beast::flat_buffer buffer;
+    herald::Request req;
+  };
+
+  tcp::acceptor acceptor;
+  tcp::endpoint ep;
+  std::function<void()> accept_one;
 };
 
 std::vector<std::string> ids_of(std::initializer_list<herald::EventId> ids) {
@@ -445,28 +482,8 @@ TEST_CASE("sse: embedding hands a parsed request and its stream to the channel",
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
   herald::Channel<herald::Sse> feed{hub, "/events",
                                     {.limits = {.queue_events = 64, .queue_bytes = 1 << 20}}};
-  tcp::acceptor acceptor{ioc, {net::ip::make_address("127.0.0.1"), 0}};
-  auto const ep = acceptor.local_endpoint();
-
-  struct Conn {
-    explicit Conn(tcp::socket s) : stream(std::move(s)) {}
-    boost::beast::tcp_stream stream;
-    boost::beast::flat_buffer buffer;
-    herald::Request req;
-  };
-  std::function<void()> accept_one = [&] {
-    acceptor.async_accept(net::make_strand(ioc), [&](boost::system::error_code ec, tcp::socket s) {
-      if (ec) return;
-      // A small kernel send buffer makes a non-reading client fall behind quickly.
-      s.set_option(net::socket_base::send_buffer_size(4096));
-      auto conn = std::make_shared<Conn>(std::move(s));
-      http::async_read(conn->stream, conn->buffer, conn->req, [&, conn](boost::system::error_code ec, std::size_t) {
-        if (!ec) feed.accept(std::move(conn->stream), std::move(conn->req));
-      });
-      accept_one();
-    });
-  };
-  accept_one();
+  AppServer app{ioc, feed};
+  auto const ep = app.ep;
 
   SseClient fast{ioc};
   test::RawClient slow{ioc};
@@ -516,4 +533,115 @@ TEST_CASE("sse: on_open and on_close see every stream once, with a working Sessi
   REQUIRE(run_until(f.ioc, [&] { return closed == 1 && c.closed(); }));
   CHECK(opened == 1);
   CHECK(f.feed.connections() == 0);
+}
+
+// --- slow consumers: a client that stops reading, under each overflow policy ------------------
+
+namespace {
+
+/** A channel under `policy` with a queue of 16 events, served with a small send buffer, its
+    counters, and a client on `target` that does not read until told to (start_reading). */
+struct SlowClient {
+  SlowClient(herald::OverflowPolicy policy, std::string const& target)
+      : feed{hub, "/events", {.limits = {.queue_events = 16, .queue_bytes = 1 << 20}, .overflow = policy}},
+        app{ioc, feed},
+        c{ioc} {
+    metrics.add(feed);
+    c.raw.receive_buffer(4096);
+    c.raw.get(app.ep, target, accept_sse, /*read=*/false);
+    REQUIRE(run_until(ioc, [&] { return feed.connections() == 1; }));
+  }
+
+  /// Publish a 1 KiB event (bounded) until `done`; every publish returns at once.
+  std::vector<herald::EventId> publish_until(std::function<std::string(int)> const& topic,
+                                             std::function<bool()> const& done) {
+    std::string const payload(1024, 'x');
+    std::vector<herald::EventId> ids;
+    for (int i = 0; i < 5000 && !done(); ++i) {
+      ids.push_back(hub.publish(topic(i), payload));
+      test::drain(ioc);
+    }
+    return ids;
+  }
+
+  std::uint64_t metric(std::string_view family) const { return test::metric(metrics, family); }
+
+  /// Read until `id` arrived and every write completed (its events then count as delivered).
+  void read_until(herald::EventId id) {
+    c.raw.start_reading();
+    REQUIRE(run_until(ioc, [&] { return c.saw_id(id) && metric("herald_deliveries_total") == c.events().size(); }));
+  }
+
+  /** Events (bare payloads, or envelopes with `envelope`) and gap notices (`event: gap`, or an
+      envelope whose "event" is "gap"), in order. */
+  std::vector<test::Received> received(bool envelope) {
+    std::vector<test::Received> out;
+    for (auto const& e : c.events()) {
+      test::Received r;
+      r.id = std::stoull(e.id);
+      if (envelope) {
+        auto const j = nlohmann::json::parse(e.data);
+        r.topic = j["topic"].get<std::string>();
+        r.gap = j.value("event", "") == "gap";
+        if (r.gap) r.data = j["data"];
+      } else if (e.type == "gap") {
+        r.gap = true;
+        r.data = nlohmann::json::parse(e.data);
+      }
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::Sse> feed;
+  herald::Metrics metrics;
+  AppServer app;
+  SseClient c;
+};
+
+}  // namespace
+
+TEST_CASE("sse: drop_oldest: a client that stops reading gets a gap notice, then the newest events",
+          "[e2e][sse][slow]") {
+  SlowClient s{herald::OverflowPolicy::drop_oldest, "/events?topic=t"};
+  auto published = s.publish_until([](int) { return "t"; }, [&] { return s.metric("herald_dropped_events_total") >= 50; });
+  auto const sentinel = s.hub.publish("t", "sentinel");
+  published.push_back(sentinel);
+  test::drain(s.ioc);
+  CHECK(s.feed.connections() == 1);
+  CHECK(s.hub.stats().slow_consumer_disconnects == 0);
+
+  s.read_until(sentinel);
+  auto const got = s.received(false);
+  auto const dropped = test::check_gaps(got, published, "t");
+  auto const notices = static_cast<std::uint64_t>(std::count_if(got.begin(), got.end(), [](auto const& r) { return r.gap; }));
+  CHECK(s.metric("herald_dropped_events_total") == dropped);
+  CHECK(s.metric("herald_gap_notices_total") == notices);
+  CHECK(s.metric("herald_overflows_total") == notices);
+  CHECK(s.metrics.text().find(R"(policy="drop_oldest")") != std::string::npos);
+  CHECK_FALSE(s.c.raw.closed());
+}
+
+TEST_CASE("sse: coalesce_latest: a client that stops reading gets the newest event of each topic",
+          "[e2e][sse][slow]") {
+  SlowClient s{herald::OverflowPolicy::coalesce_latest, "/events?topic=a&topic=b&envelope"};
+  auto const ids = s.publish_until([](int i) { return i % 2 ? "b" : "a"; },
+                                   [&] { return s.metric("herald_coalesced_events_total") >= 50; });
+  std::map<std::string, std::vector<herald::EventId>> published;
+  for (std::size_t i = 0; i < ids.size(); ++i) published[i % 2 ? "b" : "a"].push_back(ids[i]);
+  published["b"].push_back(s.hub.publish("b", "newest b"));
+  auto const last_a = s.hub.publish("a", "newest a");
+  published["a"].push_back(last_a);
+  test::drain(s.ioc);
+  CHECK(s.feed.connections() == 1);
+
+  s.read_until(last_a);
+  auto const got = s.received(true);
+  auto const delivered = test::check_coalesced(got, published);
+  CHECK(s.metric("herald_coalesced_events_total") == ids.size() + 2 - delivered);  // not delivered
+  CHECK(s.metric("herald_deliveries_total") == delivered);
+  CHECK(s.metric("herald_gap_notices_total") == 0);
+  CHECK(s.metric("herald_overflows_total") > 0);
 }

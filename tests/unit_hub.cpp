@@ -37,6 +37,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,7 @@ class TestSubscriber final : public herald::detail::Subscriber {
   std::atomic<int> ready{0};
   std::atomic<int> overflows{0};
   std::atomic<int> replayed{0};
+  herald::detail::Shed shed;  // summed over every offer
   boost::system::error_code replay_error;
 
   /// take() until it reports nothing left (which re-arms the wake-up), as a connection does.
@@ -74,6 +76,12 @@ class TestSubscriber final : public herald::detail::Subscriber {
  protected:
   void on_ready() override { ready.fetch_add(1, std::memory_order_relaxed); }
   void on_overflow() override { overflows.fetch_add(1, std::memory_order_relaxed); }
+  void on_shed(herald::detail::Shed const& s) override {
+    shed.overflow = shed.overflow || s.overflow;
+    shed.notice = shed.notice || s.notice;
+    shed.dropped += s.dropped;
+    shed.coalesced += s.coalesced;
+  }
   void on_replayed(boost::system::error_code ec) override {
     replay_error = ec;
     replayed.fetch_add(1, std::memory_order_relaxed);
@@ -749,6 +757,178 @@ TEST_CASE("Subscriber: a live event right after a large replay does not overflow
   hub.publish("t", "live");  // before the connection got to drain its replay
   CHECK(sub->overflows == 0);
   CHECK(sub->drain().size() == 11);
+}
+
+/// The ranges a gap notice names, as {topic, first, last, count} rows.
+std::vector<std::tuple<std::string, EventId, EventId, std::uint64_t>> gap_ranges(herald::Event const& notice) {
+  std::vector<std::tuple<std::string, EventId, EventId, std::uint64_t>> out;
+  auto const j = nlohmann::json::parse(notice.data);
+  CHECK(j["reason"] == "slow_consumer");
+  for (auto const& r : j["missed"])
+    out.emplace_back(r["topic"].get<std::string>(), r["first"].get<EventId>(), r["last"].get<EventId>(),
+                     r["count"].get<std::uint64_t>());
+  return out;
+}
+
+TEST_CASE("Subscriber: drop_oldest drops the oldest events and puts a gap notice in their place", "[unit][hub]") {
+  using R = std::tuple<std::string, EventId, EventId, std::uint64_t>;
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  auto sub = make_sub(QueueLimits{.events = 4, .policy = herald::OverflowPolicy::drop_oldest});
+  state.subscribe(sub, topics({"t"}), std::nullopt);
+
+  for (int i = 1; i <= 7; ++i) hub.publish("t", "e" + std::to_string(i));
+  CHECK(sub->overflows == 0);
+  CHECK(sub->ready == 1);
+  CHECK(sub->shed.overflow);
+  CHECK(sub->shed.notice);
+  CHECK(sub->shed.dropped == 3);
+  CHECK(hub.stats().resets == 0);
+
+  auto const got = sub->drain();
+  REQUIRE(got.size() == 5);
+  auto const& notice = got[0]->event();
+  CHECK(notice.event_kind == herald::EventKind::gap);
+  CHECK(notice.type == "gap");
+  CHECK(notice.topic == "t");
+  CHECK(notice.kind == herald::PayloadKind::json);
+  CHECK(notice.id == 3);  // the last id dropped: below everything that follows
+  CHECK(gap_ranges(notice) == std::vector<R>{{"t", 1, 3, 3}});
+  CHECK(ids_of(std::vector<EventPtr>(got.begin() + 1, got.end())) == std::vector<EventId>{4, 5, 6, 7});
+
+  // The next write cycle starts afresh: no notice until the budget is hit again.
+  sub->shed = {};
+  for (int i = 8; i <= 11; ++i) hub.publish("t", "x");
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{8, 9, 10, 11});
+  CHECK_FALSE(sub->shed.overflow);
+  for (int i = 12; i <= 17; ++i) hub.publish("t", "x");
+  auto const again = sub->drain();
+  REQUIRE(again.size() == 5);
+  CHECK(gap_ranges(again[0]->event()) == std::vector<R>{{"t", 12, 13, 2}});
+  CHECK(ids_of(std::vector<EventPtr>(again.begin() + 1, again.end())) == std::vector<EventId>{14, 15, 16, 17});
+}
+
+TEST_CASE("Subscriber: a gap notice names each topic's range and follows kept replays", "[unit][hub]") {
+  using R = std::tuple<std::string, EventId, EventId, std::uint64_t>;
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 100, .first_id = 1}};
+  auto& state = *hub.state();
+  hub.publish("a", "old1");  // 1
+  hub.publish("b", "old2");  // 2
+
+  auto sub = make_sub(QueueLimits{.events = 3, .policy = herald::OverflowPolicy::drop_oldest});
+  state.subscribe(sub, topics({"a", "b"}), EventId{0});  // replays 1, 2: exempt
+  for (char const* t : {"a", "b", "a", "a", "b", "b", "a"}) hub.publish(t, "x");  // 3..9
+  CHECK(sub->shed.dropped == 4);
+
+  auto const got = sub->drain();
+  REQUIRE(got.size() == 6);
+  CHECK(ids_of(std::vector<EventPtr>(got.begin(), got.begin() + 2)) == std::vector<EventId>{1, 2});
+  auto const& notice = got[2]->event();
+  CHECK(notice.event_kind == herald::EventKind::gap);
+  CHECK(notice.topic.empty());  // several topics
+  CHECK(notice.id == 6);
+  CHECK(gap_ranges(notice) == std::vector<R>{{"a", 3, 6, 3}, {"b", 4, 4, 1}});
+  CHECK(ids_of(std::vector<EventPtr>(got.begin() + 3, got.end())) == std::vector<EventId>{7, 8, 9});
+}
+
+TEST_CASE("Subscriber: drop_oldest under the byte budget, and an event larger than it", "[unit][hub]") {
+  using R = std::tuple<std::string, EventId, EventId, std::uint64_t>;
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  herald::Event probe;
+  probe.id = 1;
+  probe.data = std::string(100, 'p');
+  std::size_t const size = herald::detail::encode_sse(probe).size();  // ids 1..9 have equal size
+
+  auto sub = make_sub(QueueLimits{.events = 1000, .bytes = 2 * size + size / 2,
+                                  .policy = herald::OverflowPolicy::drop_oldest});
+  state.subscribe(sub, topics({"t"}), std::nullopt);
+  for (int i = 0; i < 4; ++i) hub.publish("t", probe.data);
+  auto got = sub->drain();
+  REQUIRE(got.size() == 3);
+  CHECK(gap_ranges(got[0]->event()) == std::vector<R>{{"t", 1, 2, 2}});
+  CHECK(ids_of(std::vector<EventPtr>(got.begin() + 1, got.end())) == std::vector<EventId>{3, 4});
+
+  // Alone over the budget: the event itself is dropped, and named.
+  hub.publish("t", std::string(3 * size, 'x'));  // 5
+  got = sub->drain();
+  REQUIRE(got.size() == 1);
+  CHECK(got[0]->id() == 5);
+  CHECK(gap_ranges(got[0]->event()) == std::vector<R>{{"t", 5, 5, 1}});
+}
+
+TEST_CASE("Subscriber: a gap notice names at most max_gap_topics topics, the rest as *", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  auto sub = make_sub(QueueLimits{.events = 1, .policy = herald::OverflowPolicy::drop_oldest});
+  state.subscribe(sub, TopicSet{{}, true}, std::nullopt);
+  std::size_t const n = herald::detail::max_gap_topics + 5;
+  for (std::size_t i = 0; i <= n; ++i) hub.publish("t" + std::to_string(i), "x");  // ids 1..n+1
+  auto const got = sub->drain();
+  REQUIRE(got.size() == 2);
+  auto const ranges = gap_ranges(got[0]->event());
+  REQUIRE(ranges.size() == herald::detail::max_gap_topics + 1);
+  CHECK(std::get<0>(ranges.front()) == "t0");
+  auto const& [topic, first, last, count] = ranges.back();
+  CHECK(topic == "*");
+  CHECK(first == herald::detail::max_gap_topics + 1);
+  CHECK(last == n);
+  CHECK(count == 5);
+  CHECK(got[1]->id() == n + 1);
+}
+
+TEST_CASE("Subscriber: coalesce_latest keeps the newest queued event of each topic", "[unit][hub]") {
+  using R = std::tuple<std::string, EventId, EventId, std::uint64_t>;
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
+  auto& state = *hub.state();
+  auto sub = make_sub(QueueLimits{.events = 4, .policy = herald::OverflowPolicy::coalesce_latest});
+  state.subscribe(sub, topics({"a", "b", "c"}), std::nullopt);
+
+  // Under the budget nothing is replaced.
+  for (char const* t : {"a", "a", "b", "b"}) hub.publish(t, "x");  // 1..4
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{1, 2, 3, 4});
+  CHECK_FALSE(sub->shed.overflow);
+
+  // The fifth hits the budget: the older "a"s give way to the newest.
+  for (char const* t : {"a", "b", "a", "b", "a"}) hub.publish(t, "x");  // 5..9
+  CHECK(sub->shed.overflow);
+  CHECK(sub->shed.coalesced == 2);
+  CHECK_FALSE(sub->shed.notice);
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{6, 8, 9});
+
+  // Several topics each with duplicates: one pass leaves one of each.
+  sub->shed = {};
+  for (char const* t : {"a", "b", "a", "b", "c"}) hub.publish(t, "x");  // 10..14
+  CHECK(sub->shed.coalesced == 2);
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{12, 13, 14});
+
+  // More topics than the budget holds even one each: the oldest go, with a gap notice.
+  auto tight = make_sub(QueueLimits{.events = 2, .policy = herald::OverflowPolicy::coalesce_latest});
+  state.subscribe(tight, topics({"a", "b", "c"}), std::nullopt);
+  for (char const* t : {"a", "b", "c"}) hub.publish(t, "x");  // 15..17
+  auto const got = tight->drain();
+  REQUIRE(got.size() == 3);
+  CHECK(gap_ranges(got[0]->event()) == std::vector<R>{{"a", 15, 15, 1}});
+  CHECK(ids_of(std::vector<EventPtr>(got.begin() + 1, got.end())) == std::vector<EventId>{16, 17});
+  CHECK(tight->shed.dropped == 1);
+  CHECK(tight->shed.coalesced == 0);
+}
+
+TEST_CASE("Subscriber: coalesce_latest leaves replayed history alone", "[unit][hub]") {
+  boost::asio::io_context ioc;
+  Hub hub{ioc.get_executor(), HubOptions{.history_events = 100, .first_id = 1}};
+  auto& state = *hub.state();
+  for (int i = 0; i < 3; ++i) hub.publish("a", "x");  // 1..3
+  auto sub = make_sub(QueueLimits{.events = 2, .policy = herald::OverflowPolicy::coalesce_latest});
+  state.subscribe(sub, topics({"a"}), EventId{0});
+  for (int i = 0; i < 3; ++i) hub.publish("a", "x");  // 4..6
+  CHECK(ids_of(sub->drain()) == std::vector<EventId>{1, 2, 3, 6});
+  CHECK(sub->shed.coalesced == 2);
 }
 
 // =============================================================================================

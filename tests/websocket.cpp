@@ -32,6 +32,7 @@
 #include "fixture.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
+#include "slow_consumer.hpp"
 #include "ws_client.hpp"
 
 namespace {
@@ -1039,4 +1040,123 @@ TEST_CASE("websocket: Session::send past the queue bound closes as a slow consum
   CHECK(statuses[8] == herald::SendStatus::dropped);
   CHECK(statuses[11] == herald::SendStatus::dropped);
   CHECK(f.hub.stats().slow_consumer_disconnects == 1);
+}
+
+// --- slow consumers: a client that stops reading, under each overflow policy ------------------
+
+namespace {
+
+/** A channel under `policy` with a queue of 16 events, served with a small send buffer, its
+    counters, and a client on `target` that does not read until told to (start_reading). */
+struct SlowClient {
+  SlowClient(herald::OverflowPolicy policy, std::string target)
+      : live{hub, "/ws", {.limits = {.queue_events = 16, .queue_bytes = 1 << 20}, .overflow = policy}},
+        app{ioc, live, 4096},
+        ws{ioc} {
+    metrics.add(live);
+    ws.receive_buffer(4096);
+    ws.connect(app.ep, std::move(target), /*read=*/false);
+    REQUIRE(run_until(ioc, [&] { return ws.open() && live.connections() == 1; }));
+  }
+
+  /// Publish a 1 KiB event (bounded) until `done`; every publish returns at once.
+  std::vector<std::uint64_t> publish_until(std::function<std::string(int)> const& topic,
+                                           std::function<bool()> const& done) {
+    std::string const payload(1024, 'x');
+    std::vector<std::uint64_t> ids;
+    for (int i = 0; i < 5000 && !done(); ++i) {
+      ids.push_back(hub.publish(topic(i), payload, {.kind = herald::PayloadKind::text}));
+      test::drain(ioc);
+    }
+    return ids;
+  }
+
+  std::uint64_t metric(std::string_view family) const { return test::metric(metrics, family); }
+
+  /// Read until `id` arrived and every write completed (its events then count as delivered).
+  void read_until(std::uint64_t id) {
+    ws.start_reading();
+    REQUIRE(run_until(ioc, [&] { return ws.saw_id(id) && metric("herald_deliveries_total") == ws.ids().size(); }));
+  }
+
+  /// Every event envelope and gap notice received, in order.
+  std::vector<test::Received> received() const {
+    std::vector<test::Received> out;
+    for (auto const& j : ws.texts()) {
+      if (!j.is_object() || !j.contains("id")) continue;
+      test::Received r;
+      r.id = j["id"].get<std::uint64_t>();
+      r.topic = j["topic"].get<std::string>();
+      r.gap = j.value("event", "") == "gap";
+      if (r.gap) r.data = j["data"];
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live;
+  herald::Metrics metrics;
+  UserServer app;
+  test::WsClient ws;
+};
+
+}  // namespace
+
+TEST_CASE("websocket: drop_oldest: a client that stops reading gets a gap notice, then the newest events",
+          "[e2e][websocket][slow]") {
+  SlowClient s{herald::OverflowPolicy::drop_oldest, "/ws?topic=t"};
+  auto published = s.publish_until([](int) { return "t"; }, [&] { return s.metric("herald_dropped_events_total") >= 50; });
+  auto const sentinel = s.hub.publish("t", "sentinel");
+  published.push_back(sentinel);
+  test::drain(s.ioc);
+  CHECK(s.live.connections() == 1);
+  CHECK(s.hub.stats().slow_consumer_disconnects == 0);
+
+  s.read_until(sentinel);
+  auto const got = s.received();
+  auto const dropped = test::check_gaps(got, published, "t");
+  auto const notices = static_cast<std::uint64_t>(std::count_if(got.begin(), got.end(), [](auto const& r) { return r.gap; }));
+  for (auto const& r : got)
+    if (r.gap) CHECK(r.topic == "t");
+  CHECK(s.metric("herald_dropped_events_total") == dropped);
+  CHECK(s.metric("herald_gap_notices_total") == notices);
+  CHECK(s.metric("herald_overflows_total") == notices);
+  CHECK(s.metrics.text().find(R"(herald_overflows_total{channel="/ws",transport="websocket",policy="drop_oldest"} )") !=
+        std::string::npos);
+  CHECK(s.ws.open());
+}
+
+TEST_CASE("websocket: coalesce_latest: a client that stops reading gets the newest event of each topic",
+          "[e2e][websocket][slow]") {
+  SlowClient s{herald::OverflowPolicy::coalesce_latest, "/ws?topic=a&topic=b"};
+  auto const ids = s.publish_until([](int i) { return i % 2 ? "b" : "a"; },
+                                   [&] { return s.metric("herald_coalesced_events_total") >= 50; });
+  std::map<std::string, std::vector<std::uint64_t>> published;
+  for (std::size_t i = 0; i < ids.size(); ++i) published[i % 2 ? "b" : "a"].push_back(ids[i]);
+  published["b"].push_back(s.hub.publish("b", "newest b"));
+  auto const last_a = s.hub.publish("a", "newest a");
+  published["a"].push_back(last_a);
+  test::drain(s.ioc);
+  CHECK(s.live.connections() == 1);
+
+  s.read_until(last_a);
+  auto const got = s.received();
+  auto const delivered = test::check_coalesced(got, published);
+  CHECK(s.metric("herald_coalesced_events_total") == ids.size() + 2 - delivered);  // not delivered
+  CHECK(s.metric("herald_deliveries_total") == delivered);
+  CHECK(s.metric("herald_gap_notices_total") == 0);
+  CHECK(s.ws.open());
+}
+
+TEST_CASE("websocket: reset still replaces a slow client's queue with a reset notice", "[e2e][websocket][slow]") {
+  SlowClient s{herald::OverflowPolicy::reset, "/ws?topic=t"};
+  s.publish_until([](int) { return "t"; }, [&] { return s.hub.stats().reset_reasons.slow_consumer != 0; });
+  REQUIRE(s.hub.stats().reset_reasons.slow_consumer >= 1);
+  auto const sentinel = s.hub.publish("t", "sentinel");
+  s.read_until(sentinel);
+  CHECK(s.ws.count_with("event") >= 1);  // the reset notice: {"event":"reset",…}
+  CHECK(s.metric("herald_overflows_total") == s.hub.stats().reset_reasons.slow_consumer);
+  CHECK(s.ws.open());
 }

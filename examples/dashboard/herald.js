@@ -14,6 +14,8 @@
 //     onEvent(e) {},                     // {id, topic, event, data, transport}
 //     onReply(text) {},                  // messages the server sent to this client only
 //     onReset(r) {},                     // {topic, cursor, transport}: events were lost
+//     onGap(g) {},                       // {id, reason, missed: [{topic, first, last, count}], transport}:
+//                                        //   the server dropped these for a slow client (drop_oldest)
 //     onStatus(s) {},                    // {state: "connecting"|"open"|"waiting"|"closed", transport, delay, reason}
 //     ticket: async () => (await fetch("/ticket", {method: "POST"})).text(),  // optional: a fresh
 //                                        // single-use ticket (herald::TicketBook) for every request
@@ -38,6 +40,7 @@
       probeAfter: 120000,     // after a fallback, probe the better transports after this (ms) ...
       probeMax: 1800000,      // ... doubling while none works, up to this
       onEvent: function () {}, onReply: function () {}, onReset: function () {},
+      onGap: function () {},
       onStatus: function () {}, onError: function () {},
       ticket: null,           // () => ticket or Promise of one: sent as ?ticket= on every request
     }, options || {});
@@ -115,6 +118,18 @@
       if (topic == null) { last = {}; floor = cursor; }
       else { last[topic] = cursor; if (floor > cursor) floor = cursor; }
       o.onReset({ topic: topic, cursor: cursor, transport: t.name });
+    }
+
+    // A gap notice: the server dropped the events it names (this client was too slow); what
+    // follows lies above them, so positions move past (only forward).
+    function isGap(j) { return j && j.event === "gap" && j.data && Array.isArray(j.data.missed); }
+    function gap(t, j) {
+      j.data.missed.forEach(function (r) {
+        var keys = r.topic === "*" ? Object.keys(last) : [r.topic];
+        keys.forEach(function (k) { if (position(k) < r.last) last[k] = r.last; });
+      });
+      if (t.sequence && j.id > floor) floor = j.id;
+      o.onGap({ id: j.id, reason: j.data.reason, missed: j.data.missed, transport: t.name });
     }
 
     function parse(text) { try { return JSON.parse(text); } catch (e) { return text; } }
@@ -291,6 +306,7 @@
         if (j && typeof j === "object" && !Array.isArray(j)) {
           if (typeof j.id === "number" && typeof j.topic === "string") {
             if (j.event === "reset" && j.data && typeof j.data.cursor === "number") return reset(t, j.topic, j.data.cursor);
+            if (isGap(j)) return gap(t, j);
             if (j.binary) { pendingBinary = j; return; }
             return deliver(t, j.id, j.topic, j.event, j.data);
           }
@@ -320,6 +336,7 @@
         var e = parse(m.data);
         if (!e || typeof e.id !== "number") return;
         if (e.event === "reset" && e.data && typeof e.data.cursor === "number") return reset(t, e.topic || null, e.data.cursor);
+        if (isGap(e)) return gap(t, e);
         deliver(t, e.id, e.topic, e.event, e.data);
       };
       es.addEventListener("heartbeat", function (m) { alive(t, heartbeatOf(parse(m.data))); });
@@ -371,7 +388,7 @@
             var events = answer.events || [];
             // What history still has follows, maybe below every position: continue below it.
             if (answer.reset) reset(t, null, events.length ? events[0].id - 1 : answer.cursor);
-            events.forEach(function (e) { deliver(t, e.id, e.topic, e.event, e.data); });
+            events.forEach(function (e) { if (isGap(e)) gap(t, e); else deliver(t, e.id, e.topic, e.event, e.data); });
             since = answer.cursor;
             if (since > floor) floor = since;  // the answer holds everything up to its cursor
             next();

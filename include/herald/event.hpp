@@ -31,6 +31,9 @@ enum class EventKind : std::uint8_t {
   message,
   /// The client's cursor could not be served without a gap: events were lost to it.
   reset,
+  /** A slow consumer's queue dropped events (OverflowPolicy::drop_oldest): the notice names,
+      per topic, the first and last id dropped and how many. */
+  gap,
 };
 
 /** One published event.

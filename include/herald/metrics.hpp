@@ -29,6 +29,11 @@ namespace herald::inline v0 {
       herald_deliveries_total{channel,transport}   events written to clients
       herald_replayed_events_total{channel,transport}  events replayed from history on resume
       herald_slow_consumer_disconnects_total{channel,transport}
+      herald_overflows_total{channel,transport,policy}  queues over their budget (drop_oldest,
+                                                   coalesce_latest: once per write)
+      herald_dropped_events_total{channel,transport}    events dropped, named in gap notices
+      herald_gap_notices_total{channel,transport}
+      herald_coalesced_events_total{channel,transport}  replaced by a newer one: never written
       herald_queued_bytes{channel,transport}       bytes waiting in connections' queues
       herald_written_bytes_total{channel,transport}
       herald_refusals_total{channel,transport,status,reason}  requests refused, by HTTP status

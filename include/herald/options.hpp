@@ -94,6 +94,7 @@ struct ChannelOptions {
   std::vector<std::string> allowed_hosts;
   CorsOptions cors;
   Limits limits;
+  /// What a connection over Limits::queue_events or queue_bytes gets (herald/overflow.hpp).
   OverflowPolicy overflow = OverflowPolicy::disconnect;
 };
 

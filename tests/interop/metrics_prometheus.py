@@ -143,6 +143,10 @@ def run(port):
         "herald_deliveries": "counter",
         "herald_replayed_events": "counter",
         "herald_slow_consumer_disconnects": "counter",
+        "herald_overflows": "counter",
+        "herald_dropped_events": "counter",
+        "herald_gap_notices": "counter",
+        "herald_coalesced_events": "counter",
         "herald_queued_bytes": "gauge",
         "herald_written_bytes": "counter",
         "herald_refusals": "counter",
@@ -162,6 +166,8 @@ def run(port):
           "the WebSocket's one subscription is counted")
     check(value(families, "herald_refusals_total", channel="/live", transport="polling", status="400",
                 reason="bad cursor") == 1, "the refused request is counted by status and reason")
+    check(value(families, "herald_overflows_total", channel="/live", transport="sse", policy="disconnect") == 0,
+          "overflows are labelled with the channel's policy")
     check((value(families, "herald_events_published_total", hub="default") or 0) >= 1,
           "the hub's published events are counted")
     sse.close()

@@ -28,6 +28,9 @@ struct Record {
   std::vector<std::string> messages;
   /// Index into `events` at which each reset arrived.
   std::vector<std::size_t> reset_at;
+  std::vector<hc::Gap> gaps;
+  /// Index into `events` at which each gap notice arrived.
+  std::vector<std::size_t> gap_at;
 
   template <class Client>
   void attach(Client& c) {
@@ -35,6 +38,10 @@ struct Record {
     c.on_reset([this](hc::Reset const& r) {
       resets.push_back(r);
       reset_at.push_back(events.size());
+    });
+    c.on_gap([this](hc::Gap const& g) {
+      gaps.push_back(g);
+      gap_at.push_back(events.size());
     });
     c.on_state([this](hc::State s, boost::system::error_code ec) { states.emplace_back(s, ec); });
   }

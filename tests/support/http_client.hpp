@@ -53,6 +53,9 @@ class RawClient {
             read);
   }
 
+  /// Start collecting what the server sends (after a request made with `read` false).
+  void start_reading() { start_read(state_); }
+
   void send(std::string bytes) {
     auto s = state_;
     auto buf = std::make_shared<std::string>(std::move(bytes));

@@ -169,6 +169,26 @@ struct Reset {
   std::string reason;
 };
 
+/** A gap notice: the server dropped events this client was too slow to take
+    (OverflowPolicy::drop_oldest, or coalesce_latest over its budget). The events after it
+    follow; those it names may be fetched again while the server's history holds them (a poll of
+    the topic with `since = first - 1`, up to `last`). The client's positions move past it. */
+struct Gap {
+  struct Range {
+    /// "*": every topic beyond the ones the notice names, together.
+    std::string topic;
+    EventId first = 0;
+    EventId last = 0;
+    /// Events dropped (ids are the hub's, shared by every topic: at most last - first + 1).
+    std::uint64_t count = 0;
+  };
+  /// The notice's id: the last id dropped.
+  EventId id = 0;
+  std::vector<Range> missed;
+  /// Why: "slow_consumer".
+  std::string reason;
+};
+
 /// Counters of one client, for monitoring and tests.
 struct ClientStats {
   /// Connections established (SSE streams, WebSocket handshakes, first answer per connection).
@@ -181,6 +201,8 @@ struct ClientStats {
   std::uint64_t duplicates = 0;
   /// Reset notices handed to on_reset.
   std::uint64_t resets = 0;
+  /// Gap notices handed to on_gap.
+  std::uint64_t gaps = 0;
 };
 
 }  // namespace herald::client

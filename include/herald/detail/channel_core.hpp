@@ -6,6 +6,7 @@
 #include <herald/detail/endpoint.hpp>
 #include <herald/detail/error_table.hpp>
 #include <herald/detail/executor.hpp>
+#include <herald/detail/inbox.hpp>
 #include <herald/metrics_text.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/topic.hpp>
@@ -38,6 +39,11 @@ struct ChannelCounters {
   std::atomic<std::uint64_t> deliveries{0};
   std::atomic<std::uint64_t> replayed{0};
   std::atomic<std::uint64_t> slow_consumer{0};
+  /// Shed::overflow, dropped, notice, coalesced, summed over the channel's connections.
+  std::atomic<std::uint64_t> overflows{0};
+  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<std::uint64_t> gap_notices{0};
+  std::atomic<std::uint64_t> coalesced{0};
   std::atomic<std::uint64_t> written_bytes{0};
   /// Refusals by error (error_table order; the last slot: errors of other categories).
   std::array<std::atomic<std::uint64_t>, error_table.size() + 1> refusals{};
@@ -133,6 +139,15 @@ class ChannelCore {
     counters_.add(counters_.deliveries, n);
   }
 
+  /// Count what a queue of this channel shed to stay within its budget.
+  void shed(Shed const& s) const noexcept {
+    auto& c = counters_;
+    if (s.overflow) c.add(c.overflows, 1);
+    if (s.notice) c.add(c.gap_notices, 1);
+    c.add(c.dropped, s.dropped);
+    c.add(c.coalesced, s.coalesced);
+  }
+
   /** Log and count a request this channel refused; the log names its target (if given) with
       every credential in its query redacted (redact_target). */
   void refused(boost::system::error_code ec, std::uint64_t connection, std::string_view target = {}) const noexcept {
@@ -167,6 +182,17 @@ class ChannelCore {
     m.sample({{"channel", path}, {"transport", transport}}, get(c.replayed));
     m.family("herald_slow_consumer_disconnects_total", "counter", "Connections closed for falling behind their queue bound.");
     m.sample({{"channel", path}, {"transport", transport}}, get(c.slow_consumer));
+    m.family("herald_overflows_total", "counter",
+             "Times a connection's queue reached its budget and the channel's overflow policy applied "
+             "(drop_oldest, coalesce_latest: once per write).");
+    m.sample({{"channel", path}, {"transport", transport}, {"policy", to_string(options_.overflow)}}, get(c.overflows));
+    m.family("herald_dropped_events_total", "counter", "Events dropped from slow consumers' queues, each named in a gap notice.");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.dropped));
+    m.family("herald_gap_notices_total", "counter", "Gap notices sent to slow consumers.");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.gap_notices));
+    m.family("herald_coalesced_events_total", "counter",
+             "Events replaced in a queue by a newer one of their topic (coalesce_latest): never written.");
+    m.sample({{"channel", path}, {"transport", transport}}, get(c.coalesced));
     m.family("herald_queued_bytes", "gauge", "Bytes of events waiting in connections' queues.");
     m.sample({{"channel", path}, {"transport", transport}}, queued);
     m.family("herald_written_bytes_total", "counter", "Bytes of events and answers written to clients.");

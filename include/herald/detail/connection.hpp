@@ -436,6 +436,8 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     });
   }
 
+  void on_shed(Shed const& shed) override { channel_->shed(shed); }
+
   /// A replay from the backplane failed: what is queued goes out, then the client resumes later.
   void on_replayed(boost::system::error_code ec) override {
     if (ec) post_to(strand_, [self = self(), ec] { self->end(ec, Flush::all); });

@@ -1,8 +1,8 @@
 #pragma once
 
+#include <herald/detail/inbox.hpp>
 #include <herald/detail/stored_event.hpp>
 #include <herald/event.hpp>
-#include <herald/overflow.hpp>
 
 #include <boost/system/error_code.hpp>
 
@@ -17,40 +17,6 @@ namespace herald::inline v0 {
 
 namespace detail {
 
-/// What Subscriber::offer did with an event.
-enum class Offer : std::uint8_t {
-  /// Queued.
-  queued,
-  /// The bound was hit under OverflowPolicy::disconnect: the connection is being closed.
-  overflow,
-  /// The bound was hit under OverflowPolicy::reset: the queue became one reset notice.
-  reset,
-  /// Ignored: the connection overflowed earlier and is closing.
-  dropped,
-};
-
-/// Bounds of one connection's outbound queue.
-struct QueueLimits {
-  std::size_t events = HERALD_DEFAULT_QUEUE_EVENTS;
-  std::size_t bytes = HERALD_DEFAULT_QUEUE_BYTES;
-  OverflowPolicy policy = OverflowPolicy::disconnect;
-};
-
-/** A reset notice: tells a client that events up to `cursor` may be missing for it. The notice
-    carries id `id`, the client's position after it (its own cursor when history ran out,
-    so a client that drops right after the notice is told again rather than skipping ahead). */
-inline EventPtr make_reset_notice(std::string topic, EventId id, EventId cursor, std::string_view reason) {
-  Event ev;
-  ev.id = id;
-  ev.topic = std::move(topic);
-  ev.type = "reset";
-  ev.data = std::string(R"({"reason":")") + std::string(reason) + R"(","cursor":)" +
-            std::to_string(cursor) + "}";
-  ev.kind = PayloadKind::json;
-  ev.event_kind = EventKind::reset;
-  return std::make_shared<StoredEvent const>(std::move(ev), std::chrono::steady_clock::now());
-}
-
 /** The hub's view of a connection: a bounded inbox the hub fills and the connection drains.
 
     The hub calls offer() with its lock held, in id order; the connection calls take() on its
@@ -59,7 +25,7 @@ inline EventPtr make_reset_notice(std::string topic, EventId id, EventId cursor,
 */
 class Subscriber : public std::enable_shared_from_this<Subscriber> {
  public:
-  Subscriber(QueueLimits limits, std::uint64_t id) : limits_(limits), id_(id) {}
+  Subscriber(QueueLimits limits, std::uint64_t id) : id_(id), inbox_(limits) {}
   Subscriber(Subscriber const&) = delete;
   Subscriber& operator=(Subscriber const&) = delete;
   virtual ~Subscriber() = default;
@@ -70,39 +36,18 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
       bounded itself, and a resuming client must not be disconnected for the size of what it
       missed. */
   Offer offer(EventPtr const& ev, bool replay = false) {
+    Shed shed;
     Offer result = Offer::queued;
     bool wake = false;
     {
       std::lock_guard lock{mutex_};
-      if (overflowed_) return Offer::dropped;
-      std::size_t const size = wire_size(*ev);
-      if (replay) {
-        pending_.push_back(ev);
-      } else if (live_events_ + 1 > limits_.events || live_bytes_ + size > limits_.bytes) {
-        pending_.clear();
-        live_events_ = 0;
-        live_bytes_ = 0;
-        if (limits_.policy == OverflowPolicy::disconnect) {
-          overflowed_ = true;
-          result = Offer::overflow;
-        } else {
-          // Single-topic or not, the notice names no topic: it covers the whole connection.
-          auto notice = make_reset_notice(std::string(), ev->id(), ev->id(), "slow_consumer");
-          live_events_ = 1;
-          live_bytes_ = wire_size(*notice);
-          pending_.push_back(std::move(notice));
-          result = Offer::reset;
-        }
-      } else {
-        pending_.push_back(ev);
-        ++live_events_;
-        live_bytes_ += size;
-      }
-      if (result != Offer::overflow && !scheduled_) {
+      result = inbox_.offer(ev, replay, [this](StoredEvent const& e) { return wire_size(e); }, shed);
+      if ((result == Offer::queued || result == Offer::reset) && !scheduled_) {
         scheduled_ = true;
         wake = true;
       }
     }
+    if (shed.overflow || shed.dropped != 0 || shed.coalesced != 0) on_shed(shed);
     if (result == Offer::overflow) on_overflow();
     else if (wake) on_ready();
     return result;
@@ -112,20 +57,15 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
       the wake-up, when nothing was queued. */
   bool take(std::vector<EventPtr>& out) {
     std::lock_guard lock{mutex_};
-    if (pending_.empty()) {
-      scheduled_ = false;
-      return false;
-    }
-    out.swap(pending_);  // both vectors keep their capacity: no allocation in steady state
-    live_events_ = 0;
-    live_bytes_ = 0;
-    return true;
+    if (inbox_.take(out)) return true;
+    scheduled_ = false;
+    return false;
   }
 
   /// Bytes of live events queued now (what the bound applies to), for herald::Metrics.
   std::size_t queued_bytes() const {
     std::lock_guard lock{mutex_};
-    return live_bytes_;
+    return inbox_.live_bytes();
   }
 
   /** Called when a write has completed, before draining again: whether to let one more turn
@@ -138,12 +78,13 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
       turns, and never past half the queue bound, so lingering never turns into an overflow. */
   bool linger() {
     std::lock_guard lock{mutex_};
-    std::size_t const n = pending_.size();
+    std::size_t const n = inbox_.size();
+    auto const& limits = inbox_.limits();
     if (n > linger_seen_) linger_stalls_ = 0;
     else ++linger_stalls_;
     bool const more = n != 0 && linger_stalls_ < 2 && lingered_ < max_linger &&
-                      live_events_ * 2 < limits_.events && live_bytes_ * 2 < limits_.bytes &&
-                      live_bytes_ < max_linger_bytes;
+                      inbox_.live_events() * 2 < limits.events && inbox_.live_bytes() * 2 < limits.bytes &&
+                      inbox_.live_bytes() < max_linger_bytes;
     if (!more) {
       lingered_ = 0;
       linger_seen_ = 0;
@@ -161,6 +102,10 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   virtual void on_ready() = 0;
   /// The bound was exceeded under OverflowPolicy::disconnect: schedule a close. Must not block.
   virtual void on_overflow() = 0;
+  /** The queue hit its budget, or made room under OverflowPolicy::drop_oldest or
+      coalesce_latest (`shed` says which), for the counters. Called on the publishing thread,
+      without the inbox's lock. Must not block. */
+  virtual void on_shed(Shed const&) {}
   /// Bytes `ev` occupies on this connection's wire (encoding it if needed).
   virtual std::size_t wire_size(StoredEvent const& ev) const = 0;
   /** A replay the hub had to read from its backplane (HubState::Replay::deferred) is queued,
@@ -171,20 +116,15 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   virtual void on_replayed(boost::system::error_code ec) = 0;
 
  private:
-  QueueLimits const limits_;
   std::uint64_t const id_;
   mutable std::mutex mutex_;
-  std::vector<EventPtr> pending_;
-  /// What live (not replayed) events occupy of pending_: the part the bound applies to.
-  std::size_t live_events_ = 0;
-  std::size_t live_bytes_ = 0;
+  Inbox inbox_;
   static constexpr std::uint8_t max_linger = 16;
   static constexpr std::size_t max_linger_bytes = 64 * 1024;
   std::size_t linger_seen_ = 0;
   std::uint8_t lingered_ = 0;
   std::uint8_t linger_stalls_ = 0;
   bool scheduled_ = false;
-  bool overflowed_ = false;
 };
 
 using SubscriberPtr = std::shared_ptr<Subscriber>;

@@ -24,6 +24,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -94,6 +95,7 @@ class Core : public std::enable_shared_from_this<Core> {
 
   std::function<void(Event const&)> on_event_;
   std::function<void(Reset const&)> on_reset_;
+  std::function<void(Gap const&)> on_gap_;
   std::function<void(State, boost::system::error_code)> on_state_;
 
   executor_type const& strand() const noexcept { return strand_; }
@@ -136,6 +138,7 @@ class Core : public std::enable_shared_from_this<Core> {
         self->disconnect();
         self->on_event_ = nullptr;
         self->on_reset_ = nullptr;
+        self->on_gap_ = nullptr;
         self->on_state_ = nullptr;
         self->release_handlers();
         self->maybe_finish();
@@ -145,7 +148,7 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   ClientStats stats() const noexcept {
-    return {connections_.load(), reconnects_.load(), events_.load(), duplicates_.load(), resets_.load()};
+    return {connections_.load(), reconnects_.load(), events_.load(), duplicates_.load(), resets_.load(), gaps_.load()};
   }
 
   std::chrono::microseconds reconnect_delay() const noexcept {
@@ -308,6 +311,28 @@ class Core : public std::enable_shared_from_this<Core> {
     return !stopping_;
   }
 
+  /** Move positions past a gap notice, then hand it to on_gap: `key` (a client with one
+      sequence, SSE) to the notice's id, or else each topic it names to its range's last id
+      ("*": every topic held). Only forward: what follows the notice lies above it. */
+  bool notify_gap(Gap const& g, std::optional<std::string_view> key) {
+    if (stopping_) return false;
+    auto advance = [&](std::string_view k, EventId id) {
+      if (auto const at = last(k); !at || *at < id) set_last(k, id);
+    };
+    if (key) {
+      advance(*key, g.id);
+    } else {
+      for (auto const& r : g.missed) {
+        if (r.topic != "*") advance(r.topic, r.last);
+        else
+          for (auto& [topic, id] : last_) id = std::max(id, r.last);
+      }
+    }
+    gaps_.fetch_add(1, std::memory_order_relaxed);
+    invoke(on_gap_, g);
+    return !stopping_;
+  }
+
   /// The last id seen under `key`, if any.
   std::optional<EventId> last(std::string_view key) const {
     auto it = last_.find(key);
@@ -439,6 +464,7 @@ class Core : public std::enable_shared_from_this<Core> {
   std::atomic<std::uint64_t> events_{0};
   std::atomic<std::uint64_t> duplicates_{0};
   std::atomic<std::uint64_t> resets_{0};
+  std::atomic<std::uint64_t> gaps_{0};
   std::atomic<std::int64_t> delay_us_{0};
 };
 
@@ -478,6 +504,14 @@ class ClientHandle {
   template <class F>
   auto& on_reset(F&& handler) {
     impl_->on_reset_ = std::forward<F>(handler);
+    return self();
+  }
+
+  /** Called for every gap notice (the server dropped the events it names: this client was too
+      slow). Set before start(); without it the notice is counted (ClientStats::gaps) only. */
+  template <class F>
+  auto& on_gap(F&& handler) {
+    impl_->on_gap_ = std::forward<F>(handler);
     return self();
   }
 

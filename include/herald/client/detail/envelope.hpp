@@ -187,6 +187,26 @@ inline std::optional<DrainNotice> parse_drain(std::string_view text) {
   return d;
 }
 
+/// What a gap notice's data says: {"reason":"…","missed":[{"topic":…,"first":…,"last":…,"count":…},…]}.
+inline std::optional<Gap> parse_gap_data(nlohmann::json const& data) {
+  if (!data.is_object()) return std::nullopt;
+  auto const reason = data.find("reason");
+  auto const missed = data.find("missed");
+  if (reason == data.end() || !reason->is_string() || missed == data.end() || !missed->is_array())
+    return std::nullopt;
+  Gap g;
+  g.reason = reason->get<std::string>();
+  for (auto const& r : *missed) {
+    if (!r.is_object() || !r.contains("topic") || !r["topic"].is_string()) return std::nullopt;
+    auto const first = r.contains("first") ? json_id(r["first"]) : std::nullopt;
+    auto const last = r.contains("last") ? json_id(r["last"]) : std::nullopt;
+    auto const count = r.contains("count") ? json_id(r["count"]) : std::nullopt;
+    if (!first || !last || !count) return std::nullopt;
+    g.missed.push_back(Gap::Range{r["topic"].get<std::string>(), *first, *last, *count});
+  }
+  return g;
+}
+
 /// One envelope, read.
 struct Envelope {
   Event event;
@@ -195,6 +215,8 @@ struct Envelope {
   std::size_t size = 0;
   /// Set when the envelope is a reset notice.
   std::optional<Reset> reset;
+  /// Set when the envelope is a gap notice.
+  std::optional<Gap> gap;
 };
 
 /** Read an envelope from `doc` (the parsed JSON of `raw`). nullopt when it is not one: an
@@ -244,6 +266,12 @@ inline std::optional<Envelope> parse_envelope(nlohmann::json const& doc, std::st
     if (out.reset) {
       out.reset->topic = out.event.topic;
       out.event.event_kind = EventKind::reset;
+    }
+  } else if (out.event.type == "gap") {
+    out.gap = parse_gap_data(*data);
+    if (out.gap) {
+      out.gap->id = out.event.id;
+      out.event.event_kind = EventKind::gap;
     }
   }
   return out;

@@ -182,6 +182,10 @@ class NegotiatingImpl final : public Core {
       member_reset(m, r);
       maybe_finish();
     };
+    c->on_gap_ = [this, m](Gap const& g) {
+      member_gap(m, g);
+      maybe_finish();
+    };
     c->on_state_ = [this, m](State s, boost::system::error_code ec) {
       member_state(m, s, ec);
       maybe_finish();
@@ -234,6 +238,13 @@ class NegotiatingImpl final : public Core {
       if (floor_) floor_ = std::min(*floor_, r.cursor);
     }
     notify_reset(r);
+  }
+
+  void member_gap(Core const* m, Gap const& g) {
+    auto const* member = which(m);
+    if (!member) return;
+    if (member->kind != Kind::websocket) floor_ = std::max(floor_.value_or(0), g.id);
+    notify_gap(g, std::nullopt);
   }
 
   void member_state(Core const* m, State s, boost::system::error_code ec) {

@@ -167,6 +167,8 @@ class PollImpl final : public Core {
       if (env.reset) {
         set_last(env.event.topic, env.event.id);
         if (!notify_reset(*env.reset)) return false;
+      } else if (env.gap) {
+        if (!notify_gap(*env.gap, std::nullopt)) return false;
       } else if (!deliver(env.event, env.event.topic)) {
         return false;
       }

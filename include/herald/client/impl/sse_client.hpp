@@ -170,6 +170,13 @@ class SseImpl final : public Core {
         return notify_reset(*r);
       }
     }
+    if (d.type == "gap") {
+      if (auto g = parse_gap_data(parse_json(d.data))) {
+        if (d.has_id) resume_id_ = std::string(d.last_event_id);
+        g->id = id;
+        return notify_gap(*g, std::string_view{});
+      }
+    }
     Event ev;
     ev.id = id;
     ev.topic = topic_;
@@ -215,6 +222,7 @@ class SseImpl final : public Core {
       if (env->reset && numeric) set_last({}, id);
     }
     if (env->reset) return notify_reset(*env->reset);
+    if (env->gap) return notify_gap(*env->gap, std::string_view{});
     return deliver(env->event, {});
   }
 

@@ -307,6 +307,7 @@ class WsImpl final : public Core {
       }
       return notify_reset(*env.reset);
     }
+    if (env.gap) return notify_gap(*env.gap, std::nullopt);
     if (!topics_.empty() && !followed(env.event.topic)) return true;  // unsubscribed, still in flight
     return deliver(env.event, env.event.topic);
   }

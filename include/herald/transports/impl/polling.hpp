@@ -79,6 +79,27 @@ inline PollResult shape(std::vector<EventPtr>&& events, bool reset, EventId rese
   return r;
 }
 
+/** The events above a poll's cursor, as its answer should hold them. Under drop_oldest and
+    coalesce_latest a polling client's queue is what accumulated since its cursor: all of it
+    is run through an Inbox with the channel's budgets and policy (counted in the channel's
+    metrics), so a client that fell behind gets a gap notice and the newest events, or the
+    newest of each topic, as a stream would. Under the other policies the answer pages through
+    history (`limit`, `"more": true`): a poll has no queue to disconnect or reset. */
+inline HubState::Batch read_backlog(PollChannel const& ch, TopicSet const& topics, EventId since, std::size_t limit) {
+  auto const limits = ch.queue_limits();
+  if (limits.policy != OverflowPolicy::drop_oldest && limits.policy != OverflowPolicy::coalesce_latest)
+    return ch.state().read(topics, since, limit + 1);
+  auto b = ch.state().read(topics, since, 0);
+  Inbox inbox{limits};
+  Shed shed;
+  for (auto const& ev : b.events)
+    inbox.offer(ev, false, [](StoredEvent const& e) { return json_envelope(e).size(); }, shed);
+  b.events.clear();
+  inbox.take(b.events);
+  ch.shed(shed);
+  return b;
+}
+
 /// The methods a polling path serves, and the request headers it reads.
 inline std::vector<std::string> const& poll_methods() {
   static std::vector<std::string> const m{"GET", "HEAD", "OPTIONS"};
@@ -271,7 +292,7 @@ class PollExchange final : public Connection, public Held {
 
   void from_history(bool keep_alive) {
     if (!keep_alive) plan_.keep_alive = false;
-    auto b = hub().read(plan_.topics, plan_.since, plan_.limit + 1);
+    auto b = read_backlog(ch(), plan_.topics, plan_.since, plan_.limit);
     answer(shape(std::move(b.events), b.reset, b.cursor, plan_.since, plan_.limit, plan_.max_bytes));
   }
 
@@ -363,7 +384,7 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
     // A cursor this node's memory cannot serve (with a backplane) is answered from the
     // backplane's history, by a held exchange, short poll or long.
     if (hub.covers(plan.topics, plan.since)) {
-      auto b = hub.read(plan.topics, plan.since, plan.limit + 1);
+      auto b = read_backlog(*ch, plan.topics, plan.since, plan.limit);
       if (!b.events.empty() || b.reset || !hold) {
         auto r = shape(std::move(b.events), b.reset, b.cursor, plan.since, plan.limit, plan.max_bytes);
         if (!r.events.empty()) ch->delivered(r.events.size());
