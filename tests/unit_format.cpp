@@ -202,6 +202,8 @@ bool is_enumerator(herald::error e) {
     case error::too_many_topics:
     case error::host_not_allowed:
     case error::rate_limited:
+    case error::protocol_error:
+    case error::invalid_payload:
       return true;
   }
   return false;
@@ -807,6 +809,8 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::too_many_topics, http::status::service_unavailable},
       {error::host_not_allowed, http::status::misdirected_request},
       {error::rate_limited, http::status::too_many_requests},
+      {error::protocol_error, http::status::bad_request},
+      {error::invalid_payload, http::status::bad_request},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {
@@ -1269,6 +1273,8 @@ TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[
   CHECK(to_close_code(error::hook_failed) == 1011);
   CHECK(to_close_code(error::slow_consumer) == 1013);
   CHECK(to_close_code(error::rate_limited) == 1008);
+  CHECK(to_close_code(error::protocol_error) == 1002);
+  CHECK(to_close_code(error::invalid_payload) == 1007);
   CHECK(to_close_code(boost::asio::error::connection_reset) == 1011);
 }
 

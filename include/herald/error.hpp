@@ -66,6 +66,12 @@ enum class error {
   /** A WebSocket client sent more messages or bytes than WebSocketOptions::inbound_rate
       allows: an error frame, then close 1008 (HTTP 429). */
   rate_limited,
+  /** A WebSocket client broke RFC 6455's framing rules (unmasked or reserved bits, unknown
+      opcode, a bad close frame, continuation out of place): close 1002. */
+  protocol_error,
+  /** A WebSocket client's text message (or close reason) is not UTF-8, or its compressed
+      message does not inflate: close 1007. */
+  invalid_payload,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.
