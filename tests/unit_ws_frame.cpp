@@ -12,18 +12,36 @@
 #include <herald/detail/ws_gate.hpp>
 #include <herald/error.hpp>
 
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/websocket/detail/hybi13.hpp>
 #include <boost/beast/zlib/deflate_stream.hpp>
 #include <boost/beast/zlib/error.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <random>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "loopback.hpp"
 
 using namespace std::string_literals;
 namespace ws = herald::detail::ws;
@@ -75,6 +93,7 @@ std::ostream& operator<<(std::ostream& os, Got const& g) {
 struct Outcome {
   std::vector<Got> got;
   boost::system::error_code ec;
+  int client_exit = 0;  // the cross-check's client process
 };
 
 /// Feed `stream` in pieces cut at `cuts` (ascending offsets) to a fresh reader.
@@ -520,4 +539,185 @@ TEST_CASE("ws_frame reader: permessage-deflate limits and violations", "[unit][w
   CHECK(feed(frame(Opcode::ping, "x", true, true), 1 << 20, params).ec == herald::error::protocol_error);
   // Without the extension negotiated RSV1 is a protocol error, as for any reserved bit.
   CHECK(feed(frame(Opcode::text, c, true, true)).ec == herald::error::protocol_error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-check: the frames of independent clients, captured on a loopback socket.
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+using net::ip::tcp;
+
+/// What tests/interop/ws_frames_client.{py,mjs} send, in order.
+std::vector<Got> cross_check_expected() {
+  auto letters = [](std::size_t n) {
+    std::string s(n, 'a');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
+    return s;
+  };
+  std::string all_bytes(256, '\0');
+  for (int i = 0; i < 256; ++i) all_bytes[static_cast<std::size_t>(i)] = static_cast<char>(i);
+  std::string sevens(200000, '\0');
+  for (std::size_t i = 0; i < sevens.size(); ++i) sevens[i] = static_cast<char>((i * 7) % 256);
+  return {{Opcode::text, "hello", 0},
+          {Opcode::text, "", 0},
+          {Opcode::text, "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 \xf0\x9d\x84\x9e", 0},
+          {Opcode::binary, all_bytes, 0},
+          {Opcode::text, letters(125), 0},
+          {Opcode::text, letters(126), 0},
+          {Opcode::text, letters(65535), 0},
+          {Opcode::text, letters(65536), 0},
+          {Opcode::binary, sevens, 0},
+          {Opcode::text, "fragmented \xc3\xbc" "ber", 0},
+          {Opcode::binary, "abcd", 0},
+          {Opcode::ping, "are you there?", 0},
+          {Opcode::close, "bye \xe2\x9c\x93", 4000}};
+}
+
+/// A client process, stopped by its PID if the test ends before it does.
+struct Child {
+  pid_t pid = -1;
+  int status = -1;
+
+  explicit Child(std::vector<std::string> args) {
+    pid = ::fork();
+    if (pid == 0) {
+      ::close_range(3, ~0U, 0);  // nothing of the test (its sockets) lives on in the client
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  Child(Child const&) = delete;
+  Child& operator=(Child const&) = delete;
+  ~Child() {
+    if (pid > 0 && status < 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  bool exited() {
+    if (status < 0 && ::waitpid(pid, &status, WNOHANG) != pid) status = -1;
+    return status >= 0;
+  }
+};
+
+/** Run `client` (its argv, the port appended last but one) against a bare handshake that
+    answers `extensions`, and read what it sends with herald's reader, through a 1,500-byte
+    read buffer (so frames arrive cut wherever TCP and that size cut them). */
+Outcome capture(std::vector<std::string> client, std::string mode, std::string extensions,
+                ws::DeflateParams deflate) {
+  net::io_context ioc;
+  tcp::acceptor acceptor{ioc, {net::ip::address_v4::loopback(), 0}};
+  client.push_back(std::to_string(acceptor.local_endpoint().port()));
+  client.push_back(mode);
+  Child child{client};
+  REQUIRE(child.pid > 0);
+
+  tcp::socket sock{ioc};
+  bool accepted = false;
+  acceptor.async_accept(sock, [&](boost::system::error_code ec) { accepted = !ec; });
+  REQUIRE(test::run_until(ioc, [&] { return accepted || child.exited(); }, std::chrono::seconds(20)));
+  REQUIRE(accepted);
+
+  boost::beast::flat_buffer buf;
+  http::request<http::empty_body> req;
+  bool have_request = false;
+  http::async_read(sock, buf, req, [&](boost::system::error_code ec, std::size_t) { have_request = !ec; });
+  REQUIRE(test::run_until(ioc, [&] { return have_request; }, std::chrono::seconds(20)));
+  INFO("client offered: " << req[http::field::sec_websocket_extensions]);
+  boost::beast::static_string<28> accept_key;
+  boost::beast::websocket::detail::make_sec_ws_accept(accept_key, req[http::field::sec_websocket_key]);
+  std::string res = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Accept: " + std::string(accept_key.data(), accept_key.size()) + "\r\n";
+  if (!extensions.empty()) res += "Sec-WebSocket-Extensions: " + extensions + "\r\n";
+  res += "\r\n";
+  net::write(sock, net::buffer(res));
+
+  ws::FrameReader reader{deflate};
+  Outcome out;
+  auto on = [&](ws::Received const& m) {
+    out.got.push_back({m.opcode, std::string(m.payload), m.close_code});
+    // The writer's pong, built while the ping's bytes are still there; the clients wait for it.
+    if (m.opcode == Opcode::ping) net::write(sock, net::buffer(ws::ControlFrame(Opcode::pong, m.payload).bytes()));
+  };
+  // Bytes read past the request are the first frames.
+  std::string early{static_cast<char const*>(buf.cdata().data()), buf.size()};
+  out.ec = reader.feed(std::span<char>(early.data(), early.size()), 1 << 20, on);
+  std::array<char, 1500> chunk{};
+  bool done = false;
+  std::function<void()> read_more = [&] {
+    sock.async_read_some(net::buffer(chunk), [&](boost::system::error_code ec, std::size_t n) {
+      if (ec) return void(done = true);
+      out.ec = reader.feed(std::span<char>(chunk.data(), n), 1 << 20, on);
+      if (out.ec || reader.closed()) return void(done = true);
+      read_more();
+    });
+  };
+  if (!out.ec && !reader.closed()) read_more();
+  else done = true;
+  REQUIRE(test::run_until(ioc, [&] { return done; }, std::chrono::seconds(30)));
+  // Complete the closing handshake, so the client exits on its own, with 0.
+  // The server closes the TCP connection first (RFC 6455 §7.1.1); a client waits for it.
+  if (reader.closed()) net::write(sock, net::buffer(ws::ControlFrame::close(out.got.back().code).bytes()));
+  boost::system::error_code ignored;
+  sock.shutdown(tcp::socket::shutdown_both, ignored);
+  sock.close(ignored);
+  REQUIRE(test::run_until(ioc, [&] { return child.exited(); }, std::chrono::seconds(30)));
+  out.client_exit = WIFEXITED(child.status) ? WEXITSTATUS(child.status) : 128 + WTERMSIG(child.status);
+  return out;
+}
+
+std::string interop_dir() { return (std::filesystem::path(__FILE__).parent_path() / "interop").string(); }
+
+void check_cross(Outcome const& r) {
+  auto const expected = cross_check_expected();
+  CHECK_FALSE(r.ec);
+  CHECK(r.client_exit == 0);
+  REQUIRE(r.got.size() == expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    INFO("message " << i);
+    CHECK(r.got[i] == expected[i]);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("ws_frame reader: what Python websockets sends, plain and compressed", "[e2e][websocket]") {
+  std::vector<std::string> const client{"/usr/bin/python3", interop_dir() + "/ws_frames_client.py"};
+  SECTION("plain") { check_cross(capture(client, "plain", "", {})); }
+  SECTION("the compressed frames really are: a reader without the extension refuses them") {
+    CHECK(capture(client, "deflate", "permessage-deflate", {}).ec == herald::error::protocol_error);
+  }
+  SECTION("permessage-deflate, a 4 KiB window, context takeover") {
+    check_cross(capture(client, "deflate", "permessage-deflate; client_max_window_bits=12",
+                        {.enabled = true, .client_max_window_bits = 12}));
+  }
+  SECTION("permessage-deflate, no context takeover") {
+    check_cross(capture(client, "deflate", "permessage-deflate; client_no_context_takeover",
+                        {.enabled = true, .client_no_context_takeover = true}));
+  }
+}
+
+TEST_CASE("ws_frame reader: what Node ws sends, plain and compressed", "[e2e][websocket]") {
+  auto const ws_module = interop_dir() + "/node_modules/ws";
+  if (!std::filesystem::exists(ws_module) || !std::filesystem::exists("/usr/bin/node")) {
+    // scripts/setup installs them; CI runs it. Python's client above checks the same frames.
+    WARN("node or tests/interop/node_modules/ws missing: the Node cross-check did not run");
+    return;
+  }
+  std::vector<std::string> const client{"/usr/bin/node", interop_dir() + "/ws_frames_client.mjs"};
+  SECTION("plain") { check_cross(capture(client, "plain", "", {})); }
+  SECTION("the compressed frames really are: a reader without the extension refuses them") {
+    CHECK(capture(client, "deflate", "permessage-deflate", {}).ec == herald::error::protocol_error);
+  }
+  SECTION("permessage-deflate, a 4 KiB window, context takeover") {
+    check_cross(capture(client, "deflate", "permessage-deflate; client_max_window_bits=12",
+                        {.enabled = true, .client_max_window_bits = 12}));
+  }
 }
