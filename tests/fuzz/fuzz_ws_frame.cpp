@@ -108,6 +108,7 @@ void structured(FuzzedDataProvider& in, std::size_t max) {
     bool const text = in.ConsumeBool();
     std::size_t const fragments = in.ConsumeIntegralInRange<std::size_t>(1, 4);
     std::string message;
+    std::vector<Got> after;  // a ping after the last fragment comes after the message
     for (std::size_t f = 0; f < fragments; ++f) {
       auto part = in.ConsumeRandomLengthString(400);
       if (text)
@@ -119,11 +120,12 @@ void structured(FuzzedDataProvider& in, std::size_t max) {
       if (in.ConsumeBool()) {
         auto const ping = in.ConsumeRandomLengthString(ws::max_control_payload);
         stream += client_frame(0x89, ping, in.ConsumeIntegral<std::uint32_t>());
-        expected.push_back({ws::Opcode::ping, ping, 0});
+        (f + 1 == fragments ? after : expected).push_back({ws::Opcode::ping, ping, 0});
       }
     }
     if (message.size() > max) return;  // the raw mode covers the limit
     expected.push_back({text ? ws::Opcode::text : ws::Opcode::binary, message, 0});
+    expected.insert(expected.end(), after.begin(), after.end());
   }
   stream += client_frame(0x88, "\x03\xe8", 0x01020304);
   expected.push_back({ws::Opcode::close, "", 1000});
