@@ -441,7 +441,8 @@ TEST_CASE("ws_frame writer: server frame headers and control frames", "[unit][we
   // A reason too long for a control frame is cut at a character boundary, never inside one.
   std::string reason(122, 'r');
   reason += "\xe2\x82\xac";  // bytes 122..124: the euro sign does not fit
-  auto const cut = ws::ControlFrame::close(1001, reason).bytes();
+  auto const cut_frame = ws::ControlFrame::close(1001, reason);
+  auto const cut = cut_frame.bytes();
   CHECK(cut.size() == 2 + 2 + 122);
   CHECK(herald::detail::valid_utf8(cut.substr(4)));
   // What the writer produces, the reader accepts (masked as a client would).

@@ -47,14 +47,14 @@ class FrameHeader {
     }
     // The extended length, big-endian, minimal (what RFC 6455 §5.2 asks of every sender).
     for (std::size_t i = 2; i < size_; ++i)
-      bytes_[i] = static_cast<char>((size >> (8 * (size_ - 1 - i))) & 0xffu);
+      bytes_[i] = static_cast<char>((size >> (8 * (size_ - 1u - i))) & 0xffu);
   }
 
   constexpr std::string_view bytes() const noexcept { return {bytes_.data(), size_}; }
 
  private:
   std::array<char, 10> bytes_{};
-  std::size_t size_ = 0;
+  std::uint8_t size_ = 0;
 };
 
 /** A whole server control frame (RFC 6455 §5.5), header and payload in one fixed buffer: a
@@ -102,9 +102,9 @@ class ControlFrame {
   std::uint8_t size_ = 0;
 };
 
-/** Whether a client's close frame may carry `code` (RFC 6455 §7.4): what a server may send
-    (1004-1006 and 1015 never travel in a frame; 1016-2999 are unassigned, 5000 and above do
-    not exist), the same set. */
+/** Whether a client's close frame may carry `code` (RFC 6455 §7.4): the codes an endpoint may
+    send, so 1004-1006 and 1015 (never in a frame), 1016-2999 (unassigned) and 5000 and above
+    (no such code) fail the connection. */
 constexpr bool receivable_close_code(std::uint16_t code) noexcept { return sendable_close_code(code); }
 
 /** XOR `data` with the 4-byte masking key `key`, starting at key byte `pos` (0..3), in place
