@@ -584,6 +584,9 @@ struct Child {
   int status = -1;
 
   explicit Child(std::vector<std::string> args) {
+    // CTest starts tests with SIGCHLD ignored, which reaps children unasked: their exit
+    // status would be lost to waitpid.
+    ::signal(SIGCHLD, SIG_DFL);
     pid = ::fork();
     if (pid == 0) {
       ::close_range(3, ~0U, 0);  // nothing of the test (its sockets) lives on in the client
@@ -674,7 +677,14 @@ Outcome capture(std::vector<std::string> client, std::string mode, std::string e
   return out;
 }
 
-std::string interop_dir() { return (std::filesystem::path(__FILE__).parent_path() / "interop").string(); }
+/** tests/interop, from this file's path: absolute, or (Ninja) relative to the top of the build
+    tree, which holds the test binary's directory. */
+std::string interop_dir() {
+  std::filesystem::path const file{__FILE__};
+  if (file.is_absolute()) return (file.parent_path() / "interop").string();
+  auto const build = std::filesystem::canonical("/proc/self/exe").parent_path().parent_path();
+  return ((build / file).lexically_normal().parent_path() / "interop").string();
+}
 
 void check_cross(Outcome const& r) {
   auto const expected = cross_check_expected();
@@ -693,7 +703,8 @@ TEST_CASE("ws_frame reader: what Python websockets sends, plain and compressed",
   std::vector<std::string> const client{"/usr/bin/python3", interop_dir() + "/ws_frames_client.py"};
   SECTION("plain") { check_cross(capture(client, "plain", "", {})); }
   SECTION("the compressed frames really are: a reader without the extension refuses them") {
-    CHECK(capture(client, "deflate", "permessage-deflate", {}).ec == herald::error::protocol_error);
+    auto const refused = capture(client, "deflate", "permessage-deflate", {});
+    CHECK(refused.ec == herald::error::protocol_error);
   }
   SECTION("permessage-deflate, a 4 KiB window, context takeover") {
     check_cross(capture(client, "deflate", "permessage-deflate; client_max_window_bits=12",
@@ -715,7 +726,8 @@ TEST_CASE("ws_frame reader: what Node ws sends, plain and compressed", "[e2e][we
   std::vector<std::string> const client{"/usr/bin/node", interop_dir() + "/ws_frames_client.mjs"};
   SECTION("plain") { check_cross(capture(client, "plain", "", {})); }
   SECTION("the compressed frames really are: a reader without the extension refuses them") {
-    CHECK(capture(client, "deflate", "permessage-deflate", {}).ec == herald::error::protocol_error);
+    auto const refused = capture(client, "deflate", "permessage-deflate", {});
+    CHECK(refused.ec == herald::error::protocol_error);
   }
   SECTION("permessage-deflate, a 4 KiB window, context takeover") {
     check_cross(capture(client, "deflate", "permessage-deflate; client_max_window_bits=12",
