@@ -3,6 +3,8 @@
 
 #include <herald/herald.hpp>
 #include <herald/metrics.hpp>
+#include <herald/detail/answer_body.hpp>
+#include <herald/detail/history_store.hpp>
 #include <herald/detail/poll_format.hpp>
 #include <herald/transports/polling.hpp>
 
@@ -758,6 +760,77 @@ TEST_CASE("polling: graceful shutdown answers held polls and closes", "[e2e][pol
   CHECK(f.poll.connections() == 0);
 }
 
+TEST_CASE("polling: a large answer is written from the stored envelopes, byte for byte, and keep-alive goes on",
+          "[e2e][polling]") {
+  Fixture f;
+  std::string expected = R"({"events":[)";
+  EventId last = 0;
+  for (int i = 0; i < 8; ++i) {  // 32 KiB: past AnswerBody::splice_from, so held by pointer
+    std::string const data(4096, static_cast<char>('a' + i));
+    last = f.hub.publish("t", data);
+    herald::Event ev;
+    ev.id = last;
+    ev.topic = "t";
+    ev.data = data;
+    ev.kind = herald::PayloadKind::text;
+    expected += (i ? "," : "") + herald::detail::encode_json_envelope(ev);
+  }
+  expected += R"(],"cursor":)" + std::to_string(last) + "}\n";
+  REQUIRE(expected.size() >= herald::detail::AnswerBody::splice_from);
+
+  // A GET, a HEAD of the same and a GET for what follows, pipelined on one connection.
+  std::string const target = "/poll?topic=t&since=0&limit=1000";
+  test::RawClient c{f.ioc};
+  c.request(f.ep, get(target) + "HEAD " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" +
+                      get("/poll?topic=t&since=" + std::to_string(last)));
+  REQUIRE(run_until(f.ioc, [&] { return replies(c.data(), {1}).size() == 3; }));
+  auto const r = replies(c.data(), {1});
+  CHECK(r[0].status == 200);
+  CHECK(r[0].body == expected);
+  CHECK(r[1].header("Content-Length") == std::to_string(expected.size()));
+  CHECK(r[1].body.empty());
+  CHECK(r[2].body_json() == json{{"events", json::array()}, {"cursor", last}});
+  CHECK_FALSE(c.closed());
+}
+
+TEST_CASE("polling: twenty answers to one large poll are written from the hub's stored envelopes, not copies",
+          "[unit][polling]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::Polling> poll{hub, "/poll"};
+  for (int i = 0; i < 64; ++i) hub.publish("t", std::string(4096, static_cast<char>('a' + i % 26)));
+  // What the hub retains: the stored events every transport writes from.
+  auto const stored = hub.state()->read(herald::detail::TopicSet{{"t"}}, 0, 0).events;
+  REQUIRE(stored.size() == 64);
+  auto const held_before = stored.front().use_count();
+
+  std::vector<herald::Response> answers;
+  for (int i = 0; i < 20; ++i) {
+    herald::Request req{http::verb::get, "/poll?topic=t&since=0&limit=1000", 11};
+    req.set(http::field::host, "127.0.0.1");
+    auto const held = poll.endpoint()->answer(std::move(req), ioc.get_executor(),
+                                              [&](herald::Response&& res) { answers.push_back(std::move(res)); });
+    CHECK(held == nullptr);  // a short poll is answered at once
+  }
+  REQUIRE(answers.size() == 20);
+  std::size_t own = 0;  // the bytes each answer has of its own: the frame and the commas
+  for (auto const& res : answers) {
+    auto const& body = res.body();
+    REQUIRE(body.pieces() == 2 * stored.size() + 1);
+    for (std::size_t i = 0; i < stored.size(); ++i) {
+      auto const piece = body.piece(2 * i + 1);
+      auto const& envelope = herald::detail::json_envelope(*stored[i]);
+      CHECK(piece.data() == envelope.data());  // the hub's bytes themselves
+      CHECK(piece.size() == envelope.size());
+    }
+    own = body.size();
+    for (std::size_t i = 0; i < stored.size(); ++i) own -= body.piece(2 * i + 1).size();
+  }
+  CHECK(own < 128);
+  // Each answer holds each event by one shared pointer, so they outlive the history.
+  CHECK(stored.front().use_count() == held_before + 20);
+}
+
 TEST_CASE("polling: embedding answers the handed-over request, then closes", "[e2e][polling][embed]") {
   net::io_context ioc;
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
@@ -784,7 +857,7 @@ TEST_CASE("polling: embedding answers the handed-over request, then closes", "[e
   };
   accept_one();
 
-  auto const a = hub.publish("t", "a");
+  auto a = hub.publish("t", "a");
   test::RawClient shortc{ioc};
   shortc.request(ep, get("/updates?topic=t&since=0"));
   REQUIRE(run_until(ioc, [&] { return shortc.closed(); }));
@@ -792,6 +865,16 @@ TEST_CASE("polling: embedding answers the handed-over request, then closes", "[e
   REQUIRE(r.size() == 1);
   CHECK(r[0].header("Connection") == "close");
   CHECK(ids_in(r[0].body_json()) == std::vector<EventId>{a});
+
+  // A large answer (its envelopes written in place, not copied) arrives whole before the close.
+  std::vector<EventId> large;
+  for (int i = 0; i < 8; ++i) large.push_back(hub.publish("t", std::string(4096, 'l')));
+  test::RawClient bigc{ioc};
+  bigc.request(ep, get("/updates?topic=t&since=" + std::to_string(a)));
+  REQUIRE(run_until(ioc, [&] { return bigc.closed(); }));
+  REQUIRE(replies(bigc.data()).size() == 1);
+  CHECK(ids_in(replies(bigc.data())[0].body_json()) == large);
+  a = large.back();
 
   test::RawClient longc{ioc}, gone{ioc};
   longc.request(ep, get("/updates?topic=t&wait=10&since=" + std::to_string(a)));

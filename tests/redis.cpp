@@ -127,17 +127,14 @@ template <class Client>
 struct Wire;
 template <>
 struct Wire<hc::SseClient> {
-  static constexpr char const* name = "sse";
   static std::string url(std::uint16_t port) { return "http://127.0.0.1:" + std::to_string(port) + "/sse"; }
 };
 template <>
 struct Wire<hc::WebSocketClient> {
-  static constexpr char const* name = "websocket";
   static std::string url(std::uint16_t port) { return "ws://127.0.0.1:" + std::to_string(port) + "/ws"; }
 };
 template <>
 struct Wire<hc::PollingClient> {
-  static constexpr char const* name = "polling";
   static std::string url(std::uint16_t port) { return "http://127.0.0.1:" + std::to_string(port) + "/poll"; }
 };
 

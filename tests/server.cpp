@@ -207,6 +207,76 @@ TEST_CASE("server: idle connections time out, the connection limit answers 503",
   CHECK(slow.data().empty());
 }
 
+TEST_CASE("server: over its connection limit a request is read and refused so that its client retries", "[e2e][server]") {
+  net::io_context ioc;
+  herald::Hub hub{ioc.get_executor()};
+  herald::Channel<herald::Sse> feed{hub, "/feed", {.allowed_origins = {"http://app.example"}}};
+  herald::Channel<herald::WebSocket> live{hub, "/live"};
+  herald::Channel<herald::Polling> poll{hub, "/poll"};
+  // A held long poll takes the only slot (streams handed to a channel leave the server's count).
+  herald::Server server{ioc.get_executor(), {.max_connections = 1,
+                                             .retry_after = std::chrono::seconds(7),
+                                             .request_timeout = std::chrono::milliseconds(300)}};
+  server.add(feed).add(live).add(poll);
+  server.handle("/x", text("x"));
+  auto const ep = server.listen("127.0.0.1", 0);
+  test::RawClient held{ioc};
+  held.get(ep, "/poll?topic=t&wait=30");
+  REQUIRE(run_until(ioc, [&] { return poll.connections() == 1; }));
+
+  // An EventSource: a stream that ends with retry:, which it follows (a 503 would end it for
+  // good), with the channel's CORS headers so a cross-origin page can read it.
+  test::RawClient es{ioc};
+  es.get(ep, "/feed?topic=t", "Accept: text/event-stream\r\nOrigin: http://app.example\r\n");
+  REQUIRE(run_until(ioc, [&] { return es.closed(); }));
+  CHECK(es.status() == 200);
+  CHECK(es.header("Content-Type") == "text/event-stream");
+  CHECK(es.header("Retry-After") == "7");
+  CHECK(es.header("Access-Control-Allow-Origin") == "http://app.example");
+  CHECK(es.body() == ": refused: too many connections\nretry: 7000\n\n");
+
+  // A WebSocket upgrade and anything else: 503 with Retry-After, never a 101.
+  test::RawClient ws{ioc};
+  ws.get(ep, "/live?topic=t",
+         "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
+  test::RawClient plain{ioc};
+  plain.get(ep, "/x");
+  REQUIRE(run_until(ioc, [&] { return ws.closed() && plain.closed(); }));
+  for (auto* c : {&ws, &plain}) {
+    CHECK(c->status() == 503);
+    CHECK(c->header("Retry-After") == "7");
+    CHECK(nlohmann::json::parse(c->body()) == nlohmann::json{{"error", "too many connections"}});
+  }
+  CHECK(ws.data().find("101") == std::string::npos);
+
+  // One that sends nothing costs the server a short wait, then is closed unanswered; one whose
+  // header is over the refusal's 4 KiB gets the plain 503.
+  test::RawClient mute{ioc};
+  mute.request(ep, "");
+  test::RawClient big{ioc};
+  big.get(ep, "/feed", "Accept: text/event-stream\r\nX-Big: " + std::string(5000, 'a') + "\r\n");
+  REQUIRE(run_until(ioc, [&] { return mute.closed() && big.closed(); }));
+  CHECK(mute.data().empty());
+  CHECK(big.status() == 503);
+
+  // The slot frees: the EventSource's next try is a stream.
+  auto const id = hub.publish("t", "free");
+  REQUIRE(run_until(ioc, [&] { return held.closed() || held.body().find(std::to_string(id)) != std::string::npos; }));
+  held.close();
+  std::optional<test::RawClient> next;
+  REQUIRE(run_until(ioc, [&] {
+    if (next && next->closed()) next.reset();  // refused while the server had not seen the slot free
+    if (!next) {
+      next.emplace(ioc);
+      next->get(ep, "/feed?topic=t", "Accept: text/event-stream\r\nOrigin: http://app.example\r\n");
+    }
+    return feed.connections() == 1;
+  }));
+  auto const later = hub.publish("t", "hello");
+  REQUIRE(run_until(ioc, [&] { return next->body().find("id: " + std::to_string(later)) != std::string::npos; }));
+}
+
 TEST_CASE("server: async_stop closes idle keep-alive connections and stops accepting", "[e2e][server]") {
   net::io_context ioc;
   herald::Server server{ioc.get_executor()};

@@ -351,6 +351,27 @@ TEST_CASE("sse: a client that goes away is cleaned up", "[e2e][sse]") {
   CHECK(f.hub.stats().topics == 0);
 }
 
+TEST_CASE("sse: bytes a client sends after its request are discarded up to a bound, then it is cut",
+          "[e2e][sse]") {
+  Fixture f;
+  SseClient quiet{f.ioc}, chatty{f.ioc};
+  quiet.raw.get(f.ep, "/api/feed?topic=t", accept_sse);
+  chatty.raw.get(f.ep, "/api/feed?topic=t", accept_sse);
+  REQUIRE(run_until(f.ioc, [&] { return f.feed.connections() == 2; }));
+  // A few stray bytes (several reads' worth, in separate packets) leave the stream working.
+  for (int i = 0; i < 4; ++i) chatty.raw.send(std::string(300, 'x'));
+  f.hub.publish("t", "after-stray");
+  REQUIRE(run_until(f.ioc, [&] { return chatty.has(1) && quiet.has(1); }));
+  CHECK(chatty.events()[0].data == "after-stray");
+  CHECK(f.feed.connections() == 2);
+  // Past 64 KiB the session ends the stream; the other client keeps its own.
+  chatty.raw.send(std::string(70 * 1024, 'x'));
+  REQUIRE(run_until(f.ioc, [&] { return chatty.raw.closed() && f.feed.connections() == 1; }));
+  f.hub.publish("t", "still-here");
+  REQUIRE(run_until(f.ioc, [&] { return quiet.has(2); }));
+  CHECK(quiet.events()[1].data == "still-here");
+}
+
 TEST_CASE("sse: a full channel refuses with a stream that ends at once with retry:, so EventSource comes back",
           "[e2e][sse]") {
   Fixture f{{.limits = {.max_connections = 1, .retry_after = std::chrono::seconds(2)}}};

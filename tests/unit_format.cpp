@@ -18,6 +18,7 @@
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/topic.hpp>
+#include <herald/detail/ws_gate.hpp>
 #include <herald/detail/ws_protocol.hpp>
 #include <herald/error.hpp>
 #include <herald/event.hpp>
@@ -33,6 +34,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -946,7 +948,7 @@ TEST_CASE("error_body and error_response carry JSON", "[unit][format]") {
   CHECK(res[http::field::allow] == "GET");
   CHECK_FALSE(res.keep_alive());
   CHECK(res[http::field::content_length] == std::to_string(res.body().size()));
-  auto const rj = nlohmann::json::parse(res.body());
+  auto const rj = nlohmann::json::parse(res.body().str());
   CHECK(rj["error"] == "method not allowed");
   CHECK(rj["message"] == "use GET");
 
@@ -954,7 +956,7 @@ TEST_CASE("error_body and error_response carry JSON", "[unit][format]") {
   CHECK(forbidden.result() == http::status::forbidden);
   CHECK(forbidden[http::field::allow].empty());
   CHECK(forbidden.keep_alive());
-  CHECK(nlohmann::json::parse(forbidden.body()).contains("error"));
+  CHECK(nlohmann::json::parse(forbidden.body().str()).contains("error"));
 }
 
 TEST_CASE("append_json_escaped produces a JSON string equal to the input", "[unit][format]") {
@@ -1110,7 +1112,7 @@ TEST_CASE("parse_poll_params reads wait and limit and ignores other parameters",
   }
 }
 
-TEST_CASE("poll_body splices each event's shared JSON envelope", "[unit][polling]") {
+TEST_CASE("a poll answer holds a large batch's shared JSON envelopes instead of copying them", "[unit][polling]") {
   using namespace herald::detail;
   auto make = [](EventId id, std::string topic, std::string data, herald::PayloadKind kind, std::string type = {}) {
     herald::Event ev;
@@ -1121,23 +1123,60 @@ TEST_CASE("poll_body splices each event's shared JSON envelope", "[unit][polling
     ev.type = std::move(type);
     return std::make_shared<StoredEvent const>(std::move(ev), std::chrono::steady_clock::now());
   };
-  std::vector<EventPtr> events{make(7, "orders", R"({"id":42})", herald::PayloadKind::json),
-                               make(9, "notes", "say \"hi\"\n", herald::PayloadKind::text, "note")};
-  auto const body = poll_body(events, 9, false, false);
-  auto const j = json::parse(body);
-  CHECK(j["events"].size() == 2);
+  auto const expected = [](std::vector<EventPtr> const& events, EventId cursor) {
+    std::string out = R"({"events":[)";
+    for (std::size_t i = 0; i < events.size(); ++i) out += (i ? "," : "") + json_envelope(*events[i]);
+    return out + R"(],"cursor":)" + std::to_string(cursor) + "}\n";
+  };
+
+  // A small batch: one string, byte for byte what the answer always was.
+  std::vector<EventPtr> small{make(7, "orders", R"({"id":42})", herald::PayloadKind::json),
+                              make(8, "bin", std::string("\0\xff", 2), herald::PayloadKind::binary),
+                              make(9, "notes", "say \"hi\"\n", herald::PayloadKind::text, "note")};
+  auto const copied = AnswerBody::value_type::spliced(poll_frame(9, false, false), poll_frame_events_at, small);
+  CHECK(copied.pieces() == 1);
+  CHECK(copied.str() == expected(small, 9));
+  auto const j = json::parse(copied.str());
+  REQUIRE(j["events"].size() == 3);
   CHECK(j["events"][0] == json{{"id", 7}, {"topic", "orders"}, {"data", {{"id", 42}}}});
-  CHECK(j["events"][1] == json{{"id", 9}, {"topic", "notes"}, {"event", "note"}, {"data", "say \"hi\"\n"}});
+  CHECK(j["events"][2] == json{{"id", 9}, {"topic", "notes"}, {"event", "note"}, {"data", "say \"hi\"\n"}});
   CHECK(j["cursor"] == 9);
   CHECK_FALSE(j.contains("reset"));
   CHECK_FALSE(j.contains("more"));
-  // Encoded once: the bytes spliced into every body are the same object.
-  CHECK(&json_envelope(*events[0]) == &json_envelope(*events[0]));
-  CHECK(body.find(json_envelope(*events[0])) != std::string::npos);
 
-  auto const flagged = json::parse(poll_body({}, 5, true, true));
+  // A large one (from AnswerBody::splice_from bytes): the pieces are the stored envelopes
+  // themselves, encoded once, never copied; the answer holds the events, so the bytes outlive
+  // the hub's history.
+  std::vector<EventPtr> large;
+  for (EventId id = 10; id < 13; ++id)
+    large.push_back(make(id, "big", std::string(AnswerBody::splice_from / 2, 'x'), herald::PayloadKind::text));
+  auto const text = expected(large, 12);
+  auto const spliced = AnswerBody::value_type::spliced(poll_frame(12, false, false), poll_frame_events_at, large);
+  REQUIRE(spliced.pieces() == 7);  // frame head, three envelopes with two commas between, frame tail
+  for (std::size_t i = 0; i < large.size(); ++i)
+    CHECK(spliced.piece(2 * i + 1).data() == json_envelope(*large[i]).data());
+  large.clear();
+  CHECK(spliced.str() == text);
+  CHECK(spliced.size() == text.size());
+  CHECK(AnswerBody::size(spliced) == text.size());
+  // Beast's own serializer writes it too (one piece per write), with its length.
+  boost::beast::http::response<AnswerBody> res{boost::beast::http::status::ok, 11};
+  res.body() = spliced;
+  res.prepare_payload();
+  std::ostringstream wire;
+  wire << res;
+  CHECK(wire.str() == "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text);
+
+  auto const flagged = json::parse(poll_frame(5, true, true));
   CHECK(flagged == json{{"events", json::array()}, {"cursor", 5}, {"reset", true}, {"more", true}});
-  CHECK(poll_body({}, 5, false, false) == "{\"events\":[],\"cursor\":5}\n");
+  CHECK(poll_frame(5, false, false) == "{\"events\":[],\"cursor\":5}\n");
+  auto const empty = AnswerBody::value_type::spliced(poll_frame(5, false, false), poll_frame_events_at, {});
+  CHECK(empty.str() == poll_frame(5, false, false));
+  CHECK(empty.pieces() == 1);
+  AnswerBody::value_type plain{std::string("plain")};
+  CHECK(plain.str() == "plain");
+  plain = std::string("other");
+  CHECK(plain.size() == 5);
 }
 
 TEST_CASE("poll_etag names the answer and etag_matches follows If-None-Match rules", "[unit][polling]") {
@@ -1242,13 +1281,15 @@ TEST_CASE("ws_protocol: acks, errors, binary heads and subprotocols", "[unit][we
   CHECK(herald::detail::http_token("herald.v1"));
   CHECK_FALSE(herald::detail::http_token("a b"));
   CHECK_FALSE(herald::detail::http_token(""));
-  CHECK(ws::sendable_close_code(1013));
-  CHECK(ws::sendable_close_code(4000));
-  CHECK_FALSE(ws::sendable_close_code(1005));
-  CHECK_FALSE(ws::sendable_close_code(1006));
-  CHECK_FALSE(ws::sendable_close_code(999));
-  CHECK_FALSE(ws::sendable_close_code(5000));
-  CHECK_FALSE(ws::sendable_close_code(65535));
+  // RFC 6455 §7.4 and the IANA registry, at every boundary.
+  for (std::uint16_t code : {1000, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4000, 4999}) {
+    INFO(code);
+    CHECK(ws::sendable_close_code(code));
+  }
+  for (std::uint16_t code : {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535}) {
+    INFO(code);
+    CHECK_FALSE(ws::sendable_close_code(code));
+  }
 
   // Sec-WebSocket-Key: the base64 of 16 bytes, nothing else.
   CHECK(ws::key_problem("dGhlIHNhbXBsZSBub25jZQ==").empty());
@@ -1300,4 +1341,55 @@ TEST_CASE("query_param: one decoded value, nullopt when absent, repeated or malf
   CHECK(query_param("/p?a=1&a=2", "a") == std::nullopt);  // which one was meant is a guess
   CHECK(query_param("/p?a=1&a=2", "b") == std::nullopt);
   CHECK(query_param("/p?a=1&b=%zz", "a") == std::nullopt);  // a malformed query answers nothing
+}
+
+TEST_CASE("ClientFrames rewrites a close code of 1014 in place and follows frames across reads", "[unit][websocket]") {
+  using herald::detail::ClientFrames;
+  // A masked client frame with a payload of any length (7-bit, 16-bit and 64-bit lengths).
+  auto frame = [](unsigned char opcode, std::string const& payload) {
+    std::string f;
+    f += static_cast<char>(0x80 | opcode);
+    auto const n = payload.size();
+    if (n < 126) {
+      f += static_cast<char>(0x80 | n);
+    } else if (n <= 0xffff) {
+      f += static_cast<char>(0x80 | 126);
+      f += static_cast<char>(n >> 8);
+      f += static_cast<char>(n & 0xff);
+    } else {
+      f += static_cast<char>(0x80 | 127);
+      for (int shift = 56; shift >= 0; shift -= 8) f += static_cast<char>((std::uint64_t{n} >> shift) & 0xff);
+    }
+    unsigned char const mask[4] = {0xa1, 0xb2, 0xc3, 0xd4};
+    for (unsigned char m : mask) f += static_cast<char>(m);
+    for (std::size_t i = 0; i < n; ++i) f += static_cast<char>(payload[i] ^ mask[i % 4]);
+    return f;
+  };
+  auto close = [&](std::uint16_t code) {
+    return frame(0x8, std::string{static_cast<char>(code >> 8), static_cast<char>(code & 0xff)} + "bye");
+  };
+  // Data frames whose payloads hold what looks like a close frame, then the close frame itself.
+  std::string const decoy = close(1014);
+  std::string const before = frame(0x1, decoy) + frame(0x2, std::string(300, '\x88') + decoy) +
+                             frame(0x2, std::string(70000, 'x')) + frame(0x9, "") + frame(0xA, "p");
+  for (std::uint16_t code : {1000, 1013, 1014, 1015, 3000}) {
+    INFO(code);
+    std::string const in = before + close(code);
+    std::string const expected = before + close(code == 1014 ? 1000 : code);
+    // Whatever the reads' sizes: at every split point, and byte by byte.
+    for (std::size_t split : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{7}, in.size() - 6,
+                              in.size() - 5, in.size() - 4, in.size()}) {
+      INFO(split);
+      std::string bytes = in;
+      ClientFrames frames;
+      auto* p = reinterpret_cast<unsigned char*>(bytes.data());
+      frames.scan(p, split);
+      frames.scan(p + split, bytes.size() - split);
+      CHECK(bytes == expected);
+    }
+    std::string bytes = in;
+    ClientFrames frames;
+    for (auto& c : bytes) frames.scan(reinterpret_cast<unsigned char*>(&c), 1);
+    CHECK(bytes == expected);
+  }
 }

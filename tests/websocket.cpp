@@ -655,7 +655,7 @@ TEST_CASE("websocket: a Sec-WebSocket-Key that is not the base64 of 16 bytes get
   CHECK(ok.status() == 101);
 }
 
-TEST_CASE("websocket: a close code RFC 6455 forbids fails the connection and is never echoed", "[e2e][websocket]") {
+TEST_CASE("websocket: a client's close code is checked against RFC 6455 and the IANA registry at every boundary", "[e2e][websocket]") {
   Fixture f;
   std::vector<boost::system::error_code> closed;
   f.live.on_close([&](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); });
@@ -666,29 +666,84 @@ TEST_CASE("websocket: a close code RFC 6455 forbids fails the connection and is 
     REQUIRE(c->status() == 101);
     std::string payload{static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
     c->send(client_frame(0x8, payload));
-    REQUIRE(run_until(f.ioc, [&] { return c->closed(); }));
     return c;
   };
   auto const echo = [](std::uint16_t code) {
     return std::string{'\x88', '\x02', static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
   };
-  for (std::uint16_t code : {5000, 65535}) {
+  // Valid from a peer: the close handshake completes, with the code echoed. 1014 (Bad Gateway,
+  // registered after Beast 1.81's list) is answered as a normal closure.
+  std::vector<std::pair<std::uint16_t, std::uint16_t>> const valid{
+      {1000, 1000}, {1003, 1003}, {1007, 1007}, {1011, 1011}, {1012, 1012},
+      {1013, 1013}, {1014, 1000}, {3000, 3000}, {4999, 4999}};
+  for (auto const& pair : valid) {
+    auto const code = pair.first, answer = pair.second;  // clang 14 lambdas cannot capture bindings
     INFO(code);
+    auto const before = closed.size();
     auto c = close_with(code);
-    CHECK(c->body().find(echo(code)) == std::string::npos);
-    CHECK(c->body().find('\x88') == std::string::npos);  // no close frame at all: the TCP connection is cut
-    REQUIRE(run_until(f.ioc, [&] { return f.live.connections() == 0; }));
+    REQUIRE(run_until(f.ioc, [&] { return c->body().find(echo(answer)) != std::string::npos; }));
+    c->close();  // the server half-closed and waits for our end
+    REQUIRE(run_until(f.ioc, [&] { return closed.size() == before + 1; }));
+    CHECK_FALSE(closed.back());
   }
-  REQUIRE(closed.size() == 2);
-  CHECK(closed[0] == boost::beast::websocket::error::bad_close_code);
-  CHECK(closed[1] == boost::beast::websocket::error::bad_close_code);
+  // Invalid: the connection fails and the code is never echoed. Beast answers the reserved and
+  // unassigned codes with 1002; herald cuts those past 4999 without a close frame.
+  for (std::uint16_t code : {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535}) {
+    INFO(code);
+    auto const before = closed.size();
+    auto c = close_with(code);
+    REQUIRE(run_until(f.ioc, [&] { return c->closed(); }));
+    CHECK(c->body().find(echo(code)) == std::string::npos);
+    if (code >= 5000) CHECK(c->body().find('\x88') == std::string::npos);
+    else CHECK(c->body().find(echo(1002)) != std::string::npos);
+    c->close();  // Beast's teardown after its 1002 waits for our end
+    REQUIRE(run_until(f.ioc, [&] { return closed.size() == before + 1; }));
+    CHECK(closed.back() == boost::beast::websocket::error::bad_close_code);
+  }
+  CHECK(f.live.connections() == 0);
+}
 
-  // A code clients may send completes the close handshake as usual.
-  auto c = close_with(4000);
-  CHECK(c->body().find(echo(4000)) != std::string::npos);
-  c->close();  // the server half-closed and waits for our end
-  REQUIRE(run_until(f.ioc, [&] { return closed.size() == 3; }));
-  CHECK_FALSE(closed[2]);
+TEST_CASE("websocket: pings count against the inbound rate: a ping flood is cut with 1008, keep-alive pings are not", "[e2e][websocket]") {
+  Fixture f{{}, {.inbound_rate = {.messages_per_second = 1, .message_burst = 10}}};
+  std::vector<boost::system::error_code> closed;
+  f.live.on_close([&](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); });
+
+  // Keep-alive: a few pings (within the burst) are answered, and the connection serves on.
+  auto calm = f.subscribed({"t"});
+  for (int i = 1; i <= 5; ++i) {
+    calm->ping();
+    REQUIRE(run_until(f.ioc, [&] { return calm->pongs() == i; }));
+  }
+  auto const id = f.hub.publish("t", R"({"n":1})");
+  REQUIRE(run_until(f.ioc, [&] { return calm->saw_id(id); }));
+  CHECK(calm->open());
+  CHECK_FALSE(calm->ended());
+
+  // A flood of pings: the burst is answered, then an error frame and 1008.
+  test::RawClient flood{f.ioc};
+  flood.request(f.ep, upgrade_request("/live?topic=t", f.ep.port()));
+  REQUIRE(run_until(f.ioc, [&] { return flood.has_headers(); }));
+  REQUIRE(flood.status() == 101);
+  std::string pings;
+  for (int i = 0; i < 50; ++i) pings += client_frame(0x9, "hi");
+  flood.send(pings);
+  auto const error_frame = R"j({"error":"rate limited","message":"over 1 messages a second (pings count)"})j";
+  REQUIRE(run_until(f.ioc, [&] { return flood.body().find(error_frame) != std::string::npos; }));
+  std::string const close_1008 = std::string{'\x88'} + static_cast<char>(2 + std::string_view("rate limited").size()) +
+                                 "\x03\xf0" + "rate limited";
+  REQUIRE(run_until(f.ioc, [&] { return flood.body().find(close_1008) != std::string::npos; }));
+  flood.close();
+  REQUIRE(run_until(f.ioc, [&] { return closed.size() == 1; }));
+  CHECK(closed[0] == herald::error::rate_limited);
+  // Beast answered the burst's pings, never all fifty.
+  std::size_t pongs = 0;
+  for (auto at = flood.body().find("\x8a\x02hi"); at != std::string::npos; at = flood.body().find("\x8a\x02hi", at + 1))
+    ++pongs;
+  CHECK((pongs >= 10 && pongs < 50));
+
+  // The calm client is still served.
+  auto const next = f.hub.publish("t", R"({"n":2})");
+  REQUIRE(run_until(f.ioc, [&] { return calm->saw_id(next); }));
 }
 
 TEST_CASE("websocket: a client over its inbound rate gets an error frame, then 1008, while others are served", "[e2e][websocket]") {

@@ -4,7 +4,10 @@
 // The server publishes a metrics sample every 500 ms on "metrics"; what clients send (WebSocket
 // frame, or POST /live in the degraded modes) is published on "chat" and acknowledged.
 //
-//   herald_example_dashboard [--host 127.0.0.1] [--port 8080]
+// SSE and WebSocket send a heartbeat after --heartbeat milliseconds of silence (default 15000),
+// which herald.js holds the server to: a transport that shows no data is given up.
+//
+//   herald_example_dashboard [--heartbeat MS] [--host 127.0.0.1] [--port 8080]
 //   open http://127.0.0.1:8080/?transport=sse
 //   curl http://127.0.0.1:8080/live?negotiate
 //   curl -d hello http://127.0.0.1:8080/live
@@ -19,6 +22,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -54,12 +58,19 @@ std::string json_string(std::string_view s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto const cli = example::parse_cli(argc, argv);
+  auto const cli = example::parse_cli(argc, argv, {{"--heartbeat", "MS", "15000"}});
+  auto const heartbeat = std::chrono::milliseconds(std::strtol(cli.flag("--heartbeat").c_str(), nullptr, 10));
+  if (heartbeat.count() <= 0) {
+    std::cerr << "--heartbeat takes a positive number of milliseconds\n";
+    return 2;
+  }
   net::io_context ioc{1};  // run by this thread alone: herald then needs no strands
 
   herald::Hub hub{ioc.get_executor()};
   Live::options topts;
   topts.of<herald::Sse>().retry = std::chrono::seconds(1);
+  topts.of<herald::Sse>().heartbeat = heartbeat;
+  topts.of<herald::WebSocket>().heartbeat = heartbeat;
   topts.of<herald::Polling>().max_wait = std::chrono::seconds(20);
   topts.max_message = 4096;
   herald::Channel<Live> live{hub, "/live", {}, std::move(topts)};

@@ -33,10 +33,12 @@ struct ServerStream;
 /// Limits and timeouts of herald::Server. Every default is safe for a public server.
 struct ServerOptions {
   /** HTTP connections held at once (streams handed to channels count against the channel).
-      More are answered 503 with Retry-After: retry_after, before their request is read (so
-      an EventSource refused here gives up: size the channels' limits below this one). */
+      A connection over it still sends its request (within 2 s and 4 KiB; 64 such at a time,
+      more get the 503 at once) and gets a refusal its client retries: an event stream that
+      ends with `retry:` for an EventSource's request (which a 503 would end for good), else
+      503 with Retry-After; over TLS it is closed unanswered. */
   std::size_t max_connections = 10'000;
-  /// The Retry-After of the 503 above and of a refusal during shutdown. Positive.
+  /// The Retry-After (and SSE retry:) of those refusals and of a refusal during shutdown. Positive.
   std::chrono::seconds retry_after = default_retry_after;
   /// Largest request header; larger ones get 431.
   std::size_t header_limit = 8 * 1024;

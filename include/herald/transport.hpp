@@ -1,6 +1,7 @@
 #pragma once
 
 #include <herald/config.hpp>
+#include <herald/detail/answer_body.hpp>
 #include <herald/hooks.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -47,8 +48,10 @@ struct Capabilities {
 template <class T>
 using ChannelContext = detail::ChannelImpl<T>;
 
-/// An answer a request/response transport gives in place (herald::Server keeps the connection).
-using Response = http::response<http::string_body>;
+/** An answer a request/response transport gives in place (herald::Server keeps the
+    connection). Its body is text (`res.body() = std::string(…)`); a poll answer's body holds
+    its events' stored bytes rather than a copy of them (detail::AnswerBody). */
+using Response = http::response<detail::AnswerBody>;
 
 /** Delivers such an answer to the connection that owns the stream; call it at most once. The
     answer is complete (prepare_payload done); the connection only sets the request's version

@@ -1,7 +1,7 @@
 // herald_interop_server: the server the interop tests drive with independent clients (curl, Node's
 // eventsource and ws). Built like an example: default header-only mode, no test macros.
 //
-//   herald_interop_server [--host 127.0.0.1] [--port 8080] [--history N]
+//   herald_interop_server [--host 127.0.0.1] [--port 8080] [--history N] [--limited N]
 //
 // Routes:
 //   /sse        Channel<Sse>, topics from the query, SseOptions::retry = 100 ms (quick reconnects)
@@ -15,6 +15,11 @@
 //   /drop       Channel::disconnect_all() on every channel: streams close, clients resume
 //   /stop       Server::async_stop; the program exits 0 once every connection closed (1 if some
 //               had to be cut after the grace period)
+//
+// With --limited N, a second server on its own port (announced on the second line as "limited on
+// http://HOST:PORT") holds at most N connections (ServerOptions::max_connections, retry_after
+// 1 s, request_timeout 60 s) and serves /sse-any: a Channel<Sse> on the same hub that allows any
+// Origin, so that a page of the first server can open an EventSource on it.
 //
 // The first line of output is "listening on http://HOST:PORT" (flushed). SIGINT/SIGTERM stop
 // the server like /stop.
@@ -84,7 +89,7 @@ std::optional<std::size_t> take_history(int& argc, char** argv) {
 
 int main(int argc, char** argv) {
   auto const history = take_history(argc, argv);
-  auto const cli = example::parse_cli(argc, argv);
+  auto const cli = example::parse_cli(argc, argv, {{"--limited", "N", ""}});
 
   net::io_context ioc;
   herald::HubOptions hub_options;
@@ -99,6 +104,16 @@ int main(int argc, char** argv) {
 
   herald::Server server{ioc.get_executor()};
   server.add(sse).add(ws).add(poll).add(one);
+
+  herald::Channel<herald::Sse> any{hub, "/sse-any", {.allowed_origins = {"*"}}, {.retry = std::chrono::milliseconds(100)}};
+  std::optional<herald::Server> limited;
+  if (auto const& n = cli.flag("--limited"); !n.empty()) {
+    limited.emplace(ioc.get_executor(),
+                    herald::ServerOptions{.max_connections = std::stoul(n),
+                                          .retry_after = std::chrono::seconds(1),
+                                          .request_timeout = std::chrono::seconds(60)});
+    limited->add(any);
+  }
 
   server.handle("/page", [](herald::Request const& req) {
     auto res = text(req, http::status::ok, "<!doctype html><title>herald interop</title>");
@@ -141,6 +156,7 @@ int main(int argc, char** argv) {
   auto stop = [&] {
     if (stopping) return;  // async_stop must not be called twice
     stopping = true;
+    if (limited) limited->async_stop(std::chrono::seconds(5), [](boost::system::error_code) {});
     server.async_stop(std::chrono::seconds(5), [&](boost::system::error_code ec) {
       if (ec) {
         std::cerr << "herald_interop_server: stop: " << ec.message() << '\n';
@@ -169,6 +185,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   example::announce(cli.host, ep.port());
+  if (limited) {
+    try {
+      auto const lep = limited->listen(cli.host, 0);
+      std::cout << "limited on http://" << cli.host << ':' << lep.port() << std::endl;
+    } catch (std::exception const& e) {
+      std::cerr << "cannot listen on " << cli.host << ": " << e.what() << '\n';
+      return 1;
+    }
+  }
 
   ioc.run();
   return exit_code;

@@ -1,10 +1,17 @@
-// Interop: a full SSE channel refuses so that EventSource comes back by itself. Against
-// herald_interop_server's /sse-one (one connection at most, Limits::retry_after = 1 s), with the
-// npm `eventsource` package and with EventSource in headless Chromium (chromium.mjs):
-//   1. an occupant EventSource takes the only slot;
-//   2. a second EventSource is refused: it sees the stream end (an error event) but stays
-//      CONNECTING (a 503 would make it CLOSED for good), and no message reaches onmessage;
-//   3. the occupant closes; an event is published; the refused client reconnects on its own
+// Interop: a full SSE channel, and a full server, refuse so that EventSource comes back by
+// itself. With the npm `eventsource` package and with EventSource in headless Chromium
+// (chromium.mjs), twice each:
+//   - the channel's limit: herald_interop_server's /sse-one (one connection at most,
+//     Limits::retry_after = 1 s), whose only slot an occupant EventSource takes;
+//   - the server's limit: its second server (--limited 1: ServerOptions::max_connections = 1,
+//     retry_after = 1 s), whose only slot a raw connection that never finishes its request
+//     takes; the EventSource asks for /sse-any there (cross-origin from Chromium's page, so the
+//     refusal must carry the channel's CORS headers too).
+// Each time:
+//   1. the occupant takes the only slot;
+//   2. an EventSource is refused: it sees the stream end (an error event) but stays CONNECTING
+//      (a 503 would make it CLOSED for good), and no message reaches onmessage;
+//   3. the occupant leaves; an event is published; the refused client reconnects on its own
 //      and receives it (it resumes from the cursor in its URL, so an event published before
 //      its reconnect is not missed: nothing is lost while it is refused).
 //
@@ -12,6 +19,7 @@
 //
 // Every wait is bounded; any failure exits 1 with a message.
 import { spawn } from "node:child_process";
+import { connect } from "node:net";
 import { createInterface } from "node:readline";
 
 const STEP_TIMEOUT = 15_000;
@@ -41,12 +49,16 @@ async function until(pred, what) {
 }
 function ok(what) { console.log(`ok   ${what}`); }
 
-server = spawn(binary, ["--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "pipe", "inherit"] });
-const base = await new Promise((resolve, reject) => {
+server = spawn(binary, ["--host", "127.0.0.1", "--port", "0", "--limited", "1"],
+               { stdio: ["ignore", "pipe", "inherit"] });
+const [base, limited] = await new Promise((resolve, reject) => {
   const lines = createInterface({ input: server.stdout });
-  lines.once("line", (line) => {
-    const m = /listening on (http:\/\/\S+)/.exec(line);
-    m ? resolve(m[1]) : reject(new Error(`unexpected first line: ${line}`));
+  const urls = [];
+  lines.on("line", (line) => {
+    const m = /^(?:listening|limited) on (http:\/\/\S+)/.exec(line);
+    if (!m) return reject(new Error(`unexpected line: ${line}`));
+    urls.push(m[1]);
+    if (urls.length === 2) resolve(urls);
   });
   server.once("exit", (code) => reject(new Error(`server exited (${code}) before listening`)));
 });
@@ -58,7 +70,7 @@ async function publish(topic, data) {
 }
 
 /** An occupant that holds the channel's only slot until close(). */
-async function occupy(topic) {
+async function occupyChannel(topic) {
   const es = new EventSource(`${base}/sse-one?topic=${topic}`);
   let open = false;
   es.onopen = () => { open = true; };
@@ -66,10 +78,25 @@ async function occupy(topic) {
   return es;
 }
 
-async function withNode() {
+/** An occupant of the limited server's only connection: a request that never ends. */
+async function occupyServer() {
+  const { hostname, port } = new URL(limited);
+  const socket = connect(Number(port), hostname);
+  await new Promise((resolve, reject) => { socket.once("connect", resolve); socket.once("error", reject); });
+  socket.write(`GET /sse-any HTTP/1.1\r\nHost: ${hostname}:${port}\r\n`);
+  return { close: () => socket.destroy() };
+}
+
+const limits = [
+  { name: "channel limit", url: (topic) => `${base}/sse-one?topic=${topic}`, occupy: occupyChannel },
+  { name: "server limit", url: (topic) => `${limited}/sse-any?topic=${topic}`, occupy: occupyServer },
+];
+
+async function withNode({ name, url, occupy }) {
+  console.log(`-- eventsource, ${name}`);
   const occupant = await occupy("n");
   const cursor = await publish("n", "before");
-  const es = new EventSource(`${base}/sse-one?topic=n&lastEventId=${cursor}`);
+  const es = new EventSource(`${url("n")}&lastEventId=${cursor}`);
   const seen = { messages: [], errors: 0, closed: false };
   es.onmessage = (e) => seen.messages.push({ id: e.lastEventId, data: e.data });
   es.onerror = () => { seen.errors++; if (es.readyState === EventSource.CLOSED) seen.closed = true; };
@@ -86,20 +113,23 @@ async function withNode() {
   es.close();
 }
 
-async function withChromium() {
-  const { launchChromium } = await import("./chromium.mjs");
-  browser = await launchChromium("");
+async function withChromium({ name, url, occupy }) {
+  console.log(`-- chromium, ${name}`);
+  if (!browser) {
+    const { launchChromium } = await import("./chromium.mjs");
+    browser = await launchChromium("");
+    const nav = await browser.page.goto(`${base}/page`);
+    if (!nav || !nav.ok()) throw new Error(`page load failed: ${nav && nav.status()}`);
+  }
   const { page } = browser;
-  const nav = await page.goto(`${base}/page`);
-  if (!nav || !nav.ok()) throw new Error(`page load failed: ${nav && nav.status()}`);
   const occupant = await occupy("c");
   const cursor = await publish("c", "before");
-  await page.evaluate((cursor) => {
+  await page.evaluate((src) => {
     const s = (window.seen = { messages: [], errors: 0, closed: false, states: [] });
-    const es = (window.es = new EventSource(`/sse-one?topic=c&lastEventId=${cursor}`));
+    const es = (window.es = new EventSource(src));
     es.onmessage = (e) => s.messages.push({ id: e.lastEventId, data: e.data });
     es.onerror = () => { s.errors++; s.states.push(es.readyState); if (es.readyState === 2) s.closed = true; };
-  }, cursor);
+  }, `${url("c")}&lastEventId=${cursor}`);
   const seen = () => page.evaluate(() => window.seen);
   await until(async () => (await seen()).errors >= 2, "chromium: two refusals (stream ended, retried)");
   let s = await seen();
@@ -118,8 +148,8 @@ async function withChromium() {
 
 let code = 0;
 try {
-  await withNode();
-  if (flag !== "--no-chromium") await withChromium();
+  for (const limit of limits) await withNode(limit);
+  if (flag !== "--no-chromium") for (const limit of limits) await withChromium(limit);
 } catch (e) {
   console.error(`FAIL: ${e.message}`);
   code = 1;

@@ -17,6 +17,8 @@
 #include <random>
 #include <vector>
 
+#include "loopback.hpp"
+
 namespace test {
 
 namespace net = boost::asio;
@@ -25,12 +27,7 @@ using tcp = net::ip::tcp;
 class ChaosProxy {
  public:
   ChaosProxy(net::io_context& ioc, std::uint64_t seed) : state_(std::make_shared<State>(ioc, seed)) {
-    auto& a = state_->acceptor;
-    tcp::endpoint const ep{net::ip::make_address("127.0.0.1"), 0};
-    a.open(ep.protocol());
-    a.set_option(tcp::acceptor::reuse_address(true));
-    a.bind(ep);
-    a.listen();
+    listen_loopback(state_->acceptor);
     accept(state_);
   }
   ChaosProxy(ChaosProxy const&) = delete;

@@ -4,6 +4,7 @@
 // wait for conditions with deadlines instead of sleeping.
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
 
@@ -23,6 +24,15 @@ bool run_until(net::io_context& ioc, Pred&& pred,
     ioc.run_one_for(std::chrono::milliseconds(5));
   }
   return true;
+}
+
+/// Open `a` on 127.0.0.1 and a free port, listening (the test proxies' front door).
+inline void listen_loopback(net::ip::tcp::acceptor& a) {
+  net::ip::tcp::endpoint const ep{net::ip::make_address("127.0.0.1"), 0};
+  a.open(ep.protocol());
+  a.set_option(net::ip::tcp::acceptor::reuse_address(true));
+  a.bind(ep);
+  a.listen();
 }
 
 /// Run every handler that is ready now, without waiting.

@@ -29,6 +29,11 @@ enum class error {
   stream_ended,
   /// The server is unavailable for now (HTTP 429 or 5xx); the client retries.
   unavailable,
+  /** The connection opened (headers, upgrade) but no data followed within proof_timeout,
+      although the server advertised a heartbeat: something in between holds data back. */
+  no_data,
+  /// Nothing arrived for twice the server's advertised heartbeat period: the stream stalled.
+  stalled,
 };
 
 /// The category of herald::client::error, named "herald.client".
@@ -56,6 +61,8 @@ class ClientErrorCategory final : public boost::system::error_category {
       case error::connect_timeout: return "connect timeout";
       case error::stream_ended: return "the server ended the stream";
       case error::unavailable: return "server unavailable";
+      case error::no_data: return "no data after the connection opened";
+      case error::stalled: return "the stream stalled";
     }
     return "herald client error";
   }

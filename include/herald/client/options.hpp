@@ -81,6 +81,17 @@ struct PollOptions {
   std::size_t limit = 0;
 };
 
+/** What the NegotiatingClient tries and when it looks for a better transport again. */
+struct NegotiateOptions {
+  /** Transports to try, best first: "websocket", "sse", "polling". The server's negotiation
+      answer (`GET url?negotiate`) may narrow the list, never widen it. */
+  std::vector<std::string> transports = {"websocket", "sse", "polling"};
+  /** After falling back, the first probe of the better transports; each probe that finds none
+      working doubles the wait, up to probe_cap. */
+  std::chrono::milliseconds probe_after = std::chrono::minutes(2);
+  std::chrono::milliseconds probe_cap = std::chrono::minutes(30);
+};
+
 /** What every client, whatever its transport, is configured with. Every default is usable.
 
     Example:
@@ -106,11 +117,22 @@ struct Options {
   std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
   /// With nothing received for this long the connection is considered dead and replaced
   /// (SSE servers send heartbeats; WebSocket clients ping after half of it). Zero: never.
+  /// Connections whose server advertises its heartbeat use the stall deadline below instead.
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
+  /** Proof of delivery, on connections whose server advertises its heartbeat
+      (`Herald-Heartbeat`, which herald's SSE and WebSocket servers send): such a server sends
+      data at once, so the client counts as open only once data (an event or a heartbeat)
+      arrived, and gives the connection this long for it after the headers or the upgrade
+      (client::error::no_data). Later, nothing received for twice the heartbeat period means a
+      stalled connection (client::error::stalled). Either way the connection is replaced (the
+      NegotiatingClient moves to its next transport). Zero: neither check; idle_timeout only. */
+  std::chrono::milliseconds proof_timeout = std::chrono::seconds(5);
   /// Largest event, message or poll answer accepted; larger ones drop the connection.
   std::size_t max_message = 16 * 1024 * 1024;
-  /// Polling client only.
+  /// Polling client only (and the NegotiatingClient's polling).
   PollOptions poll;
+  /// NegotiatingClient only.
+  NegotiateOptions negotiate;
 };
 
 /// The life of a client, as reported to on_state.

@@ -1,10 +1,12 @@
 #pragma once
 
 #include <herald/detail/admission.hpp>
+#include <herald/detail/cors.hpp>
 #include <herald/detail/endpoint.hpp>
 #include <herald/detail/error_table.hpp>
 #include <herald/detail/executor.hpp>
 #include <herald/metrics_text.hpp>
+#include <herald/detail/response.hpp>
 #include <herald/detail/topic.hpp>
 #include <herald/error.hpp>
 #include <herald/hooks.hpp>
@@ -341,6 +343,11 @@ class ChannelImpl final : public ChannelCore,
     write_metrics(m);
     if constexpr (requires { state_.for_each_member([](auto const&) {}); })
       state_.for_each_member([&](auto const& member) { member->metrics(m); });
+  }
+  Response refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) const override {
+    auto res = retryable_refusal(req, ec, retry_after);
+    add_cors(res, cors(req), options().cors);
+    return res;
   }
   void shutdown() override { ChannelCore::shutdown(); }
   void abort() override { ChannelCore::abort(); }

@@ -7,6 +7,7 @@
 #include <herald/error.hpp>
 #include <herald/session.hpp>
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 
@@ -127,6 +128,17 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   ChannelCore& channel() const noexcept { return *channel_; }
   HubState& hub() const noexcept { return channel_->state(); }
   net::any_io_executor const& strand() const noexcept { return strand_; }
+
+  /** Calls `initiate(h)`, where h is `handler` with HandlerCache memory that runs on strand().
+      It is bound to strand() only when `io` (the I/O object's executor) is another one: an
+      operation that carries a second executor is larger, and an idle connection keeps its
+      read pending for as long as it lives. */
+  template <class Initiate, class Handler>
+  void on_strand(net::any_io_executor const& io, Initiate&& initiate, Handler&& handler) {
+    if (io == strand_) initiate(cached(std::forward<Handler>(handler)));
+    else initiate(cached(net::bind_executor(strand_, std::forward<Handler>(handler))));
+  }
+
   State state() const noexcept { return state_; }
   bool is_open() const noexcept { return state_ == State::open; }
   bool ended() const noexcept { return state_ >= State::closing; }

@@ -9,6 +9,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -55,6 +56,10 @@ class Endpoint {
     respond(Response{http::status::not_found, req.version()});
     return nullptr;
   }
+  /** How the server refuses `req` for this path when it is over its own connection limit
+      (`ec`, retryable): retryable_refusal plus the channel's CORS headers, so a cross-origin
+      EventSource can read the refusal and comes back. */
+  virtual Response refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) const = 0;
   virtual void shutdown() = 0;
   virtual void abort() = 0;
   virtual std::size_t active() const = 0;

@@ -73,6 +73,9 @@ inline std::optional<QueryParams> parse_query(std::string_view query) {
   return out;
 }
 
+/// A flag parameter (`?envelope`, `?heartbeat=1`): on when present, unless "0" or "false".
+inline bool query_flag(std::string_view value) noexcept { return value != "0" && value != "false"; }
+
 /// A cursor: decimal digits only, no sign, no overflow. Empty is not a cursor.
 inline std::optional<EventId> parse_event_id(std::string_view s) noexcept {
   if (s.empty() || s.size() > 20) return std::nullopt;

@@ -1,8 +1,9 @@
 #pragma once
 
-// The wire format of polling, as pure functions: request parameters, the JSON body of an answer
-// (spliced from each event's shared JSON envelope) and its ETag. No I/O; unit-tested directly.
+// The wire format of polling, as pure functions: request parameters, the JSON frame of an answer
+// (each event's shared JSON envelope is spliced into it) and its ETag. No I/O; unit-tested directly.
 
+#include <herald/detail/decimal.hpp>
 #include <herald/detail/http.hpp>
 #include <herald/detail/json_format.hpp>
 #include <herald/detail/stored_event.hpp>
@@ -101,23 +102,18 @@ inline boost::system::error_code parse_poll_params(QueryParams const& query, Pol
   return {};
 }
 
-/** The body of a poll answer:
-      {"events":[<envelope>,…],"cursor":N}            plus ,"reset":true and ,"more":true when so
-    Each envelope is the event's shared JSON bytes, copied in as-is. */
-inline std::string poll_body(std::span<EventPtr const> events, EventId cursor, bool reset, bool more) {
-  std::size_t size = 48;
-  for (auto const& ev : events) size += json_envelope(*ev).size() + 1;
+/// Where a poll_frame takes its events: right after `{"events":[`.
+inline constexpr std::size_t poll_frame_events_at = 11;
+
+/** The body of a poll answer around its events:
+      {"events":[],"cursor":N}\n            plus ,"reset":true and ,"more":true when so
+    The events' shared JSON envelopes go in at poll_frame_events_at, comma-separated, as they
+    are (AnswerBody splices them in without copying). */
+inline std::string poll_frame(EventId cursor, bool reset, bool more) {
   std::string out;
-  out.reserve(size);
-  out += R"({"events":[)";
-  bool first = true;
-  for (auto const& ev : events) {
-    if (!first) out += ',';
-    first = false;
-    out += json_envelope(*ev);
-  }
-  out += R"(],"cursor":)";
-  out += std::to_string(cursor);
+  out.reserve(64);
+  out += R"({"events":[],"cursor":)";
+  append_decimal(out, cursor);
   if (reset) out += R"(,"reset":true)";
   if (more) out += R"(,"more":true)";
   out += "}\n";
@@ -134,7 +130,7 @@ inline std::string poll_etag(std::span<EventPtr const> events, EventId cursor, b
       h *= 0x100000001b3ull;
     }
   };
-  mix(1);  // the body format's version: bump when poll_body changes shape
+  mix(1);  // the body format's version: bump when poll_frame changes shape
   for (auto const& ev : events) mix(ev->id());
   mix(cursor);
   mix((reset ? 1u : 0u) | (more ? 2u : 0u));

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <herald/config.hpp>
+#include <herald/detail/redis_reply.hpp>
 #include <herald/detail/redis_url.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -28,42 +29,6 @@
 #include <vector>
 
 namespace herald::inline v0::detail {
-
-/// A Redis reply, copied out of hiredis (whose reply objects live only inside its callback).
-struct RedisValue {
-  enum class Type : std::uint8_t { none, nil, integer, string, status, error, array };
-  /// `none`: no reply at all (the connection was lost, timed out or closed).
-  Type type = Type::none;
-  long long integer = 0;
-  std::string str;
-  std::vector<RedisValue> elements;
-
-  bool ok() const noexcept { return type != Type::none && type != Type::error; }
-
-  static RedisValue from(redisReply const* r) {
-    RedisValue v;
-    if (!r) return v;
-    switch (r->type) {
-      case REDIS_REPLY_NIL: v.type = Type::nil; break;
-      case REDIS_REPLY_INTEGER:
-        v.type = Type::integer;
-        v.integer = r->integer;
-        break;
-      case REDIS_REPLY_STRING: v.type = Type::string; break;
-      case REDIS_REPLY_STATUS: v.type = Type::status; break;
-      case REDIS_REPLY_ERROR: v.type = Type::error; break;
-      case REDIS_REPLY_ARRAY:
-        v.type = Type::array;
-        v.elements.reserve(r->elements);
-        for (std::size_t i = 0; i < r->elements; ++i) v.elements.push_back(from(r->element[i]));
-        break;
-      default: v.type = Type::error; v.str = "unexpected reply type"; return v;
-    }
-    if (v.type == Type::string || v.type == Type::status || v.type == Type::error)
-      v.str.assign(r->str, r->len);
-    return v;
-  }
-};
 
 /// Timeouts and reconnection of one RedisConnection.
 struct RedisConnectionOptions {

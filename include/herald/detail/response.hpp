@@ -2,8 +2,10 @@
 
 #include <herald/detail/error_map.hpp>
 #include <herald/detail/http.hpp>
+#include <herald/detail/sse_format.hpp>
 #include <herald/error.hpp>
 #include <herald/options.hpp>
+#include <herald/transport.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/stream_traits.hpp>
@@ -55,12 +57,12 @@ inline std::string error_body(boost::system::error_code ec, std::string_view det
 }
 
 /** A complete error response for `ec`, status from the error map, JSON body; a retryable
-    refusal says when to come back (`retry_after`, in seconds: RFC 9110 §10.2.3). */
-inline http::response<http::string_body> error_response(boost::system::error_code ec,
-                                                         std::string_view detail, unsigned version,
-                                                         bool keep_alive,
-                                                         std::chrono::seconds retry_after = default_retry_after) {
-  http::response<http::string_body> res{to_http_status(ec), version};
+    refusal says when to come back (`retry_after`, in seconds: RFC 9110 §10.2.3). `Body`: an
+    answer's by default, http::string_body for an application's Reply. */
+template <class Body = AnswerBody>
+http::response<Body> error_response(boost::system::error_code ec, std::string_view detail, unsigned version,
+                                    bool keep_alive, std::chrono::seconds retry_after = default_retry_after) {
+  http::response<Body> res{to_http_status(ec), version};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
   if (ec == error::method_not_allowed) res.set(http::field::allow, "GET");
@@ -71,12 +73,46 @@ inline http::response<http::string_body> error_response(boost::system::error_cod
   return res;
 }
 
+/** Whether `req` is what an EventSource sends: a GET that accepts text/event-stream (every
+    EventSource does; Negotiated routes by it too). */
+inline bool wants_event_stream(Request const& req) {
+  return req.method() == http::verb::get &&
+         req[http::field::accept].find("text/event-stream") != std::string_view::npos;
+}
+
+/** A retryable refusal (retryable(ec)) as an event stream that ends at once: EventSource fails
+    for good on any status but 200, and reconnects after `retry:` when a 200 stream ends. The
+    body is a comment naming the reason (no handler of the page sees it) and the retry; the
+    Retry-After header says the same to clients that read it (herald's SseClient). */
+inline Response stream_refusal(unsigned version, boost::system::error_code ec, std::chrono::seconds retry_after) {
+  Response res{http::status::ok, version};
+  res.set(http::field::content_type, "text/event-stream");
+  res.set(http::field::cache_control, "no-store");
+  res.set(http::field::retry_after, std::to_string(retry_after.count()));
+  res.body() = sse_refusal(wire_name(ec), retry_after);
+  res.keep_alive(false);
+  res.prepare_payload();
+  return res;
+}
+
+/** A retryable refusal shaped for the client that asked: the stream above for an EventSource's
+    request, else 503 with Retry-After (a WebSocket upgrade too: before any 101). */
+inline Response retryable_refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) {
+  return wants_event_stream(req) ? stream_refusal(req.version(), ec, retry_after)
+                                 : error_response(ec, {}, req.version(), false, retry_after);
+}
+
+/// An application's text response as an answer: its body is moved, not copied.
+inline Response to_answer(http::response<http::string_body>&& res) {
+  return Response{std::move(res.base()), std::move(res.body())};
+}
+
 /// Write `res` and close: how a channel answers a request it will not serve.
 template <class Stream>
-void write_and_close(Stream&& stream, http::response<http::string_body> res) {
+void write_and_close(Stream&& stream, Response res) {
   struct Op {
     std::decay_t<Stream> stream;
-    http::response<http::string_body> res;
+    Response res;
   };
   auto op = std::make_shared<Op>(Op{std::move(stream), std::move(res)});
   auto& s = op->stream;

@@ -2,6 +2,7 @@
 
 #include <herald/detail/base64.hpp>
 #include <herald/detail/decimal.hpp>
+#include <herald/detail/heartbeat.hpp>
 #include <herald/detail/json_format.hpp>
 #include <herald/detail/stored_event.hpp>
 #include <herald/event.hpp>
@@ -72,6 +73,15 @@ inline std::string sse_refusal(std::string_view reason, std::chrono::millisecond
 
 /// A comment line: ignored by clients, keeps proxies and NAT tables from timing out.
 inline constexpr std::string_view sse_heartbeat = ": ping\n\n";
+
+/** The heartbeat a stream that asked for it (`?heartbeat`) gets instead of the comment: an
+    event of type `heartbeat` whose data is {"heartbeat":<period ms>}, so that a page's script
+    sees it (`addEventListener("heartbeat", …)`). It has no `id:`, so EventSource's
+    Last-Event-ID stays the last real event's, and `onmessage` never sees it (typed events go to
+    their listeners only). */
+inline std::string sse_heartbeat_event(std::chrono::milliseconds period) {
+  return "event: heartbeat\ndata: " + heartbeat_message(period) + "\n\n";
+}
 
 /** One event whose data is its JSON envelope ({"id","topic","event","data"}, as WebSocket and
     polling carry it), as a plain message: a stream of several topics (`?envelope`) tells each

@@ -12,6 +12,7 @@
 #include <boost/beast/websocket/teardown.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -52,20 +53,111 @@ std::string ws_text_frame(std::size_t size_hint, Append&& append) {
   return out;
 }
 
+/** Follows the frames a client sends (RFC 6455 §5.2) as their bytes pass, to find the status
+    code of its close frame, and makes 1014 acceptable to Beast 1.81: its close-code check
+    predates 1014's registration (Bad Gateway, IANA WebSocket close code registry) and would
+    fail the connection with 1002. The code is rewritten in place, still masked, to 1000 (the
+    same high byte, so the one byte that changes is always in the bytes at hand); Beast then
+    completes the close handshake with a normal closure. Every other code is left for Beast
+    (1004-1006, 1015, 1016-2999 and below 1000 fail the connection) and for the session (5000
+    and above). Only headers are parsed; payloads are skipped by their length. */
+class ClientFrames {
+ public:
+  /// The peer's bytes `p[0, n)`, in order, right after they were read.
+  void scan(unsigned char* p, std::size_t n) noexcept {
+    while (n != 0) {
+      if (left_ == 0) {
+        head_[have_++] = *p++;
+        --n;
+        if (have_ == 2) need_ = static_cast<unsigned char>(2 + ext() + (masked() ? 4 : 0));
+        if (have_ >= 2 && have_ == need_) begin_payload();
+        continue;
+      }
+      std::size_t const k = static_cast<std::size_t>(std::min<std::uint64_t>(left_, n));
+      if (close_)
+        for (std::size_t i = 0; i < k && offset_ + i < 2; ++i) code_byte(p[i], offset_ + i);
+      offset_ = static_cast<unsigned char>(std::min<std::size_t>(offset_ + k, 2));  // only the code's 2 bytes matter
+      left_ -= k;
+      p += k;
+      n -= k;
+    }
+  }
+
+ private:
+  unsigned len7() const noexcept { return head_[1] & 0x7fu; }
+  bool masked() const noexcept { return (head_[1] & 0x80u) != 0; }
+
+  std::size_t ext() const noexcept { return len7() == 126 ? 2 : len7() == 127 ? 8 : 0; }
+  // The masking key stays in head_ until the next frame's header: the payload comes first.
+  unsigned char key(std::size_t at) const noexcept { return masked() ? head_[2 + ext() + at % 4] : 0; }
+
+  void begin_payload() noexcept {
+    std::size_t const ext = this->ext();
+    std::uint64_t len = ext == 0 ? len7() : 0;
+    for (std::size_t i = 0; i < ext; ++i) len = (len << 8) | head_[2 + i];
+    close_ = (head_[0] & 0x0fu) == 0x8u;
+    left_ = len;
+    offset_ = 0;
+    have_ = 0;
+  }
+
+  void code_byte(unsigned char& b, std::size_t at) noexcept {
+    auto const plain = static_cast<unsigned char>(b ^ key(at));
+    if (at == 0) return void(high_ = plain);
+    if (high_ == (1014 >> 8) && plain == (1014 & 0xff))
+      b = static_cast<unsigned char>((1000 & 0xff) ^ key(at));
+  }
+
+  // Small: one per WebSocket connection (32 bytes).
+  std::uint64_t left_ = 0;      // payload bytes of the current frame still to pass
+  unsigned char head_[14] = {};  // the current frame's header, as far as it arrived
+  unsigned char have_ = 0;       // header bytes in head_
+  unsigned char need_ = 0;       // the header's length, once its first 2 bytes are in
+  unsigned char offset_ = 0;     // payload bytes passed, up to 2
+  unsigned char high_ = 0;       // a close code's first byte, unmasked
+  bool close_ = false;
+};
+
 template <class Next>
 class WsGate;
 
-/** The completion of a write on a WsGate (Beast's, or a raw one): tells the gate the write is
-    over, then runs the handler. It keeps the handler's executor, allocator and cancellation
-    slot (associator, below). */
-template <class Next, class Handler, bool Raw>
-struct GateDone {
+/// What a gate notes when a write of its own or of Beast's ends.
+template <class Next>
+struct RawWriteDone {
   WsGate<Next>* gate;
+  void operator()(boost::system::error_code, std::size_t) const { gate->raw_write_done(); }
+};
+template <class Next>
+struct BeastWriteDone {
+  WsGate<Next>* gate;
+  void operator()(boost::system::error_code, std::size_t) const { gate->beast_write_done(); }
+};
+
+/// What a gate does with the bytes a read brought: follow the client's frames.
+template <class Buffers>
+struct ReadDone {
+  ClientFrames* frames;
+  Buffers buffers;
+  void operator()(boost::system::error_code, std::size_t n) const {
+    for (auto it = net::buffer_sequence_begin(buffers); n != 0 && it != net::buffer_sequence_end(buffers); ++it) {
+      net::mutable_buffer const b = *it;
+      std::size_t const k = std::min(n, b.size());
+      frames->scan(static_cast<unsigned char*>(b.data()), k);
+      n -= k;
+    }
+  }
+};
+
+/** The completion of an operation on a WsGate: the gate's own step (`before`), then the
+    handler. It keeps the handler's executor, allocator and cancellation slot (associator,
+    below). */
+template <class Handler, class Before>
+struct GateDone {
+  Before before;
   Handler handler;
 
   void operator()(boost::system::error_code ec, std::size_t n) {
-    if constexpr (Raw) gate->raw_write_done();
-    else gate->beast_write_done();
+    before(ec, n);
     std::move(handler)(ec, n);
   }
 };
@@ -83,7 +175,8 @@ struct GateDone {
     strand, like Beast's own operations.
 
     Reads pass through too, after the bytes the HTTP server read past the upgrade request
-    (already_read): a client may send its first frames in the same packet as the request. */
+    (already_read): a client may send its first frames in the same packet as the request.
+    Every byte read is shown to ClientFrames (a close code of 1014, above). */
 template <class Next>
 class WsGate {
  public:
@@ -104,9 +197,12 @@ class WsGate {
   auto async_read_some(Buffers const& buffers, Token&& token) {
     return net::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, Buffers const& b) {
-          if (already_read_.empty()) return next_.async_read_some(b, std::move(handler));
+          if (already_read_.empty())
+            return next_.async_read_some(b, GateDone<decltype(handler), ReadDone<Buffers>>{{&frames_, b},
+                                                                                         std::move(handler)});
           auto const n = net::buffer_copy(b, net::buffer(already_read_));
           already_read_.erase(0, n);
+          ReadDone<Buffers>{&frames_, b}({}, n);
           // Never inline: a completion must not run inside its initiating function.
           net::post(next_.get_executor(), net::append(std::move(handler), boost::system::error_code{}, n));
         },
@@ -147,12 +243,12 @@ class WsGate {
   void async_write_raw(Buffers const& buffers, Handler&& handler) {
     raw_writing_ = true;
     net::async_write(next_, buffers,
-                     GateDone<Next, std::decay_t<Handler>, true>{this, std::forward<Handler>(handler)});
+                     GateDone<std::decay_t<Handler>, RawWriteDone<Next>>{{this}, std::forward<Handler>(handler)});
   }
 
  private:
-  template <class, class, bool>
-  friend struct GateDone;
+  friend struct RawWriteDone<Next>;
+  friend struct BeastWriteDone<Next>;
 
   struct ParkedWrite {
     virtual ~ParkedWrite() = default;
@@ -162,7 +258,8 @@ class WsGate {
   template <class Buffers, class Handler>
   void start_beast(Buffers const& buffers, Handler&& handler) {
     ++beast_writing_;
-    next_.async_write_some(buffers, GateDone<Next, std::decay_t<Handler>, false>{this, std::forward<Handler>(handler)});
+    next_.async_write_some(buffers,
+                           GateDone<std::decay_t<Handler>, BeastWriteDone<Next>>{{this}, std::forward<Handler>(handler)});
   }
 
   void raw_write_done() {
@@ -179,6 +276,7 @@ class WsGate {
 
   Next next_;
   std::string already_read_;
+  ClientFrames frames_;
   std::unique_ptr<ParkedWrite> parked_;
   std::function<void()> on_idle_;
   int beast_writing_ = 0;
@@ -204,12 +302,12 @@ void async_teardown(beast::role_type role, WsGate<Next>& gate, TeardownHandler&&
 namespace boost::asio {
 
 // The gate's completions run on the wrapped handler's executor, allocator and slot.
-template <template <class, class> class Associator, class Next, class Handler, bool Raw, class Default>
-struct associator<Associator, herald::detail::GateDone<Next, Handler, Raw>, Default> : Associator<Handler, Default> {
-  static auto get(herald::detail::GateDone<Next, Handler, Raw> const& h) noexcept {
+template <template <class, class> class Associator, class Handler, class Before, class Default>
+struct associator<Associator, herald::detail::GateDone<Handler, Before>, Default> : Associator<Handler, Default> {
+  static auto get(herald::detail::GateDone<Handler, Before> const& h) noexcept {
     return Associator<Handler, Default>::get(h.handler);
   }
-  static auto get(herald::detail::GateDone<Next, Handler, Raw> const& h, Default const& d) noexcept {
+  static auto get(herald::detail::GateDone<Handler, Before> const& h, Default const& d) noexcept {
     return Associator<Handler, Default>::get(h.handler, d);
   }
 };

@@ -21,7 +21,9 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -52,9 +54,10 @@ class HttpSession final : public ServerConnection,
       auto ec = server_->stopping() ? make_error_code(error::shutting_down)
                                     : make_error_code(error::too_many_connections);
       server_->log(LogLevel::warning, ec, "connection refused");
-      // Over TLS the answer would need a handshake first, which is what the limit spares.
+      // Over TLS the answer would need a handshake first, which is what the limit spares (a
+      // connection closed unanswered is a network error, which EventSource retries).
       if constexpr (ServerStream<Stream>::handshake) close_stream(stream_);
-      else write_and_close(std::move(stream_), error_response(ec, {}, 11, false, server_->options().retry_after));
+      else refuse(ec);
       return;
     }
     registered_ = true;
@@ -66,6 +69,7 @@ class HttpSession final : public ServerConnection,
 
   ~HttpSession() override {
     if (registered_) server_->remove(this);
+    if (refusing_) server_->end_refusal();
   }
 
   void stop() override {
@@ -94,6 +98,49 @@ class HttpSession final : public ServerConnection,
       }
       self->read();
     });
+  }
+
+  /// How long, and how much, a connection over the limit may take to send its request.
+  static constexpr std::chrono::seconds refusal_timeout{2};
+  static constexpr std::size_t refusal_header_limit = 4 * 1024;
+
+  /** Over the server's connection limit: read the request's header, under refusal_timeout and
+      refusal_header_limit, to answer with a refusal its client retries: an EventSource gives up
+      for good on a 503, but comes back after a stream that ends (retryable_refusal, with the
+      channel's CORS headers). The first ServerState::max_refusing at a time; the others, and
+      a request over the size, get the 503 with Retry-After; one that does not arrive in time
+      gets nothing. Not registered: neither counted nor stopped, only bounded by the timeout. */
+  void refuse(boost::system::error_code ec) {
+    auto const& o = server_->options();
+    if (!server_->begin_refusal())
+      return write_and_close(std::move(stream_), error_response(ec, {}, 11, false, o.retry_after));
+    refusing_ = true;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(std::min(o.header_limit, refusal_header_limit)));
+    tcp().expires_after(std::min<std::chrono::steady_clock::duration>(o.request_timeout, refusal_timeout));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this(), ec](boost::system::error_code read_ec, std::size_t) {
+                              self->refused(ec, read_ec);
+                            });
+  }
+
+  void refused(boost::system::error_code ec, boost::system::error_code read_ec) {
+    if (read_ec == http::error::end_of_stream || read_ec == net::error::operation_aborted ||
+        read_ec == beast::error::timeout || read_ec == net::error::eof || read_ec == net::error::connection_reset)
+      return close();
+    auto const retry_after = server_->options().retry_after;
+    if (read_ec) {
+      res_ = error_response(ec, {}, 11, false, retry_after);
+    } else {
+      auto const& req = parser_->get();
+      auto const* route = server_->find(target_path(req.target()));
+      auto const* channel = route ? std::get_if<typename State::Routed>(route) : nullptr;
+      res_ = channel ? channel->endpoint->refusal(req, ec, retry_after) : retryable_refusal(req, ec, retry_after);
+    }
+    serializer_.emplace(res_);
+    // Still under the deadline refuse() set: a client that does not read its answer is cut.
+    http::async_write(stream_, *serializer_,
+                      [self = this->shared_from_this()](boost::system::error_code, std::size_t) { self->close(); });
   }
 
   void read() {
@@ -142,9 +189,9 @@ class HttpSession final : public ServerConnection,
       return;
     }
     if (auto const* async = std::get_if<AsyncHandler>(route)) return later(*async, std::move(req));
-    http::response<http::string_body> res;
+    Response res;
     try {
-      res = std::get<Handler>(*route)(req);
+      res = to_answer(std::get<Handler>(*route)(req));
     } catch (...) {
       server_->log(LogLevel::error, error::hook_failed, "handler threw");
       res = error_response(error::hook_failed, {}, req.version(), false);
@@ -155,7 +202,7 @@ class HttpSession final : public ServerConnection,
     respond(std::move(res), req.method() == http::verb::head);
   }
 
-  void respond(http::response<http::string_body>&& res, bool head_only) {
+  void respond(Response&& res, bool head_only) {
     res_ = std::move(res);
     if (server_->stopping()) res_.keep_alive(false);
     serializer_.emplace(res_);
@@ -172,8 +219,7 @@ class HttpSession final : public ServerConnection,
       }
       self->read();
     };
-    if (head_only) http::async_write_header(stream_, *serializer_, std::move(done));
-    else http::async_write(stream_, *serializer_, std::move(done));
+    async_write_answer(stream_, *serializer_, gather_, head_only, std::move(done));
   }
 
   void close() {
@@ -216,20 +262,22 @@ class HttpSession final : public ServerConnection,
       net::post(ex, [w, res = std::move(res), head, version, keep_alive]() mutable {
         auto self = w.lock();
         if (!self || self->answered_) return;
+        Response answer;
         try {
           res.prepare_payload();
+          answer = to_answer(std::move(res));
         } catch (std::exception const&) {  // a body on a 1xx, 204 or 304
           self->server_->log(LogLevel::error, error::hook_failed, "reply with a body its status forbids");
-          res = error_response(error::hook_failed, {}, version, false);
+          answer = error_response(error::hook_failed, {}, version, false);
         }
-        self->answered(std::move(res), head, version, keep_alive);
+        self->answered(std::move(answer), head, version, keep_alive);
       });
     };
     try {
       handler(req, reply);
     } catch (...) {
       server_->log(LogLevel::error, error::hook_failed, "handler threw");
-      reply(error_response(error::hook_failed, {}, version, false));
+      reply(error_response<http::string_body>(error::hook_failed, {}, version, false));
     }
     watch();
   }
@@ -263,8 +311,9 @@ class HttpSession final : public ServerConnection,
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  http::response<http::string_body> res_;
-  std::optional<http::response_serializer<http::string_body>> serializer_;
+  Response res_;
+  std::optional<http::response_serializer<AnswerBody>> serializer_;
+  std::vector<net::const_buffer> gather_;  // a spliced answer's pieces while they are written
   // Weak: a held request keeps itself alive (its wait timer), and its respond keeps this session;
   // a strong pointer back would be a cycle that outlives a destroyed io_context.
   std::weak_ptr<Held> held_;
@@ -273,6 +322,7 @@ class HttpSession final : public ServerConnection,
   bool watching_ = false;
   bool resume_ = false;
   bool registered_ = false;
+  bool refusing_ = false;
 };
 
 }  // namespace herald::inline v0::detail

@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <deque>
 #include <mutex>
@@ -23,48 +22,10 @@
 
 namespace herald::inline v0::redis::detail {
 
+using herald::detail::parse_redis_id;
 using herald::detail::RedisConnection;
 using herald::detail::RedisValue;
 namespace lua = herald::detail::redis_lua;
-
-/// An id from a decimal string, or from a stream entry id "<id>-0"; nullopt if neither.
-inline std::optional<EventId> parse_id(std::string_view s) {
-  if (auto dash = s.find('-'); dash != std::string_view::npos) s = s.substr(0, dash);
-  EventId v = 0;
-  auto const [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-inline std::string_view field(std::vector<RedisValue> const& fields, std::string_view name) {
-  for (std::size_t i = 0; i + 1 < fields.size(); i += 2)
-    if (fields[i].str == name) return fields[i + 1].str;
-  return {};
-}
-
-/** One stream entry ([id, [field, value, ...]]) as an Event; `topic` names it when the entry
-    has no `t` field (a topic's own history). Null `prev` unless asked. */
-inline std::optional<Event> parse_entry(RedisValue const& entry, std::string_view topic, EventId* prev = nullptr) {
-  if (entry.type != RedisValue::Type::array || entry.elements.size() != 2) return std::nullopt;
-  auto const id = parse_id(entry.elements[0].str);
-  auto const& fields = entry.elements[1].elements;
-  if (!id) return std::nullopt;
-  Event ev;
-  ev.id = *id;
-  auto const t = field(fields, "t");
-  ev.topic = t.empty() ? std::string(topic) : std::string(t);
-  ev.type = field(fields, "y");
-  ev.data = field(fields, "d");
-  auto const k = field(fields, "k");
-  int kind = k.empty() ? 0 : k.front() - '0';
-  ev.kind = kind >= 1 && kind <= 3 ? static_cast<PayloadKind>(kind) : PayloadKind::text;
-  if (prev) {
-    auto const p = parse_id(field(fields, "p"));
-    if (!p) return std::nullopt;
-    *prev = *p;
-  }
-  return ev;
-}
 
 inline std::string micros(std::chrono::steady_clock::duration d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
@@ -212,10 +173,10 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
     long long const sent = system_micros();
     cmd_->command({"TIME"}, [w = weak_from_this(), sent](RedisValue v) {
       auto self = w.lock();
-      if (!self || v.type != RedisValue::Type::array || v.elements.size() != 2) return;
+      auto const redis_now = herald::detail::parse_redis_time(v);
+      if (!self || !redis_now) return;
       long long const back = system_micros();
-      long long const redis_now = std::stoll(v.elements[0].str) * 1000000 + std::stoll(v.elements[1].str);
-      self->clock_offset_ = redis_now - (sent + back) / 2;
+      self->clock_offset_ = *redis_now - (sent + back) / 2;
       self->ready_ = !self->stopped_;
       self->logged_.clear();
       self->note_error({});
@@ -297,7 +258,7 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
       }
       --self->inflight_;
       if (v.type == RedisValue::Type::string)
-        if (auto id = parse_id(v.str)) {
+        if (auto id = parse_redis_id(v.str)) {
           ++self->published_;
           self->complete(h, boost::system::error_code{}, *id);
           return self->pump();
@@ -341,39 +302,12 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
         return self->send_history(std::move(args), std::move(topics), limit, std::move(h));
       }
       BackplaneHistory out;
-      if (!self->parse_history(v, topics, limit, out)) {
+      if (!herald::detail::parse_redis_history(v, topics, limit, out)) {
         if (v.type == RedisValue::Type::error) self->note_error("history: " + v.str);
         return self->complete(h, self->failure(), BackplaneHistory{});
       }
       self->complete(h, boost::system::error_code{}, std::move(out));
     });
-  }
-
-  static bool parse_history(RedisValue const& v, std::vector<std::string> const& topics, std::size_t limit,
-                            BackplaneHistory& out) {
-    if (v.type != RedisValue::Type::array || v.elements.size() < 2) return false;
-    auto const last = parse_id(v.elements[0].str);
-    auto const floor = parse_id(v.elements[1].str);
-    if (!last || !floor) return false;
-    out.last = *last;
-    out.floor = *floor;
-    out.complete_to = *last;
-    std::size_t sources = 0;
-    for (std::size_t i = 2; i < v.elements.size(); ++i) {
-      auto const& entries = v.elements[i].elements;
-      std::string_view const topic = topics.empty() ? std::string_view{} : std::string_view(topics[i - 2]);
-      if (!entries.empty()) ++sources;
-      for (auto const& e : entries)
-        if (auto ev = parse_entry(e, topic)) out.events.push_back(std::move(*ev));
-      // A stream cut by the limit is complete only up to its last entry.
-      if (limit != 0 && entries.size() >= limit && !out.events.empty())
-        if (auto id = parse_id(entries.back().elements.empty() ? std::string_view{} : entries.back().elements[0].str))
-          out.complete_to = std::min(out.complete_to, *id);
-    }
-    if (sources > 1)
-      std::sort(out.events.begin(), out.events.end(), [](Event const& a, Event const& b) { return a.id < b.id; });
-    std::erase_if(out.events, [&](Event const& e) { return e.id > out.complete_to; });
-    return true;
   }
 
   // The log tail -----------------------------------------------------------------------------
@@ -392,7 +326,7 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
       if (!self || self->started_ || self->stopped_) return;
       EventId position = 0;
       if (v.type == RedisValue::Type::string) {
-        auto id = parse_id(v.str);
+        auto id = parse_redis_id(v.str);
         if (!id) return self->note_error("meta last is not an id: " + v.str);
         position = *id;
       } else if (v.type != RedisValue::Type::nil) {
@@ -425,38 +359,18 @@ class BackplaneImpl : public std::enable_shared_from_this<BackplaneImpl> {
   /// Entries of the log, checked link by link: each names its predecessor.
   void take(RedisValue const& v) {
     auto sink = sink_.lock();
-    std::vector<Event> batch;
-    auto flush = [&] {
-      if (batch.empty()) return;
-      ingested_ += batch.size();
-      if (sink) sink->ingress(std::move(batch));
-      batch.clear();
-    };
-    for (auto const& stream : v.elements) {
-      if (stream.elements.size() != 2) continue;
-      for (auto const& entry : stream.elements[1].elements) {
-        EventId prev = 0;
-        auto ev = parse_entry(entry, {}, &prev);
-        if (!ev || ev->id <= applied_) continue;
-        if (prev != applied_) {
-          flush();
-          EventId position = prev;
-          if (prev < applied_) {
-            // The log lost entries this node had taken in (a restart or failover without
-            // them): cursors below what it has seen may have missed events now gone.
-            position = applied_;
-            raise_floor(applied_);
-          }
-          ++discontinuities_;
-          log(LogLevel::warning, error::cursor_expired, "the log broke: entries were lost or trimmed unread");
-          if (sink) sink->discontinuity(position, false);
-          applied_ = position;
-        }
-        applied_ = ev->id;
-        batch.push_back(std::move(*ev));
+    for (auto& run : herald::detail::read_redis_log(v, applied_)) {
+      if (run.broken) {
+        // The log lost entries this node had taken in (a restart or failover without them).
+        if (run.lost) raise_floor(run.position);
+        ++discontinuities_;
+        log(LogLevel::warning, error::cursor_expired, "the log broke: entries were lost or trimmed unread");
+        if (sink) sink->discontinuity(run.position, false);
       }
+      if (run.events.empty()) continue;
+      ingested_ += run.events.size();
+      if (sink) sink->ingress(std::move(run.events));
     }
-    flush();
     position_.store(applied_);
   }
 

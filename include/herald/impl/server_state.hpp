@@ -127,6 +127,20 @@ class ServerState : public std::enable_shared_from_this<ServerState<Streams...>>
     std::lock_guard lock{mutex_};
     sessions_.erase(s);
   }
+
+  /** Connections over the limit read their request (briefly, see HttpSession::refuse) while
+      fewer than this many are doing so; the others get their 503 at once. */
+  static constexpr std::size_t max_refusing = 64;
+  bool begin_refusal() {
+    std::lock_guard lock{mutex_};
+    if (refusing_ >= max_refusing) return false;
+    ++refusing_;
+    return true;
+  }
+  void end_refusal() {
+    std::lock_guard lock{mutex_};
+    --refusing_;
+  }
   bool stopping() const {
     std::lock_guard lock{mutex_};
     return stopping_;
@@ -220,6 +234,7 @@ class ServerState : public std::enable_shared_from_this<ServerState<Streams...>>
   std::vector<std::shared_ptr<ListenerBase>> listeners_;
   net::ip::tcp::endpoint bound_;
   bool stopping_ = false;
+  std::size_t refusing_ = 0;
   std::unordered_map<ServerConnection*, std::weak_ptr<ServerConnection>> sessions_;
 };
 

@@ -227,7 +227,7 @@ struct Negotiated {
   template <std::size_t... I>
   static bool member_answers(Request const& req, std::size_t index, std::index_sequence<I...>) {
     bool out = false;
-    ((I == index ? (out = answers_in_place<Ms>(req), true) : false), ...);
+    ((I == index ? void(out = answers_in_place<Ms>(req)) : void()), ...);
     return out;
   }
 

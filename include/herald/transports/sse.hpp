@@ -2,6 +2,7 @@
 
 #include <herald/config.hpp>
 #include <herald/detail/channel_core.hpp>
+#include <herald/detail/response.hpp>
 #include <herald/hooks.hpp>
 #include <herald/transport.hpp>
 
@@ -17,7 +18,11 @@ namespace herald::inline v0 {
 struct SseOptions {
   /// Reconnection delay sent to EventSource as `retry:` when the stream starts and ends.
   std::chrono::milliseconds retry = std::chrono::seconds(3);
-  /// A comment line is sent after this much silence, so proxies keep the stream; zero: never.
+  /** A heartbeat is sent after this much silence, so proxies keep the stream and clients can
+      tell a quiet stream from a stuck one: a comment, or for a request with `?heartbeat` an
+      event of type `heartbeat` (data `{"heartbeat":<ms>}`, also sent right after the headers)
+      that a page's script can see. Every stream advertises it as `Herald-Heartbeat: <ms>`.
+      Zero: no heartbeat and no header. */
   std::chrono::milliseconds heartbeat = std::chrono::seconds(15);
   /** Send every event's JSON envelope as its data ({"id","topic","event","data"}), so a client
       of several topics can tell each event's topic. Off: bare data, as `new EventSource(url)`
@@ -31,7 +36,8 @@ struct SseOptions {
 
     A request is served when it is a GET; `?topic=` names topics, and the cursor comes from the
     `Last-Event-ID` header or a `lastEventId` query parameter. `?envelope` makes each event's
-    data its JSON envelope, naming its topic (for streams of several topics).
+    data its JSON envelope, naming its topic (for streams of several topics); `?heartbeat`
+    asks for heartbeat events (see SseOptions::heartbeat).
 */
 struct Sse {
   static constexpr std::string_view name = "sse";
@@ -41,10 +47,7 @@ struct Sse {
   using options = SseOptions;
 
   /// A GET that accepts text/event-stream.
-  static bool matches(Request const& req) {
-    return req.method() == http::verb::get &&
-           req[http::field::accept].find("text/event-stream") != std::string_view::npos;
-  }
+  static bool matches(Request const& req) { return detail::wants_event_stream(req); }
 
   template <class Stream>
   static void start(std::shared_ptr<ChannelContext<Sse>> channel, Stream&& stream, Request&& req);

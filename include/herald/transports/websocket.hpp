@@ -69,6 +69,11 @@ struct WebSocketOptions {
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
   /// Send a ping after idle_timeout / 2 of silence.
   bool keepalive_pings = true;
+  /** For a client that asks for it (`?heartbeat` on the upgrade request): a text frame
+      `{"heartbeat":<ms>}` right after the upgrade and after this much silence from the server,
+      advertised as `Herald-Heartbeat: <ms>` on the 101. Browser scripts never see pings; this
+      is how they tell a quiet connection from one a proxy holds back. Zero: never. */
+  std::chrono::milliseconds heartbeat = std::chrono::seconds(15);
   /// Largest message a client may send (after decompression); larger ones close with 1009.
   std::size_t read_message_max = 64 * 1024;
   WebSocketDeflate deflate;
@@ -94,7 +99,8 @@ struct WebSocketOptions {
     1001 shutdown, 1008 policy (also over inbound_rate), 1009 too big, 1007 invalid UTF-8,
     1011 handler failure, 1013 slow consumer; a client's close frame with a code RFC 6455 does
     not allow (5000 and above) fails the connection: it is cut without an echo. `?topic=` on the upgrade request subscribes at once, `?since=` resumes those
-    topics. See docs/websocket.md.
+    topics, `?heartbeat` asks for heartbeat frames {"heartbeat":<ms>} (WebSocketOptions::heartbeat).
+    See docs/websocket.md.
 
     TLS: for `ssl_stream` the application includes <boost/beast/websocket/ssl.hpp>.
 */

@@ -60,6 +60,8 @@ inline void check_options(Options const& o) {
   if (o.connect_timeout.count() <= 0)
     throw std::invalid_argument("herald: Options::connect_timeout must be positive");
   if (o.idle_timeout.count() < 0) throw std::invalid_argument("herald: Options::idle_timeout must not be negative");
+  if (o.proof_timeout.count() < 0)
+    throw std::invalid_argument("herald: Options::proof_timeout must not be negative");
   if (o.max_message == 0) throw std::invalid_argument("herald: Options::max_message must be positive");
   if (o.poll.wait.count() < 0) throw std::invalid_argument("herald: PollOptions::wait must not be negative");
   if (o.poll.interval.count() < 0)
@@ -195,14 +197,47 @@ class Core : public std::enable_shared_from_this<Core> {
   /// A poll was answered: the connection proved healthy, so backoff starts over.
   void healthy() noexcept { backoff_.reset(); }
 
+  /** The connection is up (SSE headers, WebSocket upgrade). A server that advertised its
+      `heartbeat` promised data at once and then at least every period: the client is open only
+      once data arrived (received()) within proof_timeout, and afterwards twice the period
+      without data is a stall. Without a heartbeat (or with proof_timeout zero) it is open now,
+      and nothing received for `idle` means a dead connection (zero: no watch). */
+  void connected(std::optional<std::chrono::milliseconds> heartbeat, std::chrono::milliseconds idle) {
+    if (!heartbeat || options_.proof_timeout.count() == 0) {
+      proving_ = false;
+      opened();
+      if (stopping_) return;
+      if (idle.count() > 0) watch(idle, herald::error::idle_timeout);
+      else unwatch();
+      return;
+    }
+    stall_ = 2 * *heartbeat;
+    proving_ = true;
+    watch(options_.proof_timeout, error::no_data);
+  }
+
+  /// Data arrived on the connection: its proof of delivery, or one more sign of life.
+  void received() {
+    if (!proving_) return touch();
+    proving_ = false;
+    opened();
+    if (!stopping_) watch(stall_, error::stalled);
+  }
+
+  /** For a client composed of others: the connection it relied on dropped and something else
+      reconnects it (no backoff here). Reported as reconnecting with `ec`. */
+  void reconnecting(boost::system::error_code ec) {
+    was_open_ = false;
+    reconnects_.fetch_add(1, std::memory_order_relaxed);
+    delay_us_.store(0);
+    set_state(State::reconnecting, ec);
+  }
+
   /// The connection dropped or an attempt failed: back off, then try again.
   void lost(boost::system::error_code ec) {
-    if (tripped_) {
-      ec = tripped_;
-      tripped_ = {};
-    }
     unwatch();
     disconnect();
+    proving_ = false;
     if (stopping_) return;
     if (was_open_ && backoff_.healthy(clock::now() - opened_at_)) backoff_.reset();
     was_open_ = false;
@@ -239,13 +274,14 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   /** Hand `ev` to on_event unless its id is not above the last one seen under `key` (its
-      topic; "" for SSE, whose stream is one sequence). Events without an id (0) always pass.
-      Returns false once the client is stopping (then the caller stops delivering). */
-  bool deliver(Event const& ev, std::string_view key) {
+      topic; "" for SSE, whose stream is one sequence) nor above `floor` (a position every key
+      has reached). Events without an id (0) always pass. Returns false once the client is
+      stopping (then the caller stops delivering). */
+  bool deliver(Event const& ev, std::string_view key, EventId floor = 0) {
     if (stopping_) return false;
     if (ev.id != 0) {
       auto it = last_.find(key);
-      if (it != last_.end() && ev.id <= it->second) {
+      if (ev.id <= floor || (it != last_.end() && ev.id <= it->second)) {
         duplicates_.fetch_add(1, std::memory_order_relaxed);
         return true;
       }
@@ -289,8 +325,8 @@ class Core : public std::enable_shared_from_this<Core> {
     }
   }
 
-  /** Watchdog: unless touch()ed within `period`, the current connection is closed and the
-      failure it causes is reported as `reason`. Zero disarms it. */
+  /** Watchdog: unless touch()ed within `period`, the current connection is closed and reported
+      lost with `reason` (then retried). Zero disarms it. */
   void watch(clock::duration period, boost::system::error_code reason) {
     if (period <= clock::duration::zero()) return unwatch();
     watch_reason_ = reason;
@@ -311,6 +347,28 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   void backoff_server_retry(std::chrono::milliseconds delay) { backoff_.server_retry(delay); }
+
+  /** Once stopping with nothing pending: on_state(closed), then the stop waiters. Tracked
+      handlers run it after themselves; a client driven by other clients' handlers (the
+      NegotiatingClient) runs it after each of those. */
+  void maybe_finish() {
+    if (!stopping_ || ops_ != 0) return;
+    if (!finished_) {
+      finished_ = true;
+      state_ = State::closed;
+      if (!detached() && on_state_) {
+        try {
+          on_state_(State::closed, final_ec_);
+        } catch (...) {
+        }
+      }
+    }
+    for (auto& w : waiters_)
+      net::post(strand_, [h = std::move(w.handler), work = std::move(w.work)]() mutable {
+        net::dispatch(net::append(std::move(h), boost::system::error_code{}));
+      });
+    waiters_.clear();
+  }
 
   Url const url_;
   Options options_;
@@ -336,33 +394,15 @@ class Core : public std::enable_shared_from_this<Core> {
       if (ec || gen != watch_gen_ || !watch_armed_) return;
       if (clock::now() < deadline_) return arm_watchdog();
       watch_armed_ = false;
-      tripped_ = watch_reason_;
-      disconnect();
+      // The pending operations of the connection fail once it is closed, but find it replaced
+      // (conn_) and report nothing: the watchdog reports the loss itself.
+      lost(watch_reason_);
     }));
   }
 
   void set_state(State s, boost::system::error_code ec) {
     state_ = s;
     invoke(on_state_, s, ec);
-  }
-
-  void maybe_finish() {
-    if (!stopping_ || ops_ != 0) return;
-    if (!finished_) {
-      finished_ = true;
-      state_ = State::closed;
-      if (!detached() && on_state_) {
-        try {
-          on_state_(State::closed, final_ec_);
-        } catch (...) {
-        }
-      }
-    }
-    for (auto& w : waiters_)
-      net::post(strand_, [h = std::move(w.handler), work = std::move(w.work)]() mutable {
-        net::dispatch(net::append(std::move(h), boost::system::error_code{}));
-      });
-    waiters_.clear();
   }
 
   Backoff backoff_;
@@ -373,13 +413,14 @@ class Core : public std::enable_shared_from_this<Core> {
   State state_ = State::closed;
   boost::system::error_code final_ec_;
   boost::system::error_code watch_reason_;
-  boost::system::error_code tripped_;
   clock::duration watch_period_{};
+  std::chrono::milliseconds stall_{};
   clock::time_point deadline_{};
   clock::time_point opened_at_{};
   std::uint64_t watch_gen_ = 0;
   std::size_t ops_ = 0;
   bool watch_armed_ = false;
+  bool proving_ = false;  // the connection is up, its first data not yet arrived
   bool started_ = false;
   bool stopping_ = false;
   bool finished_ = false;

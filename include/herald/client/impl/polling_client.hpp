@@ -54,7 +54,10 @@ class PollImpl final : public Core {
     bool reused = false;
   };
 
-  void connect() override { poll(); }
+  void connect() override {
+    answered_ = false;
+    poll();
+  }
 
   void poll() {
     if (stopping()) return;
@@ -76,7 +79,8 @@ class PollImpl final : public Core {
     std::string t = url_.target;
     for (auto const& topic : options_.topics) append_query(t, "topic", topic);
     if (cursor_) append_query(t, "since", std::to_string(*cursor_));
-    if (options_.poll.wait.count() > 0) append_query(t, "wait", wait_parameter(options_.poll.wait));
+    // The first poll of an attempt is short: its answer, at once, proves that polls get through.
+    if (options_.poll.wait.count() > 0 && answered_) append_query(t, "wait", wait_parameter(options_.poll.wait));
     if (options_.poll.limit != 0) append_query(t, "limit", std::to_string(options_.poll.limit));
     return t;
   }
@@ -126,6 +130,7 @@ class PollImpl final : public Core {
     else c->reused = true;
     opened();
     healthy();
+    answered_ = true;
     more_ = false;
     if (status == 200 && !apply(res.body())) return;
     if (stopping()) return;
@@ -170,6 +175,7 @@ class PollImpl final : public Core {
   /// The next request's `since`: the last answer's cursor.
   std::optional<EventId> cursor_;
   bool more_ = false;
+  bool answered_ = false;  // a poll of this attempt was answered: the next ones may wait
 };
 
 }  // namespace herald::client::detail

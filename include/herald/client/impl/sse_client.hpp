@@ -4,6 +4,7 @@
 #include <herald/client/detail/envelope.hpp>
 #include <herald/client/detail/http.hpp>
 #include <herald/client/detail/sse_parser.hpp>
+#include <herald/detail/heartbeat.hpp>
 #include <herald/detail/http.hpp>
 
 #include <boost/beast/core/flat_buffer.hpp>
@@ -100,8 +101,9 @@ class SseImpl final : public Core {
       backoff_server_retry(*retry_after);
       return lost(error::unavailable);
     }
-    opened();
-    watch(options_.idle_timeout, herald::error::idle_timeout);
+    // herald writes the body's first bytes (retry:) with the headers: with an advertised
+    // heartbeat, a body that does not follow is held back on the way (a buffering proxy).
+    connected(::herald::detail::parse_heartbeat(res[::herald::detail::heartbeat_header]), options_.idle_timeout);
     read(c);
   }
 
@@ -113,9 +115,11 @@ class SseImpl final : public Core {
     http::async_read_some(c->stream, c->buffer, c->parser, track([this, c](boost::system::error_code ec, std::size_t) {
       if (c != conn_) return;
       if (ec == http::error::need_buffer) ec = {};
-      touch();
       std::size_t const got = c->body.size() - c->parser.get().body().size;
-      if (got != 0 && !feed(std::string_view(c->body.data(), got))) return;
+      if (got != 0) {
+        received();
+        if (c != conn_ || !feed(std::string_view(c->body.data(), got))) return;
+      }
       if (ec) return lost(ec);
       if (c->parser.is_done()) return lost(error::stream_ended);
       read(c);
@@ -135,6 +139,8 @@ class SseImpl final : public Core {
   }
 
   bool dispatch(SseDispatch const& d) {
+    // A stream that asked for heartbeat events (a URL with ?heartbeat): proof of life, no event.
+    if (d.type == "heartbeat" && !d.has_id) return true;
     // Plain scalars, not the optional itself: GCC 12 at -O3 reports the optional's payload as
     // maybe-uninitialized across the branches below.
     auto const parsed = d.has_id ? ::herald::detail::parse_event_id(d.last_event_id) : std::nullopt;

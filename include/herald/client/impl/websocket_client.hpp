@@ -3,6 +3,7 @@
 #include <herald/client/detail/any_stream.hpp>
 #include <herald/client/detail/envelope.hpp>
 #include <herald/client/detail/http.hpp>
+#include <herald/detail/heartbeat.hpp>
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/error.hpp>
@@ -122,12 +123,16 @@ class WsImpl final : public Core {
   std::string target() const {
     std::string t = url_.target;
     // No topics named: the channel subscribes its fixed topics by itself; resume them all from
-    // the lowest position (duplicates above a topic's own position are dropped).
-    if (topics_.empty() && !last_.empty()) {
-      EventId low = last_.begin()->second;
-      for (auto const& [topic, id] : last_) low = std::min(low, id);
-      append_query(t, "since", std::to_string(low));
+    // the lowest position (duplicates above a topic's own position are dropped), or from
+    // Options::since before any event.
+    if (topics_.empty()) {
+      std::optional<EventId> low = options_.since;
+      if (!last_.empty()) low = last_.begin()->second;
+      for (auto const& [topic, id] : last_) low = std::min(*low, id);
+      if (low) append_query(t, "since", std::to_string(*low));
     }
+    // Heartbeat frames: the server's proof that data gets through, and its stall deadline.
+    append_query(t, ::herald::detail::heartbeat_parameter, "1");
     return t;
   }
 
@@ -168,10 +173,12 @@ class WsImpl final : public Core {
   }
 
   void on_open(std::shared_ptr<Conn> const& c) {
-    unwatch();  // Beast's own timeouts (idle, pings, closing handshake) take over
     c->open = true;
     for (auto const& t : topics_) c->control.push_back(subscribe_message(t));
-    opened();
+    // A server that sends heartbeat frames must show one at once (proof of delivery). Beast's
+    // own timeouts (idle, pings, closing handshake) cover the rest, so no idle watch here.
+    connected(::herald::detail::parse_heartbeat(c->response[::herald::detail::heartbeat_header]),
+              std::chrono::milliseconds::zero());
     if (c != conn_) return;
     pump(c);
     read(c);
@@ -181,6 +188,8 @@ class WsImpl final : public Core {
     c->ws.async_read(c->buffer, track([this, c](boost::system::error_code ec, std::size_t) {
       if (c != conn_) return;
       if (ec) return lost(close_reason(*c, ec));
+      received();
+      if (c != conn_) return;
       std::string_view const data(static_cast<char const*>(c->buffer.data().data()), c->buffer.size());
       bool const go_on = c->ws.got_text() ? on_text(*c, data) : on_binary(*c, data);
       c->buffer.consume(c->buffer.size());
@@ -206,6 +215,7 @@ class WsImpl final : public Core {
   bool on_text(Conn& c, std::string_view text) {
     auto const doc = parse_json(text);
     if (doc.is_object()) {
+      if (::herald::detail::heartbeat_period(doc)) return true;  // proof of life, counted in read()
       if (auto it = doc.find("subscribed"); it != doc.end() && it->is_string()) {
         auto const& topic = it->get_ref<std::string const&>();
         auto const cursor = doc.find("cursor");

@@ -22,7 +22,6 @@
 #include <algorithm>
 #include <array>
 #include <optional>
-#include <span>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -51,7 +50,7 @@ struct PollPlan {
 
 /// What an answer holds: up to `limit` events, where to continue, and the flags.
 struct PollResult {
-  std::span<EventPtr const> events;
+  std::vector<EventPtr> events;
   EventId cursor = 0;
   bool reset = false;
   bool more = false;
@@ -62,7 +61,7 @@ struct PollResult {
     alone, or its client could never pass it); `more` says something was left for the next
     poll. The cursor is the last event's id, or `since` when nothing is new (so the ETag of a
     quiet topic stays put whatever other topics publish), or the hub's cursor after a reset. */
-inline PollResult shape(std::vector<EventPtr> const& events, bool reset, EventId reset_cursor,
+inline PollResult shape(std::vector<EventPtr>&& events, bool reset, EventId reset_cursor,
                         EventId since, std::size_t limit, std::size_t max_bytes) {
   PollResult r;
   std::size_t n = 0;
@@ -72,7 +71,8 @@ inline PollResult shape(std::vector<EventPtr> const& events, bool reset, EventId
     if (bytes > max_bytes && n > 0) break;
   }
   r.more = n < events.size();
-  r.events = std::span<EventPtr const>(events).first(n);
+  events.resize(n);
+  r.events = std::move(events);
   r.reset = reset;
   if (!r.events.empty()) r.cursor = r.events.back()->id();
   else r.cursor = reset ? reset_cursor : since;
@@ -98,9 +98,9 @@ inline Response poll_error(PollChannel const& ch, boost::system::error_code ec, 
 }
 
 /** The answer to a poll. Short polls carry an ETag and may be cached privately if revalidated
-    (so browsers send If-None-Match by themselves); long polls are never stored. */
-inline Response poll_response(PollChannel const& ch, PollPlan const& plan, PollResult const& r,
-                              bool short_poll) {
+    (so browsers send If-None-Match by themselves); long polls are never stored. The body keeps
+    the events themselves (their shared envelopes are written from where the hub keeps them). */
+inline Response poll_response(PollChannel const& ch, PollPlan const& plan, PollResult&& r, bool short_poll) {
   Response res{http::status::ok, plan.version};
   res.set(http::field::content_type, "application/json");
   add_cors(res, plan.cors, ch.options().cors, "ETag");
@@ -117,7 +117,8 @@ inline Response poll_response(PollChannel const& ch, PollPlan const& plan, PollR
   } else {
     res.set(http::field::cache_control, "no-store");
   }
-  res.body() = poll_body(r.events, r.cursor, r.reset, r.more);
+  res.body() = AnswerBody::value_type::spliced(poll_frame(r.cursor, r.reset, r.more), poll_frame_events_at,
+                                               std::move(r.events));
   res.prepare_payload();
   return res;
 }
@@ -245,16 +246,18 @@ class PollExchange final : public Connection, public Held {
     // backplane, which already said it: the answer is the batch, flagged.
     if (reset && !deferred()) return from_history(keep_alive);
     if (reset) std::erase_if(batch_, notice);
-    auto const r = shape(batch_, reset, hub().last(), plan_.since, plan_.limit, plan_.max_bytes);
-    deliver(poll_response(ch(), plan_, r, short_), r.events.size());
+    answer(shape(std::move(batch_), reset, hub().last(), plan_.since, plan_.limit, plan_.max_bytes));
   }
 
   void from_history(bool keep_alive) {
     if (!keep_alive) plan_.keep_alive = false;
     auto b = hub().read(plan_.topics, plan_.since, plan_.limit + 1);
-    batch_ = std::move(b.events);
-    auto const r = shape(batch_, b.reset, b.cursor, plan_.since, plan_.limit, plan_.max_bytes);
-    deliver(poll_response(ch(), plan_, r, short_), r.events.size());
+    answer(shape(std::move(b.events), b.reset, b.cursor, plan_.since, plan_.limit, plan_.max_bytes));
+  }
+
+  void answer(PollResult&& r) {
+    auto const events = r.events.size();
+    deliver(poll_response(ch(), plan_, std::move(r), short_), events);
   }
 
   void deliver(Response&& res, std::size_t events) {
@@ -331,9 +334,9 @@ inline std::shared_ptr<Held> answer_poll(std::shared_ptr<PollChannel> ch, Reques
     if (hub.covers(plan.topics, plan.since)) {
       auto b = hub.read(plan.topics, plan.since, plan.limit + 1);
       if (!b.events.empty() || b.reset || !hold) {
-        auto const r = shape(b.events, b.reset, b.cursor, plan.since, plan.limit, plan.max_bytes);
+        auto r = shape(std::move(b.events), b.reset, b.cursor, plan.since, plan.limit, plan.max_bytes);
         if (!r.events.empty()) ch->delivered(r.events.size());
-        auto res = poll_response(*ch, plan, r, !hold);
+        auto res = poll_response(*ch, plan, std::move(r), !hold);
         ch->counters().add(ch->counters().written_bytes, res.body().size());
         respond(std::move(res));
         return nullptr;
@@ -384,8 +387,7 @@ class PollConnection : public std::enable_shared_from_this<PollConnection<Stream
     auto done = net::bind_executor(strand_, [self = this->shared_from_this()](boost::system::error_code, std::size_t) {
       close_stream(self->stream_);
     });
-    if (head_) http::async_write_header(stream_, *serializer_, std::move(done));
-    else http::async_write(stream_, *serializer_, std::move(done));
+    async_write_answer(stream_, *serializer_, gather_, head_, std::move(done));
   }
 
   void watch() {
@@ -407,7 +409,8 @@ class PollConnection : public std::enable_shared_from_this<PollConnection<Stream
   net::any_io_executor strand_;
   std::weak_ptr<Held> held_;  // weak: see HttpSession::held_
   Response res_;
-  std::optional<http::response_serializer<http::string_body>> serializer_;
+  std::optional<http::response_serializer<AnswerBody>> serializer_;
+  std::vector<net::const_buffer> gather_;
   std::array<char, 512> discard_{};
   bool head_ = false;
   bool answered_ = false;

@@ -4,7 +4,9 @@
 #include <herald/detail/channel_core.hpp>
 #include <herald/detail/connection.hpp>
 #include <herald/detail/cors.hpp>
+#include <herald/detail/decimal.hpp>
 #include <herald/detail/handler_memory.hpp>
+#include <herald/detail/heartbeat.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/transports/sse.hpp>
@@ -19,6 +21,7 @@
 #include <boost/beast/http/field.hpp>
 
 #include <array>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -63,14 +66,27 @@ class SseSession final : public Connection {
 
     envelope_ = topts().envelope;
     if (auto const q = parse_query(target_query(req.target())))
-      for (auto const& [key, value] : *q)
-        if (key == "envelope") envelope_ = value != "0" && value != "false";
+      for (auto const& [key, value] : *q) {
+        if (key == "envelope") envelope_ = query_flag(value);
+        else if (key == heartbeat_parameter) heartbeat_events_ = query_flag(value);
+      }
 
     head_ =
         "HTTP/1.1 200 OK\r\n"
         "Content-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\n"
         "X-Accel-Buffering: no\r\n";
+    auto const hb = topts().heartbeat;
+    if (hb.count() > 0) {
+      // The period a client's stall deadline is made of; the body's first bytes go with the
+      // headers (retry:, and the first heartbeat event if asked for), so data arrives at once.
+      head_ += heartbeat_header;
+      head_ += ": ";
+      append_decimal(head_, static_cast<std::uint64_t>(hb.count()));
+      head_ += "\r\n";
+    } else {
+      heartbeat_events_ = false;
+    }
     cors_headers(ch().cors(req), ch().options().cors, {}, [&](http::field name, std::string_view value) {
       head_ += http::to_string(name);
       head_ += ": ";
@@ -79,26 +95,24 @@ class SseSession final : public Connection {
     });
     head_ += "\r\n";
     head_ += sse_retry(topts().retry);
+    if (heartbeat_events_) head_ += sse_heartbeat_event(hb);
 
     last_write_ = std::chrono::steady_clock::now();
     if (!open(/*announce=*/true)) return;
     pump();
+    if constexpr (plain_socket) {
+      boost::system::error_code ignored;
+      stream_.non_blocking(true, ignored);  // read_some after a wake-up must never block
+    }
     read();
     if (!ticking_) tick();
   }
 
-  /** A retryable refusal as an event stream that ends at once: EventSource fails for good on
-      any status but 200, and reconnects after `retry:` when a 200 stream ends. Retry-After and
-      the CORS headers as on a stream, so a cross-origin EventSource may read it too. */
+  /** A retryable refusal as an event stream that ends at once (stream_refusal), with the CORS
+      headers of a stream, so a cross-origin EventSource may read it too. */
   Response refusal(Request const& req, boost::system::error_code ec, std::chrono::seconds retry_after) {
-    Response res{http::status::ok, req.version()};
-    res.set(http::field::content_type, "text/event-stream");
-    res.set(http::field::cache_control, "no-store");
-    res.set(http::field::retry_after, std::to_string(retry_after.count()));
+    auto res = stream_refusal(req.version(), ec, retry_after);
     add_cors(res, ch().cors(req), ch().options().cors);
-    res.body() = sse_refusal(wire_name(ec), retry_after);
-    res.keep_alive(false);
-    res.prepare_payload();
     return res;
   }
 
@@ -143,16 +157,33 @@ class SseSession final : public Connection {
     drain_soon();
   }
 
-  // The client sends nothing after its request; reading is how a disconnect is noticed.
+  // The client sends nothing after its request; reading is how a disconnect is noticed. On a
+  // plain socket the session waits for readability and reads into the stack: the pending
+  // operation an idle connection holds is then the smallest Asio has, and no buffer is kept.
   void read() {
-    stream_.async_read_some(
-        net::buffer(discard_),
-        net::bind_executor(strand(), [self = self()](boost::system::error_code ec, std::size_t n) {
-          if (ec) return self->finish(ec);
-          self->received_ += n;
-          if (self->received_ > max_unsolicited) return self->finish(error::bad_request);
-          self->read();
-        }));
+    if constexpr (plain_socket) {
+      on_strand(
+          stream_.get_executor(),
+          [this](auto handler) { stream_.async_wait(net::socket_base::wait_read, std::move(handler)); },
+          [self = self()](boost::system::error_code ec) {
+            std::array<char, 512> discard;
+            std::size_t const n = ec ? 0 : self->stream_.read_some(net::buffer(discard), ec);
+            if (ec == net::error::would_block) return self->read();  // a spurious wake-up
+            self->on_read(ec, n);
+          });
+    } else {
+      on_strand(
+          stream_.get_executor(),
+          [this](auto handler) { stream_.async_read_some(net::buffer(discard_), std::move(handler)); },
+          [self = self()](boost::system::error_code ec, std::size_t n) { self->on_read(ec, n); });
+    }
+  }
+
+  void on_read(boost::system::error_code ec, std::size_t n) {
+    if (ec) return finish(ec);
+    received_ += n;
+    if (received_ > max_unsolicited) return finish(error::bad_request);
+    read();
   }
 
   /** One timer serves the write timeout and the heartbeat, armed for the deadline that comes
@@ -170,10 +201,10 @@ class SseSession final : public Connection {
     ticking_ = at != std::chrono::steady_clock::time_point::max();
     if (!ticking_) return;
     timer_.expires_at(at);
-    timer_.async_wait([self = self()](boost::system::error_code ec) {
+    timer_.async_wait(cached([self = self()](boost::system::error_code ec) {
       if (ec || self->state() == State::closed) return;
       self->on_tick();
-    });
+    }));
   }
 
   void on_tick() {
@@ -182,7 +213,9 @@ class SseSession final : public Connection {
     auto const hb = topts().heartbeat;
     if (writing_ && wt.count() > 0 && now - write_started_ >= wt) return finish(error::write_timeout);
     if (!writing_ && hb.count() > 0 && now - last_write_ >= hb) {
-      heartbeat_due_ = true;
+      // An event rides in head_ (empty after the first write), so an idle stream keeps no bytes.
+      if (heartbeat_events_) head_ = sse_heartbeat_event(hb);
+      else heartbeat_due_ = true;
       pump();
     }
     tick();
@@ -200,6 +233,8 @@ class SseSession final : public Connection {
   }
 
   static constexpr std::size_t max_unsolicited = 64 * 1024;
+  static constexpr bool plain_socket = std::is_same_v<Stream, net::ip::tcp::socket>;
+  struct NoBuffer {};
 
   Stream stream_;
   net::steady_timer timer_;
@@ -209,12 +244,14 @@ class SseSession final : public Connection {
   std::chrono::steady_clock::time_point last_write_{};
   std::chrono::steady_clock::time_point write_started_{};
   std::size_t received_ = 0;
-  std::array<char, 16> discard_{};  // a client sends nothing after its request
+  // Another stream (TLS) reads what a client should not send into this.
+  [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::array<char, 16>> discard_{};
   bool writing_ = false;
   bool ticking_ = false;
   bool envelope_ = false;  // events as JSON envelopes (a stream of several topics)
   bool final_sent_ = false;
   bool heartbeat_due_ = false;
+  bool heartbeat_events_ = false;  // heartbeats as `heartbeat` events (?heartbeat), not comments
 };
 
 }  // namespace herald::detail

@@ -5,6 +5,7 @@
 #include <herald/detail/connection.hpp>
 #include <herald/detail/error_map.hpp>
 #include <herald/detail/handler_memory.hpp>
+#include <herald/detail/heartbeat.hpp>
 #include <herald/detail/json_format.hpp>
 #include <herald/detail/response.hpp>
 #include <herald/detail/token_bucket.hpp>
@@ -67,9 +68,10 @@ inline std::string encode_ws_frame(Event const& ev) {
     for reason(); a read error (the peer's close, a protocol failure, a timeout) finishes the
     connection at once.
 
-    Reading: every message a client sends, control messages too, passes its inbound_rate
-    budget first; over it, the client gets an error frame and a 1008 close, and whatever it
-    sends meanwhile is read (the close handshake needs its close frame) but ignored. */
+    Reading: every message a client sends, control messages, pings and pongs too, passes its
+    inbound_rate budget first; over it, the client gets an error frame and a 1008 close, and
+    whatever it sends meanwhile is read (the close handshake needs its close frame) but
+    ignored. */
 template <class Stream>
 class WsSession final : public Connection {
  public:
@@ -167,9 +169,17 @@ class WsSession final : public Connection {
     ws_.next_layer().on_idle([w = std::weak_ptr<WsSession>(self())] {
       if (auto s = w.lock()) s->post_pump();
     });
-    // Runs before Beast answers a close frame; ws_ owns it, so `this` outlives it.
-    ws_.control_callback([this](beast::websocket::frame_type kind, beast::string_view) {
-      if (kind == beast::websocket::frame_type::close) check_close_code();
+    // Runs inside Beast's read, before it answers a ping or a close frame; ws_ owns it, so
+    // `this` outlives it.
+    ws_.control_callback([this](beast::websocket::frame_type kind, beast::string_view payload) {
+      if (kind == beast::websocket::frame_type::close) return check_close_code();
+      // Pings and pongs are messages too: Beast answers every ping, so a ping flood would
+      // otherwise cost a write each, for free.
+      if (!is_open()) return;
+      if (auto const short_of = take_budget(payload.size()); short_of != Budget::ok)
+        post_to(strand(), [self = self(), short_of] {
+          if (self->is_open()) self->over_budget(short_of, /*ping=*/true);
+        });
     });
     if (o.deflate.enable) {
       beast::websocket::permessage_deflate pmd;
@@ -184,10 +194,13 @@ class WsSession final : public Connection {
       ws_.set_option(pmd);
     }
     std::string protocol{ws::select_subprotocol(req[http::field::sec_websocket_protocol], o.subprotocols)};
+    heartbeat_ = o.heartbeat.count() > 0 && wants_heartbeat(req.target());
+    std::string heartbeat = heartbeat_ ? std::to_string(o.heartbeat.count()) : std::string();
     ws_.set_option(beast::websocket::stream_base::decorator(
-        [protocol = std::move(protocol)](beast::websocket::response_type& res) {
+        [protocol = std::move(protocol), heartbeat = std::move(heartbeat)](beast::websocket::response_type& res) {
           res.set(http::field::server, "herald");
           if (!protocol.empty()) res.set(http::field::sec_websocket_protocol, protocol);
+          if (!heartbeat.empty()) res.set(heartbeat_header, heartbeat);
         }));
 
     // The request stays alive until the handshake completes.
@@ -205,8 +218,13 @@ class WsSession final : public Connection {
       return finish(ec);
     }
     read();
+    // The first heartbeat goes out at once, ahead of any ack or event: the client's proof that
+    // data flows past whatever lies between it and the server.
+    if (heartbeat_) enqueue(heartbeat_message(topts().heartbeat), false, /*from_strand=*/true);
+    last_write_ = std::chrono::steady_clock::now();
     if (!open(/*announce=*/true)) return;
     pump();
+    if (heartbeat_ && !timer_armed_) arm_timer();
   }
 
   // Reading ---------------------------------------------------------------------------------
@@ -247,16 +265,32 @@ class WsSession final : public Connection {
   /** Whether a message of `size` bytes fits the client's inbound_rate; if not, the client is
       told (error frame, then 1008) and nothing it sends is acted on any more. */
   bool within_budget(std::size_t size) {
+    auto const short_of = take_budget(size);
+    if (short_of == Budget::ok) return true;
+    over_budget(short_of, false);
+    return false;
+  }
+
+  enum class Budget : std::uint8_t { ok, messages, bytes };
+
+  /** Take one message and `size` bytes from the client's inbound_rate buckets, or say which one
+      holds too little. Data messages, pings and pongs alike. */
+  Budget take_budget(std::size_t size) noexcept {
     auto const now = TokenBucket::clock::now();
-    bool const message = messages_.take(1, now);
-    if (message && bytes_.take(size, now)) return true;
+    if (!messages_.take(1, now)) return Budget::messages;
+    return bytes_.take(size, now) ? Budget::ok : Budget::bytes;
+  }
+
+  /// The client went over its inbound_rate (with a ping or a pong: `ping`): an error frame, then 1008.
+  void over_budget(Budget short_of, bool ping) {
     auto const& r = topts().inbound_rate;
-    auto const detail = message ? "over " + std::to_string(r.bytes_per_second) + " bytes a second"
-                                : "over " + std::to_string(r.messages_per_second) + " messages a second";
+    auto detail = short_of == Budget::messages
+                      ? "over " + std::to_string(r.messages_per_second) + " messages a second"
+                      : "over " + std::to_string(r.bytes_per_second) + " bytes a second";
+    if (ping) detail += " (pings count)";
     log(LogLevel::info, error::rate_limited, detail);
     reply(ws::error_message(error::rate_limited, {}, detail));
     end(error::rate_limited, Flush::own);
-    return false;
   }
 
   /** RFC 6455 §7.4: a close code outside the allowed ranges fails the connection. Beast 1.81
@@ -472,6 +506,7 @@ class WsSession final : public Connection {
       return finish(ec);
     }
     wrote(bytes);
+    last_write_ = std::chrono::steady_clock::now();
     delivered_ += write_events_;
     if (!current_.data.empty()) current_ = {};
     if (write_events_ != 0) return drain_soon();
@@ -521,14 +556,24 @@ class WsSession final : public Connection {
   }
 
   /** One timer per connection, armed for the deadline that comes next: while closing, the
-      close handshake's; while open, the write in flight's (none while idle: Beast's idle
-      timeout covers a silent peer). A write timeout fires on time, not a period late. */
+      close handshake's; while open, the write in flight's and, for a client that asked for
+      heartbeats, the next heartbeat's (heartbeat after the last write; while a write is in
+      flight, not before `heartbeat` from now). Without heartbeats none while idle: Beast's idle
+      timeout covers a silent peer. A write timeout fires on time, not a period late. */
   void arm_timer() {
     if (state() == State::closed) return;
-    std::chrono::steady_clock::time_point at;
-    if (state() == State::closing) at = close_deadline_;
-    else if (writing_ && limits().write_timeout.count() > 0) at = write_started_ + limits().write_timeout;
-    else return void(timer_armed_ = false);
+    auto const now = std::chrono::steady_clock::now();
+    auto at = std::chrono::steady_clock::time_point::max();
+    if (state() == State::closing) {
+      at = close_deadline_;
+    } else {
+      if (writing_ && limits().write_timeout.count() > 0) at = write_started_ + limits().write_timeout;
+      if (heartbeat_) {
+        auto const hb = topts().heartbeat;
+        at = std::min(at, writing_ ? std::max(last_write_ + hb, now + hb) : last_write_ + hb);
+      }
+    }
+    if (at == std::chrono::steady_clock::time_point::max()) return void(timer_armed_ = false);
     timer_armed_ = true;
     auto const generation = ++timer_generation_;
     timer_.expires_at(at);
@@ -545,9 +590,11 @@ class WsSession final : public Connection {
         log(LogLevel::info, reason(), "close handshake timed out");
         return finish(reason());
       }
-    } else if (writing_ && now - write_started_ >= limits().write_timeout) {
+    } else if (writing_ && limits().write_timeout.count() > 0 && now - write_started_ >= limits().write_timeout) {
       log(LogLevel::info, error::write_timeout, "write stalled");
       return finish(error::write_timeout);
+    } else if (heartbeat_ && !writing_ && is_open() && now - last_write_ >= topts().heartbeat) {
+      reply(heartbeat_message(topts().heartbeat));
     }
     arm_timer();
   }
@@ -555,7 +602,9 @@ class WsSession final : public Connection {
   /// A write starts: its deadline needs the timer unless the timer is already armed.
   void started_write() {
     write_started_ = std::chrono::steady_clock::now();
-    if (!timer_armed_) arm_timer();
+    // Armed for a later heartbeat, the timer must come earlier for this write's deadline.
+    auto const wt = limits().write_timeout;
+    if (!timer_armed_ || (wt.count() > 0 && timer_.expiry() > write_started_ + wt)) arm_timer();
   }
 
   ws_stream ws_;
@@ -583,11 +632,13 @@ class WsSession final : public Connection {
   std::string head_;
   std::size_t delivered_ = 0;
   std::chrono::steady_clock::time_point write_started_{};
+  std::chrono::steady_clock::time_point last_write_{};
   std::chrono::steady_clock::time_point close_deadline_{};
   std::uint64_t timer_generation_ = 0;
   std::size_t write_events_ = 0;  // events the write in flight delivers
   bool writing_ = false;
   bool timer_armed_ = false;
+  bool heartbeat_ = false;        // the client asked for heartbeat frames (?heartbeat)
   bool raw_ = false;              // text events are framed by herald and gathered
   bool flush_events_ = false;
   bool close_started_ = false;
@@ -607,6 +658,7 @@ inline void WebSocket::validate(WebSocketOptions const& o) {
     if (!detail::http_token(p)) fail("subprotocols holds a name that is not an HTTP token");
   if (o.handshake_timeout.count() < 0) fail("handshake_timeout must not be negative");
   if (o.idle_timeout.count() < 0) fail("idle_timeout must not be negative");
+  if (o.heartbeat.count() < 0 || o.heartbeat > detail::max_heartbeat) fail("heartbeat must be 0..1 hour");
   if (o.close_timeout.count() <= 0) fail("close_timeout must be positive");
   if (o.read_message_max == 0) fail("read_message_max must be positive");
   if (o.inbound_rate.messages_per_second != 0 && o.inbound_rate.message_burst == 0)
