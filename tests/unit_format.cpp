@@ -18,7 +18,6 @@
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/topic.hpp>
-#include <herald/detail/ws_gate.hpp>
 #include <herald/detail/ws_protocol.hpp>
 #include <herald/error.hpp>
 #include <herald/event.hpp>

@@ -9,7 +9,6 @@
 #include <herald/detail/topic.hpp>
 #include <herald/detail/ws_frame.hpp>
 #include <herald/detail/ws_frame_reader.hpp>
-#include <herald/detail/ws_gate.hpp>
 #include <herald/error.hpp>
 
 #include <boost/asio/buffer.hpp>
@@ -425,11 +424,13 @@ TEST_CASE("ws_frame writer: server frame headers and control frames", "[unit][we
   CHECK(ws::FrameHeader(Opcode::text, 5, false).bytes() == "\x01\x05"s);
   CHECK(ws::FrameHeader(Opcode::continuation, 5, true).bytes() == "\x80\x05"s);
   CHECK(ws::FrameHeader(Opcode::text, 5, true, true).bytes() == "\xc1\x05"s);
-  // The same bytes as the header the session writes today (detail/ws_gate.hpp).
-  for (std::size_t n : {0u, 1u, 125u, 126u, 65535u, 65536u, 1u << 24}) {
-    CHECK(ws::FrameHeader(Opcode::text, n).bytes() == herald::detail::ws_frame_header(false, n));
-    CHECK(ws::FrameHeader(Opcode::binary, n).bytes() == herald::detail::ws_frame_header(true, n));
+  // A whole message, header then payload, at each length encoding.
+  for (std::size_t n : {0u, 1u, 125u, 126u, 65535u, 65536u}) {
+    std::string const payload(n, 'p');
+    auto const framed = ws::frame_message(Opcode::binary, payload);
+    CHECK(framed == std::string(ws::FrameHeader(Opcode::binary, n).bytes()) + payload);
   }
+  CHECK(ws::frame_message(Opcode::text, "abc", true) == "\xc1\x03" "abc"s);
   static_assert(ws::FrameHeader(Opcode::text, 3).bytes().size() == 2, "usable at compile time");
 
   CHECK(ws::ControlFrame(Opcode::pong, "abc").bytes() == "\x8a\x03" "abc"s);

@@ -11,7 +11,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
+#include <utility>
 
 namespace herald::inline v0::detail::ws {
 
@@ -56,6 +58,26 @@ class FrameHeader {
   std::array<char, 10> bytes_{};
   std::uint8_t size_ = 0;
 };
+
+/** A whole server message as one frame, header and payload in one string (one allocation,
+    given a good `size_hint`): `append(out)` writes the payload. What the connection queues: its
+    bytes go out as they are, and an event's are shared by every subscriber. */
+template <class Append>
+std::string frame_message(Opcode op, std::size_t size_hint, Append&& append, bool rsv1 = false) {
+  constexpr std::size_t room = 10;  // the longest header
+  std::string out;
+  out.reserve(room + size_hint);
+  out.resize(room);
+  std::forward<Append>(append)(out);
+  auto const header = FrameHeader(op, out.size() - room, true, rsv1).bytes();
+  out.replace(0, room, header);  // in place: it only shrinks
+  return out;
+}
+
+/// `payload` as one whole server frame of `op`.
+inline std::string frame_message(Opcode op, std::string_view payload, bool rsv1 = false) {
+  return frame_message(op, payload.size(), [&](std::string& out) { out += payload; }, rsv1);
+}
 
 /** A whole server control frame (RFC 6455 §5.5), header and payload in one fixed buffer: a
     pong echoes a ping's bytes that are gone once the reader's callback returns, and a close

@@ -99,6 +99,11 @@ class FrameReader {
   /// Whether a close frame was read (the reader then reads nothing more).
   bool closed() const noexcept { return closed_; }
 
+  /** The code of a close frame that failed the reading (protocol_error) because RFC 6455 §7.4
+      does not allow it; 0 otherwise. A server may treat codes no one could ever send (5000 and
+      above) differently from reserved ones. */
+  std::uint16_t bad_close_code() const noexcept { return bad_close_; }
+
   /// Bytes held for what is not complete yet (0 for an idle connection).
   std::size_t buffered() const noexcept { return held_.capacity(); }
 
@@ -249,7 +254,10 @@ class FrameReader {
       if (payload.size() == 1) return failed(error::protocol_error);
       code = static_cast<std::uint16_t>(static_cast<unsigned char>(payload[0]) << 8 |
                                         static_cast<unsigned char>(payload[1]));
-      if (!receivable_close_code(code)) return failed(error::protocol_error);
+      if (!receivable_close_code(code)) {
+        bad_close_ = code == 0 ? 1 : code;  // 0 is a code too; never reported as "none"
+        return failed(error::protocol_error);
+      }
       payload.remove_prefix(2);
       if (!valid_utf8(payload)) return failed(error::invalid_payload);
     }
@@ -265,6 +273,7 @@ class FrameReader {
   PartialBytes held_;
   std::unique_ptr<Inflater> inflater_;  // only while a compressed message needs it
   std::uint64_t remain_ = 0;            // payload bytes of the current frame still to come
+  std::uint16_t bad_close_ = 0;         // see bad_close_code()
   std::array<std::uint8_t, 14> head_{};  // the header being read; in a payload, the key
   std::uint8_t head_len_ = 0;
   std::uint8_t control_len_ = 0;  // a control frame's payload held so far

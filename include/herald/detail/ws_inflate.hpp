@@ -1,13 +1,14 @@
 #pragma once
 
-// permessage-deflate (RFC 7692) on the reading side: inflating a client's compressed message
-// into a bounded buffer. Beast's zlib port does the inflating (the same code Beast's
+// permessage-deflate (RFC 7692): inflating a client's compressed message into a bounded buffer,
+// deflating the server's messages. Beast's zlib port does the work (the same code Beast's
 // websocket::stream uses, header-only: no zlib to link).
 
 #include <herald/config.hpp>
 #include <herald/error.hpp>
 
 #include <boost/beast/zlib/error.hpp>
+#include <boost/beast/zlib/deflate_stream.hpp>
 #include <boost/beast/zlib/inflate_stream.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <string_view>
 
 namespace herald::inline v0::detail::ws {
@@ -121,6 +123,46 @@ class Inflater {
 
   beast::zlib::inflate_stream z_;
   int bits_;
+};
+
+/** One connection's deflater for the messages the server sends: zlib's state (the window plus
+    about 2^(mem_level + 9) bytes of hash and buffers), allocated by the connection only once
+    a message reaches the compression threshold. */
+class Deflater {
+ public:
+  Deflater(int level, int window_bits, int mem_level) {
+    z_.reset(level, window_bits, mem_level, beast::zlib::Strategy::normal);
+  }
+
+  /** Append the compressed form of the whole message `in` to `out` (RFC 7692 §7.2.1: a sync
+      flush, its trailing 00 00 ff ff removed). `no_takeover`: the next message starts from an
+      empty window (server_no_context_takeover). */
+  void deflate(std::string_view in, std::string& out, bool no_takeover) {
+    namespace zlib = beast::zlib;
+    zlib::z_params zs{};
+    zs.next_in = in.data();
+    zs.avail_in = in.size();
+    for (;;) {
+      std::size_t const before = out.size();
+      // Room for incompressible input plus zlib's block overhead, at least a little.
+      out.resize(before + std::max<std::size_t>(zs.avail_in + zs.avail_in / 64 + 64, 256));
+      zs.next_out = out.data() + before;
+      zs.avail_out = out.size() - before;
+      boost::system::error_code ec;
+      z_.write(zs, zlib::Flush::sync, ec);
+      out.resize(out.size() - zs.avail_out);
+      // Room left over: the flush is complete (zlib fills the output before it stops).
+      if (zs.avail_out != 0 && zs.avail_in == 0) break;
+      if (ec && ec != zlib::error::need_buffers) break;  // cannot happen with valid parameters
+    }
+    // A sync flush ends with an empty stored block, 00 00 ff ff: the receiver adds it back.
+    if (out.size() >= 4 && out.compare(out.size() - 4, 4, std::string_view("\x00\x00\xff\xff", 4)) == 0)
+      out.resize(out.size() - 4);
+    if (no_takeover) z_.reset();
+  }
+
+ private:
+  beast::zlib::deflate_stream z_;
 };
 
 }  // namespace herald::detail::ws
