@@ -69,8 +69,8 @@ std::string frame_message(Opcode op, std::size_t size_hint, Append&& append, boo
   out.reserve(room + size_hint);
   out.resize(room);
   std::forward<Append>(append)(out);
-  auto const header = FrameHeader(op, out.size() - room, true, rsv1).bytes();
-  out.replace(0, room, header);  // in place: it only shrinks
+  FrameHeader const header(op, out.size() - room, true, rsv1);
+  out.replace(0, room, header.bytes());  // in place: it only shrinks
   return out;
 }
 

@@ -101,8 +101,6 @@ struct WebSocketOptions {
     not allow (5000 and above) fails the connection: it is cut without an echo. `?topic=` on the upgrade request subscribes at once, `?since=` resumes those
     topics, `?heartbeat` asks for heartbeat frames {"heartbeat":<ms>} (WebSocketOptions::heartbeat).
     See docs/websocket.md.
-
-    TLS: for `ssl_stream` the application includes <boost/beast/websocket/ssl.hpp>.
 */
 struct WebSocket {
   static constexpr std::string_view name = "websocket";

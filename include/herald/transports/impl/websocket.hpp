@@ -130,16 +130,18 @@ class OutQueue {
 template <class Stream>
 class WsSession final : public Connection {
  public:
-  WsSession(std::shared_ptr<ChannelImpl<WebSocket>> channel, Stream&& stream, std::string already_read)
+  WsSession(std::shared_ptr<ChannelImpl<WebSocket>> channel, Stream&& stream)
       : Connection(std::move(channel), serialized(stream.get_executor()), /*lingers=*/true),
         stream_(std::move(stream)),
         timer_(strand()),
-        already_read_(std::move(already_read)),
         messages_(topts().inbound_rate.messages_per_second, topts().inbound_rate.message_burst),
         bytes_(topts().inbound_rate.bytes_per_second, topts().inbound_rate.byte_burst) {}
 
-  void start(Request&& req) {
-    net::dispatch(strand(), [self = self(), req = std::move(req)]() mutable { self->run(req); });
+  /// `already_read`: the frames that came in the packet of the upgrade request.
+  void start(Request&& req, std::string already_read) {
+    net::dispatch(strand(), [self = self(), req = std::move(req), bytes = std::move(already_read)]() mutable {
+      self->run(req, bytes);
+    });
   }
 
   SendStatus send(std::string data, bool binary) override {
@@ -180,7 +182,7 @@ class WsSession final : public Connection {
 
   // Handshake -------------------------------------------------------------------------------
 
-  void run(Request const& req) {
+  void run(Request const& req, std::string& already_read) {
     std::string detail;
     boost::system::error_code ec;
     bool const upgrade = beast::websocket::is_upgrade(req);
@@ -230,10 +232,7 @@ class WsSession final : public Connection {
       stream_.non_blocking(true, ignored);  // read_some after a wake-up must never block
     }
     // Frames the client sent in the packet of its upgrade request are its first.
-    if (!already_read_.empty()) {
-      std::string bytes = std::move(already_read_);
-      consume({bytes.data(), bytes.size()});
-    }
+    if (!already_read.empty()) consume({already_read.data(), already_read.size()});
     if (state() == State::closed) return;
     read();
     if (!timer_armed_) arm_timer();
@@ -711,7 +710,8 @@ class WsSession final : public Connection {
     auto const at = scratch_.size();
     scratch_.resize(at + room);
     deflater_->deflate(payload, scratch_, server_no_takeover_);
-    auto const header = ws::FrameHeader(op, scratch_.size() - at - room, true, /*rsv1=*/true).bytes();
+    ws::FrameHeader const frame(op, scratch_.size() - at - room, true, /*rsv1=*/true);
+    auto const header = frame.bytes();
     std::memcpy(scratch_.data() + at + room - header.size(), header.data(), header.size());
     scratch_.erase(at, room - header.size());
     extend_scratch(scratch_.size() - at);
@@ -911,7 +911,6 @@ class WsSession final : public Connection {
   net::steady_timer timer_;
   ws::FrameReader reader_;
   std::string head_;          // the 101 until it is written
-  std::string already_read_;  // frames that came with the upgrade request, until read
   [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::unique_ptr<char[]>> tls_buffer_;
   std::unique_ptr<ws::ControlFrame> pong_;  // the answer to the latest ping, until written
   std::unique_ptr<ws::Deflater> deflater_;  // from the first message that is compressed
@@ -989,13 +988,12 @@ void WebSocket::start(std::shared_ptr<ChannelContext<WebSocket>> channel, Stream
   if constexpr (std::is_same_v<S, beast::tcp_stream>) {
     // The session's own timer covers every timeout, so a tcp_stream's timers and state would
     // only cost memory on every idle connection: the plain socket it wraps is enough.
-    auto session = std::make_shared<detail::WsSession<net::ip::tcp::socket>>(
-        std::move(channel), stream.release_socket(), std::move(already_read));
-    session->start(std::move(req));
+    auto session =
+        std::make_shared<detail::WsSession<net::ip::tcp::socket>>(std::move(channel), stream.release_socket());
+    session->start(std::move(req), std::move(already_read));
   } else {
-    auto session = std::make_shared<detail::WsSession<S>>(std::move(channel), std::move(stream),
-                                                         std::move(already_read));
-    session->start(std::move(req));
+    auto session = std::make_shared<detail::WsSession<S>>(std::move(channel), std::move(stream));
+    session->start(std::move(req), std::move(already_read));
   }
 }
 
