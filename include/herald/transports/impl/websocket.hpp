@@ -117,7 +117,7 @@ class OutQueue {
     close frame) but ignored.
 
     Writing: one write in flight, gathering everything queued, in this order: the 101 (once),
-    a pong or a keepalive ping, the connection's own messages (`out_`, which Session::send may
+    pongs and a keepalive ping, the connection's own messages (`out_`, which Session::send may
     fill from any thread, framed when queued), then events (up to max_gather of them). A text
     event without deflate is the frame every subscriber shares (ws_frame_wire); a binary event
     is its head (text) and its payload (binary), back to back. With permessage-deflate each
@@ -164,6 +164,7 @@ class WsSession final : public Connection {
   // What a plain connection reads at once into its thread's buffer; what a TLS one keeps.
   static constexpr std::size_t read_buffer_size = 64 * 1024;
   static constexpr std::size_t tls_read_size = 8 * 1024;
+  static constexpr std::size_t max_pending_pongs = 4 * 1024;
   struct NoBuffer {};
 
   std::shared_ptr<WsSession> self() { return std::static_pointer_cast<WsSession>(shared_from_this()); }
@@ -394,8 +395,10 @@ class WsSession final : public Connection {
         if (auto const short_of = take_budget(r.payload.size()); short_of != Budget::ok)
           return over_budget(short_of, /*ping=*/true);
         if (r.opcode == ws::Opcode::ping) {
-          // Only the latest ping is answered (RFC 6455 §5.5.3), with its bytes.
-          pong_ = std::make_unique<ws::ControlFrame>(ws::Opcode::pong, r.payload);
+          // Each ping gets its pong, with its bytes, in the next write; past max_pending_pongs
+          // of them unwritten (a client that pings and does not read), no more.
+          if (!pongs_) pongs_ = std::make_unique<std::string>();
+          if (pongs_->size() < max_pending_pongs) pongs_->append(ws::ControlFrame(ws::Opcode::pong, r.payload).bytes());
           pump();
         }
         return;
@@ -618,10 +621,8 @@ class WsSession final : public Connection {
       add(net::buffer(head_));
       head_in_write_ = head_.size();
     }
-    if (is_open()) {
-      if (pong_) append(std::exchange(pong_, nullptr)->bytes());
-      if (std::exchange(ping_due_, false)) append(ws::ControlFrame(ws::Opcode::ping, {}).bytes());
-    }
+    if (pongs_) append(*std::exchange(pongs_, nullptr));
+    if (std::exchange(ping_due_, false) && is_open()) append(ws::ControlFrame(ws::Opcode::ping, {}).bytes());
     Out m;
     while (scratch_.size() < max_gather_bytes && pop_out(m)) {
       if (deflate_) append_message(m.bytes, m.binary);
@@ -833,7 +834,7 @@ class WsSession final : public Connection {
     ++timer_generation_;
     timer_.cancel();
     batch_.clear();
-    pong_ = nullptr;
+    pongs_ = nullptr;
     flush_delivered();
     close_stream(stream_);
   }
@@ -912,7 +913,7 @@ class WsSession final : public Connection {
   ws::FrameReader reader_;
   std::string head_;          // the 101 until it is written
   [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::unique_ptr<char[]>> tls_buffer_;
-  std::unique_ptr<ws::ControlFrame> pong_;  // the answer to the latest ping, until written
+  std::unique_ptr<std::string> pongs_;      // pongs not written yet
   std::unique_ptr<ws::Deflater> deflater_;  // from the first message that is compressed
 
   // The connection's own messages; Session::send fills it from any thread.
