@@ -28,6 +28,7 @@
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/field.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/detail/hybi13.hpp>
 #include <boost/beast/websocket/detail/pmd_extension.hpp>
 #include <boost/beast/websocket/error.hpp>
@@ -194,12 +195,11 @@ class WsSession final : public Connection {
       // A 101 to "abc" would answer a client that is no WebSocket implementation.
       refused(ec = error::bad_request);
       detail = problem;
-    } else if (auto const bad = handshake_problem(req)) {
-      log(LogLevel::info, bad, "handshake failed");
-      write_and_close(std::move(stream_), handshake_refusal(req, bad));
-      return finish(bad);
     } else {
       ec = admit(req, detail, /*empty_means_all=*/false);
+      // After admission, as Beast's handshake was: a request without Host gets 421 first.
+      if (!ec)
+        if (auto const bad = handshake_problem(req)) return refuse_handshake(req, bad);
     }
     if (ec) {
       auto res = error_response(ec, detail, req.version(), false, ch().options().limits.retry_after);
@@ -248,6 +248,17 @@ class WsSession final : public Connection {
     if (version == req.end()) return error::no_sec_version;
     if (version->value() != "13") return error::bad_sec_version;
     return {};
+  }
+
+  /** An admitted request the handshake refuses: the answer, then finish() releases the
+      registration and closes the stream. */
+  void refuse_handshake(Request const& req, boost::system::error_code bad) {
+    log(LogLevel::info, bad, "handshake failed");
+    auto res = std::make_shared<Response>(handshake_refusal(req, bad));
+    http::async_write(stream_, *res,
+                      net::bind_executor(strand(), [self = self(), res, bad](boost::system::error_code, std::size_t) {
+                        self->finish(bad);
+                      }));
   }
 
   /// Beast's answer to handshake_problem: 400, or 426 naming the version herald speaks.
