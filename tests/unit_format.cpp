@@ -18,7 +18,6 @@
 #include <herald/detail/response.hpp>
 #include <herald/detail/sse_format.hpp>
 #include <herald/detail/topic.hpp>
-#include <herald/detail/ws_gate.hpp>
 #include <herald/detail/ws_protocol.hpp>
 #include <herald/error.hpp>
 #include <herald/event.hpp>
@@ -206,6 +205,8 @@ bool is_enumerator(herald::error e) {
     case error::rate_limited:
     case error::credentials_expired:
     case error::draining:
+    case error::protocol_error:
+    case error::invalid_payload:
       return true;
   }
   return false;
@@ -813,6 +814,8 @@ TEST_CASE("to_http_status maps every herald error", "[unit][format]") {
       {error::rate_limited, http::status::too_many_requests},
       {error::credentials_expired, http::status::unauthorized},
       {error::draining, http::status::service_unavailable},
+      {error::protocol_error, http::status::bad_request},
+      {error::invalid_payload, http::status::bad_request},
   };
   REQUIRE(table.size() == all_errors().size());
   for (auto const& [e, status] : table) {
@@ -1315,6 +1318,8 @@ TEST_CASE("error_map: one table from herald errors to WebSocket close codes", "[
   CHECK(to_close_code(error::slow_consumer) == 1013);
   CHECK(to_close_code(error::rate_limited) == 1008);
   CHECK(to_close_code(error::draining) == 1012);
+  CHECK(to_close_code(error::protocol_error) == 1002);
+  CHECK(to_close_code(error::invalid_payload) == 1007);
   CHECK(to_close_code(boost::asio::error::connection_reset) == 1011);
 }
 
@@ -1340,55 +1345,4 @@ TEST_CASE("query_param: one decoded value, nullopt when absent, repeated or malf
   CHECK(query_param("/p?a=1&a=2", "a") == std::nullopt);  // which one was meant is a guess
   CHECK(query_param("/p?a=1&a=2", "b") == std::nullopt);
   CHECK(query_param("/p?a=1&b=%zz", "a") == std::nullopt);  // a malformed query answers nothing
-}
-
-TEST_CASE("ClientFrames rewrites a close code of 1014 in place and follows frames across reads", "[unit][websocket]") {
-  using herald::detail::ClientFrames;
-  // A masked client frame with a payload of any length (7-bit, 16-bit and 64-bit lengths).
-  auto frame = [](unsigned char opcode, std::string const& payload) {
-    std::string f;
-    f += static_cast<char>(0x80 | opcode);
-    auto const n = payload.size();
-    if (n < 126) {
-      f += static_cast<char>(0x80 | n);
-    } else if (n <= 0xffff) {
-      f += static_cast<char>(0x80 | 126);
-      f += static_cast<char>(n >> 8);
-      f += static_cast<char>(n & 0xff);
-    } else {
-      f += static_cast<char>(0x80 | 127);
-      for (int shift = 56; shift >= 0; shift -= 8) f += static_cast<char>((std::uint64_t{n} >> shift) & 0xff);
-    }
-    unsigned char const mask[4] = {0xa1, 0xb2, 0xc3, 0xd4};
-    for (unsigned char m : mask) f += static_cast<char>(m);
-    for (std::size_t i = 0; i < n; ++i) f += static_cast<char>(payload[i] ^ mask[i % 4]);
-    return f;
-  };
-  auto close = [&](std::uint16_t code) {
-    return frame(0x8, std::string{static_cast<char>(code >> 8), static_cast<char>(code & 0xff)} + "bye");
-  };
-  // Data frames whose payloads hold what looks like a close frame, then the close frame itself.
-  std::string const decoy = close(1014);
-  std::string const before = frame(0x1, decoy) + frame(0x2, std::string(300, '\x88') + decoy) +
-                             frame(0x2, std::string(70000, 'x')) + frame(0x9, "") + frame(0xA, "p");
-  for (std::uint16_t code : {1000, 1013, 1014, 1015, 3000}) {
-    INFO(code);
-    std::string const in = before + close(code);
-    std::string const expected = before + close(code == 1014 ? 1000 : code);
-    // Whatever the reads' sizes: at every split point, and byte by byte.
-    for (std::size_t split : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{7}, in.size() - 6,
-                              in.size() - 5, in.size() - 4, in.size()}) {
-      INFO(split);
-      std::string bytes = in;
-      ClientFrames frames;
-      auto* p = reinterpret_cast<unsigned char*>(bytes.data());
-      frames.scan(p, split);
-      frames.scan(p + split, bytes.size() - split);
-      CHECK(bytes == expected);
-    }
-    std::string bytes = in;
-    ClientFrames frames;
-    for (auto& c : bytes) frames.scan(reinterpret_cast<unsigned char*>(&c), 1);
-    CHECK(bytes == expected);
-  }
 }

@@ -75,6 +75,12 @@ enum class error {
       refused, with a delay to wait and the cursor to resume from (HTTP 503 with Retry-After,
       WebSocket 1012 Service Restart, SSE a final `herald.drain` event; retryable). */
   draining,
+  /** A WebSocket client broke RFC 6455's framing rules (unmasked or reserved bits, unknown
+      opcode, a bad close frame, continuation out of place): close 1002. */
+  protocol_error,
+  /** A WebSocket client's text message (or close reason) is not UTF-8, or its compressed
+      message does not inflate: close 1007. */
+  invalid_payload,
 };
 
 /// Groups of errors, for `ec == herald::condition::rejected` style tests.

@@ -12,7 +12,6 @@
 #include <boost/asio/ssl/stream_base.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <boost/beast/websocket/ssl.hpp>  // wss: the WebSocket teardown of an ssl_stream
 #include <boost/system/system_error.hpp>
 
 #include <openssl/ssl.h>

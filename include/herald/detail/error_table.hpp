@@ -46,7 +46,7 @@ inline constexpr std::optional<condition> none{};
 
 // Timeouts close with 1001 (what a peer is told when the server gives up on it); 1008 is the
 // policy refusal, 1013 "try again later", 1011 the server's own failure.
-inline constexpr std::array<ErrorInfo, 24> error_table{{
+inline constexpr std::array<ErrorInfo, 26> error_table{{
     {error::unauthorized, "unauthorized", "unauthorized", rows::rejected, 401, 1008, true, false},
     {error::forbidden, "forbidden", "forbidden", rows::rejected, 403, 1008, true, true},
     {error::origin_not_allowed, "origin not allowed", "origin not allowed", rows::rejected, 403, 1008},
@@ -76,6 +76,8 @@ inline constexpr std::array<ErrorInfo, 24> error_table{{
     {error::credentials_expired, "credentials expired", "credentials expired", rows::rejected, 401, 1008},
     // 1012 (Service Restart): the close of a drain, whose reason is JSON (detail/drain.hpp).
     {error::draining, "draining", "draining", rows::overloaded, 503, 1012, false, true, true},
+    {error::protocol_error, "protocol error", "websocket protocol error", rows::protocol, 400, 1002},
+    {error::invalid_payload, "invalid payload", "invalid websocket payload", rows::protocol, 400, 1007},
 }};
 
 /// The row of `e`; nullptr for a value that is not an enumerator.

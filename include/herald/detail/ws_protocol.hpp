@@ -189,9 +189,8 @@ constexpr std::string_view key_problem(std::string_view key) noexcept {
 
 /** Whether an endpoint may send `code` in a close frame: RFC 6455 §7.4 and the IANA WebSocket
     close code registry (1000-1003, 1007-1014 and 3000-4999; 1004-1006 and 1015 are never sent,
-    1016-2999 are unassigned). Checks the server's options, and the codes clients send: Beast
-    1.81 takes 5000 and above for valid (and would echo them back), and 1014, registered after
-    its list was written, for invalid (ClientFrames, ws_gate.hpp, lets it through). */
+    1016-2999 are unassigned). Checks the server's options, and the codes clients send
+    (ws::receivable_close_code). */
 constexpr bool sendable_close_code(std::uint16_t code) noexcept {
   if (code >= 3000 && code <= 4999) return true;
   return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;

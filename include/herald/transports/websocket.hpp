@@ -61,7 +61,7 @@ struct WebSocketOptions {
       offers that is listed here is chosen; with none in common the handshake succeeds without
       one (the client decides whether to continue). Empty: no subprotocol. */
   std::vector<std::string> subprotocols;
-  /// Time allowed to complete the opening handshake, and later the closing handshake.
+  /// Time allowed for the opening handshake: writing the 101 (the closing one: close_timeout).
   std::chrono::milliseconds handshake_timeout = std::chrono::seconds(10);
   /** A connection on which nothing arrives for this long is closed (error::idle_timeout).
       With keepalive_pings, a ping goes out after half of it, so a live client's pong keeps the
@@ -79,8 +79,9 @@ struct WebSocketOptions {
   WebSocketDeflate deflate;
   /// Close code for a client that fell behind its bounded queue (default 1013, try again later).
   std::uint16_t overflow_close_code = 1013;
-  /** Time the server waits for a close handshake it started (shutdown, overflow, close()) before
-      it cuts the connection. */
+  /** Time the server waits for a close handshake to finish (one it started: shutdown, overflow,
+      close(); or, after a client's close frame, for the client to end the connection) before it
+      cuts the connection. */
   std::chrono::milliseconds close_timeout = std::chrono::seconds(5);
   /// Budget of every client's messages: over it, an error frame and close 1008.
   WebSocketInboundRate inbound_rate;
@@ -101,8 +102,6 @@ struct WebSocketOptions {
     not allow (5000 and above) fails the connection: it is cut without an echo. `?topic=` on the upgrade request subscribes at once, `?since=` resumes those
     topics, `?heartbeat` asks for heartbeat frames {"heartbeat":<ms>} (WebSocketOptions::heartbeat).
     See docs/websocket.md.
-
-    TLS: for `ssl_stream` the application includes <boost/beast/websocket/ssl.hpp>.
 */
 struct WebSocket {
   static constexpr std::string_view name = "websocket";

@@ -3,6 +3,7 @@
 #include <herald/detail/buffer_view.hpp>
 #include <herald/detail/channel_core.hpp>
 #include <herald/detail/connection.hpp>
+#include <herald/detail/decimal.hpp>
 #include <herald/detail/error_map.hpp>
 #include <herald/detail/handler_memory.hpp>
 #include <herald/detail/heartbeat.hpp>
@@ -10,7 +11,9 @@
 #include <herald/detail/response.hpp>
 #include <herald/detail/token_bucket.hpp>
 #include <herald/detail/topic.hpp>
-#include <herald/detail/ws_gate.hpp>
+#include <herald/detail/ws_frame.hpp>
+#include <herald/detail/ws_frame_reader.hpp>
+#include <herald/detail/ws_inflate.hpp>
 #include <herald/detail/ws_protocol.hpp>
 #include <herald/session.hpp>
 #include <herald/transports/websocket.hpp>
@@ -18,25 +21,29 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/error.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/field.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/detail/hybi13.hpp>
+#include <boost/beast/websocket/detail/pmd_extension.hpp>
 #include <boost/beast/websocket/error.hpp>
 #include <boost/beast/websocket/option.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
-#include <boost/beast/websocket/stream.hpp>
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
-#include <mutex>
-#include <optional>
+#include <cstring>
+#include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -46,46 +53,96 @@ namespace herald::inline v0::detail {
 inline constexpr WireFormat ws_frame_wire{"ws_frame", 2};
 
 inline std::string encode_ws_frame(Event const& ev) {
-  return ws_text_frame(json_envelope_size_hint(ev), [&](std::string& out) { append_json_envelope(out, ev); });
+  return ws::frame_message(ws::Opcode::text, json_envelope_size_hint(ev),
+                           [&](std::string& out) { append_json_envelope(out, ev); });
 }
 
-/** One WebSocket connection: the wire side of a Connection, on a
-    `beast::websocket::stream<Stream>`.
+/** A WebSocket connection's own messages (acks, errors, Session::send), in order: a singly
+    linked list, two pointers while empty (a std::deque allocates a map and a 512-byte node as
+    soon as it exists, on every idle connection). */
+class OutQueue {
+ public:
+  struct Out {
+    std::string bytes;
+    bool binary = false;
+  };
 
-    One write is in flight at a time. Two queues feed it:
-      - `out_`: the connection's own messages (acks, errors, Session::send), which go first, so
-        an ack precedes every event of its topic, and which Session::send may fill from any
-        thread (hence its mutex). It is bounded by the channel's queue limits.
-      - the inbox (events), drained in batches into `batch_`.
-    A binary event is two frames, its head (text) and its payload (binary), written back to back.
+  OutQueue() noexcept = default;
+  OutQueue(OutQueue const&) = delete;
+  OutQueue& operator=(OutQueue const&) = delete;
+  ~OutQueue() { clear(); }
 
-    Without permessage-deflate, text events skip Beast's writer: each is framed once per event
-    (ws_frame_wire, shared by every subscriber) and everything queued goes out in one gathered
-    write through WsGate, where Beast would write one message per write. The connection's own
-    messages, binary events and control frames still go through Beast.
+  bool empty() const noexcept { return head_ == nullptr; }
 
-    Closing: goodbye() flushes what the Flush allows, then async_close sends the close frame
-    for reason(); a read error (the peer's close, a protocol failure, a timeout) finishes the
-    connection at once.
+  void push(std::string bytes, bool binary) {
+    auto node = std::make_unique<Node>(Node{{std::move(bytes), binary}, nullptr});
+    Node* const last = node.get();
+    if (tail_) tail_->next = std::move(node);
+    else head_ = std::move(node);
+    tail_ = last;
+  }
 
-    Reading: every message a client sends, control messages, pings and pongs too, passes its
-    inbound_rate budget first; over it, the client gets an error frame and a 1008 close, and
-    whatever it sends meanwhile is read (the close handshake needs its close frame) but
-    ignored. */
+  /// The first message, taken out; the queue must not be empty.
+  Out pop() noexcept {
+    auto node = std::move(head_);
+    head_ = std::move(node->next);
+    if (!head_) tail_ = nullptr;
+    return std::move(node->out);
+  }
+
+  void clear() noexcept {
+    while (head_) head_ = std::move(head_->next);  // a loop: a long list must not recurse
+    tail_ = nullptr;
+  }
+
+ private:
+  struct Node {
+    Out out;
+    std::unique_ptr<Node> next;
+  };
+  std::unique_ptr<Node> head_;
+  Node* tail_ = nullptr;
+};
+
+/** One WebSocket connection: the wire side of a Connection, on the stream the HTTP server
+    handed over. herald speaks RFC 6455 itself: Beast parsed the upgrade request, herald answers
+    it (the 101, subprotocol, permessage-deflate), reads frames with ws::FrameReader and frames
+    every message it writes.
+
+    Reading: on a plain socket the connection waits for readability and reads into a buffer of
+    its thread (read_buffer), so an idle connection holds no read buffer; the reader keeps bytes
+    only for a partial frame or an unfinished message. Other streams (TLS) read into a small
+    buffer of the connection's own. Every message a client sends, control messages, pings and
+    pongs too, passes its inbound_rate budget first; over it, the client gets an error frame
+    and a 1008 close, and whatever it sends meanwhile is read (the close handshake needs its
+    close frame) but ignored.
+
+    Writing: one write in flight, gathering everything queued, in this order: the 101 (once),
+    pongs and a keepalive ping, the connection's own messages (`out_`, which Session::send may
+    fill from any thread, framed when queued), then events (up to max_gather of them). A text
+    event without deflate is the frame every subscriber shares (ws_frame_wire); a binary event
+    is its head (text) and its payload (binary), back to back. With permessage-deflate each
+    message is compressed and framed into `scratch_` as the write is gathered.
+
+    Closing: goodbye() flushes what the Flush allows, then send_close() writes the close frame
+    for reason(); once the client's close frame is read too (or the reading failed), the server
+    half-closes and reads until the client ends its side (teardown), within close_timeout. A
+    client's close is echoed with its code. */
 template <class Stream>
 class WsSession final : public Connection {
  public:
-  WsSession(std::shared_ptr<ChannelImpl<WebSocket>> channel, Stream&& stream, std::string already_read)
+  WsSession(std::shared_ptr<ChannelImpl<WebSocket>> channel, Stream&& stream)
       : Connection(std::move(channel), serialized(stream.get_executor()), /*lingers=*/true),
-        ws_(std::move(stream)),
+        stream_(std::move(stream)),
         timer_(strand()),
         messages_(topts().inbound_rate.messages_per_second, topts().inbound_rate.message_burst),
-        bytes_(topts().inbound_rate.bytes_per_second, topts().inbound_rate.byte_burst) {
-    ws_.next_layer().already_read(std::move(already_read));
-  }
+        bytes_(topts().inbound_rate.bytes_per_second, topts().inbound_rate.byte_burst) {}
 
-  void start(Request&& req) {
-    net::dispatch(strand(), [self = self(), req = std::move(req)]() mutable { self->run(std::move(req)); });
+  /// `already_read`: the frames that came in the packet of the upgrade request.
+  void start(Request&& req, std::string already_read) {
+    net::dispatch(strand(), [self = self(), req = std::move(req), bytes = std::move(already_read)]() mutable {
+      self->run(req, bytes);
+    });
   }
 
   SendStatus send(std::string data, bool binary) override {
@@ -98,16 +155,18 @@ class WsSession final : public Connection {
   }
 
  private:
-  using ws_stream = beast::websocket::stream<WsGate<Stream>>;
+  using Out = OutQueue::Out;
+  using clock = std::chrono::steady_clock;
 
   // One gathered write carries at most this much.
   static constexpr std::size_t max_gather = 64;
   static constexpr std::size_t max_gather_bytes = 64 * 1024;
-
-  struct Out {
-    std::string data;
-    bool binary = false;
-  };
+  static constexpr bool plain_socket = std::is_same_v<Stream, net::ip::tcp::socket>;
+  // What a plain connection reads at once into its thread's buffer; what a TLS one keeps.
+  static constexpr std::size_t read_buffer_size = 64 * 1024;
+  static constexpr std::size_t tls_read_size = 8 * 1024;
+  static constexpr std::size_t max_pending_pongs = 4 * 1024;
+  struct NoBuffer {};
 
   std::shared_ptr<WsSession> self() { return std::static_pointer_cast<WsSession>(shared_from_this()); }
 
@@ -119,13 +178,13 @@ class WsSession final : public Connection {
   std::size_t wire_size(StoredEvent const& ev) const override {
     auto const& e = ev.event();
     if (e.kind == PayloadKind::binary) return e.data.size() + e.topic.size() + e.type.size() + 64;
-    if (raw_) return ev.encoded(ws_frame_wire, encode_ws_frame).size();
+    if (!deflate_) return ev.encoded(ws_frame_wire, encode_ws_frame).size();
     return json_envelope(ev).size();
   }
 
   // Handshake -------------------------------------------------------------------------------
 
-  void run(Request&& req) {
+  void run(Request const& req, std::string& already_read) {
     std::string detail;
     boost::system::error_code ec;
     bool const upgrade = beast::websocket::is_upgrade(req);
@@ -133,11 +192,14 @@ class WsSession final : public Connection {
       refused(ec = error::bad_request);
       detail = "this path speaks WebSocket: send an upgrade request";
     } else if (auto const problem = ws::key_problem(req[http::field::sec_websocket_key]); !problem.empty()) {
-      // Beast checks only the key's presence and length bound; a 101 to "abc" would be answered.
+      // A 101 to "abc" would answer a client that is no WebSocket implementation.
       refused(ec = error::bad_request);
       detail = problem;
     } else {
-      ec = admit(req, detail, /*empty_means_all=*/false, remote_of(ws_.next_layer().next_layer()));
+      ec = admit(req, detail, /*empty_means_all=*/false, remote_of(stream_));
+      // After admission, as Beast's handshake was: a request without Host gets 421 first.
+      if (!ec)
+        if (auto const bad = handshake_problem(req)) return refuse_handshake(req, bad);
     }
     if (ec) {
       auto res = error_response(ec, detail, req.version(), false, ch().retry_after(ec));
@@ -145,122 +207,259 @@ class WsSession final : public Connection {
         res.result(http::status::upgrade_required);
         res.set(http::field::upgrade, "websocket");
       }
-      write_and_close(std::move(ws_.next_layer().next_layer()), std::move(res));
+      write_and_close(std::move(stream_), std::move(res));
       return finish(ec);
     }
 
-    // Beast's own timers take over; a tcp_stream's deadline from the HTTP read must not cut us.
-    auto& lowest = beast::get_lowest_layer(ws_);
+    // herald's timer takes over; a tcp_stream's deadline from the HTTP read must not cut us.
+    auto& lowest = beast::get_lowest_layer(stream_);
     if constexpr (requires { lowest.expires_never(); }) lowest.expires_never();
 
     auto const& o = topts();
-    beast::websocket::stream_base::timeout t{};
-    t.handshake_timeout = o.handshake_timeout.count() > 0
-                              ? std::chrono::duration_cast<std::chrono::steady_clock::duration>(o.handshake_timeout)
-                              : beast::websocket::stream_base::none();
-    t.idle_timeout = o.idle_timeout.count() > 0
-                         ? std::chrono::duration_cast<std::chrono::steady_clock::duration>(o.idle_timeout)
-                         : beast::websocket::stream_base::none();
-    t.keep_alive_pings = o.keepalive_pings;
-    ws_.set_option(t);
-    ws_.read_message_max(o.read_message_max);
-    ws_.auto_fragment(false);  // one frame per message: one gathered write instead of many
-    raw_ = !o.deflate.enable;
-    ws_.next_layer().on_idle([w = std::weak_ptr<WsSession>(self())] {
-      if (auto s = w.lock()) s->post_pump();
-    });
-    // Runs inside Beast's read, before it answers a ping or a close frame; ws_ owns it, so
-    // `this` outlives it.
-    ws_.control_callback([this](beast::websocket::frame_type kind, beast::string_view payload) {
-      if (kind == beast::websocket::frame_type::close) return check_close_code();
-      // Pings and pongs are messages too: Beast answers every ping, so a ping flood would
-      // otherwise cost a write each, for free.
-      if (!is_open()) return;
-      if (auto const short_of = take_budget(payload.size()); short_of != Budget::ok)
-        post_to(strand(), [self = self(), short_of] {
-          if (self->is_open()) self->over_budget(short_of, /*ping=*/true);
-        });
-    });
-    if (o.deflate.enable) {
-      beast::websocket::permessage_deflate pmd;
-      pmd.server_enable = true;
-      pmd.server_max_window_bits = o.deflate.max_window_bits;
-      pmd.client_max_window_bits = o.deflate.max_window_bits;
-      pmd.server_no_context_takeover = o.deflate.no_context_takeover;
-      pmd.client_no_context_takeover = o.deflate.no_context_takeover;
-      pmd.compLevel = o.deflate.level;
-      pmd.memLevel = o.deflate.mem_level;
-      pmd.msg_size_threshold = o.deflate.threshold;
-      ws_.set_option(pmd);
-    }
-    std::string protocol{ws::select_subprotocol(req[http::field::sec_websocket_protocol], o.subprotocols)};
+    ws::DeflateParams inflate;
+    std::string extension;
+    if (o.deflate.enable) negotiate_deflate(req, inflate, extension);
+    reader_ = ws::FrameReader(inflate);
     heartbeat_ = o.heartbeat.count() > 0 && wants_heartbeat(req.target());
-    std::string heartbeat = heartbeat_ ? std::to_string(o.heartbeat.count()) : std::string();
-    ws_.set_option(beast::websocket::stream_base::decorator(
-        [protocol = std::move(protocol), heartbeat = std::move(heartbeat)](beast::websocket::response_type& res) {
-          res.set(http::field::server, "herald");
-          if (!protocol.empty()) res.set(http::field::sec_websocket_protocol, protocol);
-          if (!heartbeat.empty()) res.set(heartbeat_header, heartbeat);
-        }));
+    head_ = accept_response(req, extension);
 
-    // The request stays alive until the handshake completes.
-    req_ = std::move(req);
-    ws_.async_accept(req_, net::bind_executor(strand(), [self = self()](boost::system::error_code ec) {
-                       self->on_accept(ec);
-                     }));
+    last_read_ = last_write_ = clock::now();
+    // The first heartbeat goes out at once, behind the 101 and ahead of any ack or event: the
+    // client's proof that data flows past whatever lies between it and the server.
+    if (heartbeat_) enqueue(heartbeat_message(o.heartbeat), false, /*from_strand=*/true);
+    if (open(/*announce=*/true)) pump();
+    if constexpr (plain_socket) {
+      boost::system::error_code ignored;
+      stream_.non_blocking(true, ignored);  // read_some after a wake-up must never block
+    }
+    // Frames the client sent in the packet of its upgrade request are its first.
+    if (!already_read.empty()) consume({already_read.data(), already_read.size()});
+    if (state() == State::closed) return;
+    read();
+    if (!timer_armed_) arm_timer();
+    watch_expiry();
   }
 
-  void on_accept(boost::system::error_code ec) {
-    req_ = {};
-    if (state() == State::closed) return;
-    if (ec) {
-      log(LogLevel::info, ec, "handshake failed");
-      return finish(ec);
+  /** What Beast's handshake refused beyond an upgrade request with a good key: no Host, and a
+      Sec-WebSocket-Version other than 13. */
+  static boost::system::error_code handshake_problem(Request const& req) {
+    using beast::websocket::error;
+    if (req.find(http::field::host) == req.end()) return error::no_host;
+    auto const version = req.find(http::field::sec_websocket_version);
+    if (version == req.end()) return error::no_sec_version;
+    if (version->value() != "13") return error::bad_sec_version;
+    return {};
+  }
+
+  /** An admitted request the handshake refuses: the answer, then finish() releases the
+      registration and closes the stream. */
+  void refuse_handshake(Request const& req, boost::system::error_code bad) {
+    log(LogLevel::info, bad, "handshake failed");
+    auto res = std::make_shared<Response>(handshake_refusal(req, bad));
+    http::async_write(stream_, *res,
+                      net::bind_executor(strand(), [self = self(), res, bad](boost::system::error_code, std::size_t) {
+                        self->finish(bad);
+                      }));
+  }
+
+  /// Beast's answer to handshake_problem: 400, or 426 naming the version herald speaks.
+  static Response handshake_refusal(Request const& req, boost::system::error_code ec) {
+    Response res{http::status::bad_request, req.version()};
+    if (ec == beast::websocket::error::bad_sec_version) {
+      res.result(http::status::upgrade_required);
+      res.set(http::field::sec_websocket_version, "13");
     }
-    read();
-    // The first heartbeat goes out at once, ahead of any ack or event: the client's proof that
-    // data flows past whatever lies between it and the server.
-    if (heartbeat_) enqueue(heartbeat_message(topts().heartbeat), false, /*from_strand=*/true);
-    last_write_ = std::chrono::steady_clock::now();
-    if (!open(/*announce=*/true)) return;
-    pump();
-    if (heartbeat_ && !timer_armed_) arm_timer();
-    watch_expiry();
+    res.set(http::field::server, "herald");
+    res.body() = ec.message();
+    res.prepare_payload();
+    return res;
+  }
+
+  /// The 101 (RFC 6455 §4.2.2), with the subprotocol, extension and heartbeat that apply.
+  std::string accept_response(Request const& req, std::string_view extension) const {
+    beast::websocket::detail::sec_ws_accept_type accept;
+    beast::websocket::detail::make_sec_ws_accept(accept, req[http::field::sec_websocket_key]);
+    std::string out =
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: upgrade\r\n"
+        "Sec-WebSocket-Accept: ";
+    out.append(accept.data(), accept.size());
+    out += "\r\n";
+    if (!extension.empty()) {
+      out += "Sec-WebSocket-Extensions: ";
+      out += extension;
+      out += "\r\n";
+    }
+    out += "Server: herald\r\n";
+    auto const protocol = ws::select_subprotocol(req[http::field::sec_websocket_protocol], topts().subprotocols);
+    if (!protocol.empty()) {
+      out += "Sec-WebSocket-Protocol: ";
+      out += protocol;
+      out += "\r\n";
+    }
+    if (heartbeat_) {
+      out += heartbeat_header;
+      out += ": ";
+      append_decimal(out, static_cast<std::uint64_t>(topts().heartbeat.count()));
+      out += "\r\n";
+    }
+    out += "\r\n";
+    return out;
+  }
+
+  /** permessage-deflate (RFC 7692) negotiated as Beast's stream negotiates it: the answer's
+      extension (left empty when declined) and the parameters of both directions. */
+  void negotiate_deflate(Request const& req, ws::DeflateParams& inflate, std::string& extension) {
+    namespace bd = beast::websocket::detail;
+    bd::pmd_offer offer{};
+    bd::pmd_read(offer, req);
+    if (!offer.accept) return;
+    auto const& d = topts().deflate;
+    beast::websocket::permessage_deflate pmd;
+    pmd.server_enable = true;
+    pmd.server_max_window_bits = d.max_window_bits;
+    pmd.client_max_window_bits = d.max_window_bits;
+    pmd.server_no_context_takeover = d.no_context_takeover;
+    pmd.client_no_context_takeover = d.no_context_takeover;
+    bd::pmd_offer config{};
+    config.accept = true;
+    auto const answer = bd::pmd_negotiate_impl(config, offer, pmd);
+    if (!config.accept) return;
+    extension.assign(answer.data(), answer.size());
+    inflate = {true, config.client_max_window_bits, config.client_no_context_takeover};
+    deflate_ = true;
+    server_window_bits_ = static_cast<std::uint8_t>(config.server_max_window_bits);
+    server_no_takeover_ = config.server_no_context_takeover;
   }
 
   // Reading ---------------------------------------------------------------------------------
 
-  void read() {
-    ws_.async_read(read_buf_, cached(net::bind_executor(strand(), [self = self()](boost::system::error_code ec, std::size_t) {
-                     self->on_read(ec);
-                   })));
+  /// The buffer every plain connection of this thread reads into, one read at a time.
+  static std::span<char> read_buffer() {
+    thread_local std::unique_ptr<char[]> buffer;
+    if (!buffer) buffer = std::make_unique_for_overwrite<char[]>(read_buffer_size);
+    return {buffer.get(), read_buffer_size};
   }
 
-  void on_read(boost::system::error_code ec) {
-    if (ec) return on_read_error(ec);
-    if (state() == State::closed) return;
-    if (is_open() && within_budget(read_buf_.size())) {
-      auto const* p = static_cast<char const*>(read_buf_.cdata().data());
-      std::string_view const data{p, read_buf_.size()};
-      if (ws_.got_binary()) application_message(data, true);
-      else text_message(data);
+  void read() {
+    if constexpr (plain_socket) {
+      on_strand(
+          stream_.get_executor(),
+          [this](auto handler) { stream_.async_wait(net::socket_base::wait_read, std::move(handler)); },
+          [self = self()](boost::system::error_code ec) { self->on_readable(ec); });
+    } else {
+      if (!tls_buffer_) tls_buffer_ = std::make_unique_for_overwrite<char[]>(tls_read_size);
+      on_strand(
+          stream_.get_executor(),
+          [this](auto handler) {
+            stream_.async_read_some(net::buffer(tls_buffer_.get(), tls_read_size), std::move(handler));
+          },
+          [self = self()](boost::system::error_code ec, std::size_t n) {
+            self->on_read(ec, {self->tls_buffer_.get(), n});
+          });
     }
-    read_buf_.consume(read_buf_.size());
-    // One large message must not pin its buffer for the connection's lifetime.
-    if (read_buf_.capacity() > 64 * 1024) read_buf_.shrink_to_fit();
-    // A closing connection keeps reading: the peer's close frame completes the handshake.
+  }
+
+  void on_readable(boost::system::error_code ec) {
+    std::span<char> bytes;
+    if (!ec && state() != State::closed) {
+      bytes = read_buffer();
+      std::size_t const n = stream_.read_some(net::buffer(bytes.data(), bytes.size()), ec);
+      if (ec == net::error::would_block) return read();  // a spurious wake-up
+      bytes = bytes.first(n);
+    }
+    on_read(ec, bytes);
+  }
+
+  void on_read(boost::system::error_code ec, std::span<char> bytes) {
+    if (state() == State::closed) return;
+    if (ec) return finish(ec);  // a connection closing keeps the reason it closes for
+    consume(bytes);
+    // A closing connection keeps reading: the peer's close frame completes the handshake, and
+    // the end of its stream the teardown.
     if (state() != State::closed) read();
   }
 
-  /** After a close handshake or a protocol failure Beast has torn the connection down itself
-      (and sent 1009/1007/1002 first); anything else (EOF, reset, timeout) needs the socket
-      closed: finish() does both. */
-  void on_read_error(boost::system::error_code ec) {
-    if (bad_close_code_) ec = beast::websocket::error::bad_close_code;
-    else if (ec == beast::websocket::error::closed) ec = {};  // the client closed: normal
-    else if (ec == beast::error::timeout) ec = error::idle_timeout;
-    else if (ec == beast::websocket::error::message_too_big) ec = error::message_too_big;
-    finish(ec);
+  /// The client's next bytes: whatever arrives is a sign of life (idle_timeout).
+  void consume(std::span<char> bytes) {
+    last_read_ = clock::now();
+    ping_sent_ = false;
+    if (read_done_) return;  // after its close frame or a failure, nothing the client sends counts
+    auto const ec = reader_.feed(bytes, topts().read_message_max, [this](ws::Received const& r) { on_frame(r); });
+    if (ec) fail(ec);
+  }
+
+  void on_frame(ws::Received const& r) {
+    switch (r.opcode) {
+      case ws::Opcode::text:
+      case ws::Opcode::binary:
+        if (is_open() && within_budget(r.payload.size())) {
+          if (r.opcode == ws::Opcode::binary) application_message(r.payload, true);
+          else text_message(r.payload);
+        }
+        return;
+      case ws::Opcode::ping:
+      case ws::Opcode::pong:
+        // Pings and pongs are messages too: every ping costs a pong, so a ping flood would
+        // otherwise cost a write each, for free.
+        if (!is_open()) return;
+        if (auto const short_of = take_budget(r.payload.size()); short_of != Budget::ok)
+          return over_budget(short_of, /*ping=*/true);
+        if (r.opcode == ws::Opcode::ping) {
+          // Each ping gets its pong, with its bytes, in the next write; past max_pending_pongs
+          // of them unwritten (a client that pings and does not read), no more.
+          if (!pongs_) pongs_ = std::make_unique<std::string>();
+          if (pongs_->size() < max_pending_pongs) pongs_->append(ws::ControlFrame(ws::Opcode::pong, r.payload).bytes());
+          pump();
+        }
+        return;
+      case ws::Opcode::close:
+        return on_peer_close(r.close_code);
+      case ws::Opcode::continuation:
+        return;
+    }
+  }
+
+  /** The client's close frame: while open, the server echoes its code (RFC 6455 §5.5.1; 1000
+      for a close without one) and sends nothing more; while closing, the handshake is complete
+      once the server's own close frame is out. */
+  void on_peer_close(std::uint16_t code) {
+    read_done_ = true;
+    if (is_open()) {
+      echo_code_ = code == 1005 ? 1000 : code;
+      return end({}, Flush::nothing);  // the client closed: a normal end
+    }
+    if (close_sent_) {
+      if (!writing_) teardown();  // else when the close frame is written
+      return;
+    }
+    abandon_flush();  // the client reads nothing more: the close frame goes next
+    pump();
+  }
+
+  /** The client broke RFC 6455 (reader error: 1002, 1007 or 1009): the connection fails with
+      that close code. A close frame with a code no one may send fails it too, as
+      beast::websocket::error::bad_close_code: with 1002 (and no reason) for the reserved and
+      unassigned codes, and cut without a close frame for 5000 and above, which no endpoint
+      could send (Autobahn accepts either). */
+  void fail(boost::system::error_code ec) {
+    read_done_ = true;
+    if (auto const code = reader_.bad_close_code(); code != 0) {
+      ec = beast::websocket::error::bad_close_code;
+      if (code >= 5000) {
+        log(LogLevel::info, ec, "close code out of range; cut");
+        return finish(ec);
+      }
+    }
+    log(LogLevel::info, ec, "client broke the protocol");
+    if (is_open()) return end(ec, Flush::nothing);
+    abandon_flush();
+    if (close_sent_) {
+      if (!writing_) teardown();
+      return;
+    }
+    pump();
   }
 
   /** Whether a message of `size` bytes fits the client's inbound_rate; if not, the client is
@@ -293,17 +492,6 @@ class WsSession final : public Connection {
     reply(ws::error_message(error::rate_limited, {}, detail));
     end(error::rate_limited, Flush::own);
   }
-
-  /** RFC 6455 §7.4: a close code outside the allowed ranges fails the connection. Beast 1.81
-      would echo a code of 5000 or more; cutting the TCP connection here (what RFC 6455 §7.1.7
-      allows, and Autobahn accepts) makes its echo fail instead. */
-  void check_close_code() {
-    auto const code = ws_.reason().code;
-    if (code == beast::websocket::close_code::none || ws::sendable_close_code(code)) return;
-    bad_close_code_ = true;
-    close_stream(ws_.next_layer().next_layer());
-  }
-
   void text_message(std::string_view text) {
     auto c = ws::parse_control(text);
     switch (c.kind) {
@@ -360,25 +548,28 @@ class WsSession final : public Connection {
 
   // Writing ---------------------------------------------------------------------------------
 
-  /** Queue one of the connection's own messages. Over the queue bound the connection is closed
-      as a slow consumer, like an event overflow. */
+  /** Queue one of the connection's own messages, framed (with permessage-deflate it is
+      compressed and framed when written, in order). Over the queue bound the connection is
+      closed as a slow consumer, like an event overflow. */
   SendStatus enqueue(std::string data, bool binary, bool from_strand) {
+    if (!deflate_) data = ws::frame_message(binary ? ws::Opcode::binary : ws::Opcode::text, data);
     bool post = false;
     bool overflow = false;
     bool half = false;
     {
-      std::lock_guard lock{out_mutex_};
+      std::lock_guard lock{out_lock_};
       if (out_closed_) return SendStatus::dropped;
       auto const& l = limits();
-      if (out_.size() + 1 > l.queue_events || out_bytes_ + data.size() > l.queue_bytes) {
+      if (out_count_ + 1 > l.queue_events || out_bytes_ + data.size() > l.queue_bytes) {
         out_closed_ = true;
         out_.clear();
-        out_bytes_ = 0;
+        out_count_ = out_bytes_ = 0;
         overflow = true;
       } else {
+        ++out_count_;
         out_bytes_ += data.size();
-        out_.push_back(Out{std::move(data), binary});
-        half = out_.size() * 2 > l.queue_events || out_bytes_ * 2 > l.queue_bytes;
+        out_.push(std::move(data), binary);
+        half = out_count_ * 2 > l.queue_events || out_bytes_ * 2 > l.queue_bytes;
         if (!from_strand && !out_posted_) post = out_posted_ = true;
       }
     }
@@ -401,23 +592,23 @@ class WsSession final : public Connection {
 
   /// Stop taking the connection's own messages; `keep` says whether those queued still go.
   void close_out(bool keep) {
-    std::lock_guard lock{out_mutex_};
+    std::lock_guard lock{out_lock_};
     out_closed_ = true;
     if (!keep) {
       out_.clear();
-      out_bytes_ = 0;
+      out_count_ = out_bytes_ = 0;
     }
   }
 
   bool pop_out(Out& m) {
-    std::lock_guard lock{out_mutex_};
+    std::lock_guard lock{out_lock_};
     if (out_.empty()) {
       out_posted_ = false;
       return false;
     }
-    m = std::move(out_.front());
-    out_.pop_front();
-    out_bytes_ -= m.data.size();
+    m = out_.pop();
+    --out_count_;
+    out_bytes_ -= m.bytes.size();
     return true;
   }
 
@@ -434,83 +625,159 @@ class WsSession final : public Connection {
 
   void drain() override { pump(); }
 
+  /** Write everything queued, gathered (see the class doc); once a closing connection has
+      nothing left to flush, its close frame. */
   void pump() {
-    if (state() == State::admitting || state() == State::closed || writing_ || close_started_) return;
-    if (payload_next_) {
-      in_flight_ = std::exchange(payload_next_, nullptr);
-      auto const& data = in_flight_->event().data;
-      return write(net::const_buffer(data.data(), data.size()), true, true);
+    if (state() == State::admitting || state() == State::closed || writing_ || close_sent_) return;
+    if (!head_.empty()) {
+      add(net::buffer(head_));
+      head_in_write_ = head_.size();
     }
-    if (pop_out(current_)) return write(net::buffer(current_.data), current_.binary, false);
-    if (is_open() || flush_events_) {
-      if (auto const* next = peek_event()) {
-        if (raw_ && next->event().kind != PayloadKind::binary) return write_events();
-        auto ev = std::move(batch_[pos_++]);
-        if (ev->event().kind == PayloadKind::binary) {
-          head_ = ws::encode_binary_head(ev->event());
-          payload_next_ = std::move(ev);
-          return write(net::buffer(head_), false, false);
-        }
-        auto const& bytes = json_envelope(*ev);
-        in_flight_ = std::move(ev);
-        return write(net::buffer(bytes), false, true);
-      }
+    if (pongs_) append(*std::exchange(pongs_, nullptr));
+    if (std::exchange(ping_due_, false) && is_open()) append(ws::ControlFrame(ws::Opcode::ping, {}).bytes());
+    Out m;
+    while (scratch_.size() < max_gather_bytes && pop_out(m)) {
+      if (deflate_) append_message(m.bytes, m.binary);
+      else append(m.bytes);
     }
+    if (is_open() || flush_events_) gather_events();
+    if (pieces_ != 0) return write();
     if (state() == State::closing) send_close();
   }
 
-  /** Every queued text event up to the next binary one (and the gather bounds), framed,
-      in one write. */
-  void write_events() {
-    auto& gate = ws_.next_layer();
-    if (!gate.raw_ready()) return gate.wait_idle();  // a pong or ping is being written
-    if (!ws_.is_open()) return;  // Beast is answering a close frame: nothing may follow it
+  /// Queued events, up to the gather bounds, behind what the write already holds.
+  void gather_events() {
     std::size_t bytes = 0;
-    while (raw_batch_.size() < max_gather && bytes < max_gather_bytes) {
-      auto const* ev = peek_event();
-      if (!ev || ev->event().kind == PayloadKind::binary) break;
-      auto const& frame = ev->encoded(ws_frame_wire, encode_ws_frame);
-      buffers_.push_back(net::buffer(frame));
-      bytes += frame.size();
-      raw_batch_.push_back(std::move(batch_[pos_++]));
+    while (write_events_ < max_gather && bytes < max_gather_bytes) {
+      auto const* next = peek_event();
+      if (!next) break;
+      auto const& e = next->event();
+      if (e.kind == PayloadKind::binary) {
+        auto const head = ws::encode_binary_head(e);
+        if (deflate_) {
+          append_message(head, false);
+          append_message(e.data, true);
+        } else {
+          append(ws::FrameHeader(ws::Opcode::text, head.size()).bytes());
+          append(head);
+          append(ws::FrameHeader(ws::Opcode::binary, e.data.size()).bytes());
+          add(net::buffer(e.data));  // the payload's bytes, shared
+        }
+        bytes += head.size() + e.data.size();
+      } else if (deflate_) {
+        auto const& text = json_envelope(*next);
+        append_message(text, false);
+        bytes += text.size();
+      } else {
+        auto const& frame = next->encoded(ws_frame_wire, encode_ws_frame);
+        add(net::buffer(frame));
+        bytes += frame.size();
+      }
+      in_flight_.push_back(std::move(batch_[pos_++]));  // owns the bytes until the write is done
+      ++write_events_;
     }
-    writing_ = true;
-    write_events_ = raw_batch_.size();
-    started_write();
-    gate.async_write_raw(BufferView(buffers_),
-                         cached(net::bind_executor(strand(), [self = self()](boost::system::error_code ec, std::size_t n) {
-                           self->on_write(ec, n);
-                         })));
   }
 
-  void write(net::const_buffer bytes, bool binary, bool event) {
-    BOOST_ASSERT(!writing_);  // Beast allows one write in flight
+  // The gathered write: pieces_ buffers, the first in first_ (a lone buffer needs no vector),
+  // the rest in buffers_; bytes herald wrote itself (frame headers, control frames, its own
+  // messages, compressed messages) go in scratch_, marked by scratch_mark() until write()
+  // points them at scratch_, whose bytes may move while it grows.
+
+  static void const* scratch_mark() noexcept {
+    static char const mark = 0;
+    return &mark;
+  }
+
+  void add(net::const_buffer b) {
+    if (pieces_ == 0) first_ = b;
+    else {
+      if (pieces_ == 1) buffers_.push_back(first_);
+      buffers_.push_back(b);
+    }
+    ++pieces_;
+  }
+
+  /// `n` more bytes at the end of scratch_ belong to the write.
+  void extend_scratch(std::size_t n) {
+    if (n == 0) return;
+    auto& last = pieces_ == 1 ? first_ : buffers_.back();
+    if (pieces_ != 0 && last.data() == scratch_mark()) last = net::const_buffer(scratch_mark(), last.size() + n);
+    else add(net::const_buffer(scratch_mark(), n));
+  }
+
+  void append(std::string_view bytes) {
+    scratch_ += bytes;
+    extend_scratch(bytes.size());
+  }
+
+  /// One whole message, compressed (RFC 7692) from the deflate threshold up, framed.
+  void append_message(std::string_view payload, bool binary) {
+    auto const op = binary ? ws::Opcode::binary : ws::Opcode::text;
+    auto const& d = topts().deflate;
+    if (payload.size() < d.threshold) {
+      append(ws::FrameHeader(op, payload.size()).bytes());
+      return append(payload);
+    }
+    if (!deflater_) deflater_ = std::make_unique<ws::Deflater>(d.level, server_window_bits_, d.mem_level);
+    constexpr std::size_t room = 10;  // the longest header, filled in once the size is known
+    auto const at = scratch_.size();
+    scratch_.resize(at + room);
+    deflater_->deflate(payload, scratch_, server_no_takeover_);
+    ws::FrameHeader const frame(op, scratch_.size() - at - room, true, /*rsv1=*/true);
+    auto const header = frame.bytes();
+    std::memcpy(scratch_.data() + at + room - header.size(), header.data(), header.size());
+    scratch_.erase(at, room - header.size());
+    extend_scratch(scratch_.size() - at);
+  }
+
+  void write() {
+    BOOST_ASSERT(!writing_);  // one write in flight
+    std::size_t at = 0;
+    auto const place = [&](net::const_buffer& b) {
+      if (b.data() != scratch_mark()) return;
+      b = net::const_buffer(scratch_.data() + at, b.size());
+      at += b.size();
+    };
+    if (pieces_ == 1) place(first_);
+    else
+      for (auto& b : buffers_) place(b);
     writing_ = true;
-    write_events_ = event ? 1 : 0;
     started_write();
-    ws_.binary(binary);
-    ws_.async_write(bytes, cached(net::bind_executor(strand(), [self = self()](boost::system::error_code ec, std::size_t n) {
-                      self->on_write(ec, n);
-                    })));
+    auto done = [self = self()](boost::system::error_code ec, std::size_t n) { self->on_write(ec, n); };
+    if (pieces_ == 1) {
+      on_strand(
+          stream_.get_executor(), [this](auto handler) { net::async_write(stream_, first_, std::move(handler)); },
+          std::move(done));
+    } else {
+      on_strand(
+          stream_.get_executor(),
+          [this](auto handler) { net::async_write(stream_, BufferView(buffers_), std::move(handler)); },
+          std::move(done));
+    }
   }
 
   void on_write(boost::system::error_code ec, std::size_t bytes) {
     writing_ = false;
-    in_flight_ = nullptr;
-    raw_batch_.clear();
+    pieces_ = 0;
     buffers_.clear();
-    if (state() == State::closed) return;
-    if (ec) {
-      // A failing stream fails the pending read too, which ends the connection with its
-      // reason; a real I/O error ends it here.
-      if (ec == net::error::operation_aborted || ec == beast::websocket::error::closed) return;
-      return finish(ec);
+    in_flight_.clear();
+    // An idle connection keeps no bytes: its own messages and compressed ones are written.
+    if (scratch_.capacity() != 0) std::string().swap(scratch_);
+    if (auto const head = std::exchange(head_in_write_, 0); head != 0) {
+      std::string().swap(head_);
+      bytes -= std::min(bytes, head);  // the 101 is no WebSocket traffic
     }
+    auto const events = std::exchange(write_events_, 0);
+    if (state() == State::closed) return;
+    if (ec) return finish(ec);
     wrote(bytes);
-    last_write_ = std::chrono::steady_clock::now();
-    delivered_ += write_events_;
-    if (!current_.data.empty()) current_ = {};
-    if (write_events_ != 0) return drain_soon();
+    last_write_ = clock::now();
+    delivered_ += events;
+    if (close_sent_) {
+      if (read_done_) teardown();  // else the client's close frame completes the handshake
+      return;
+    }
+    if (events != 0) return drain_soon();
     pump();
   }
 
@@ -526,26 +793,54 @@ class WsSession final : public Connection {
     if (!flush_events_) {
       batch_.clear();
       pos_ = 0;
-      payload_next_ = nullptr;  // its head may be out; nothing follows a close frame anyway
     }
     close_out(/*keep=*/flush != Flush::nothing);
-    close_deadline_ = std::chrono::steady_clock::now() + topts().close_timeout;
+    close_deadline_ = clock::now() + topts().close_timeout;
     arm_timer();
     pump();
   }
 
+  /// Nothing more is written but the close frame (the client sent its own, or broke the protocol).
+  void abandon_flush() {
+    flush_events_ = false;
+    batch_.clear();
+    pos_ = 0;
+    close_out(/*keep=*/false);
+  }
+
+  /** The close frame: the client's code echoed (without a reason), or reason()'s code with its
+      wire name as the reason. */
   void send_close() {
-    close_started_ = true;
+    close_sent_ = true;
     auto const ec = reason();
-    std::uint16_t const code = ec == error::slow_consumer ? topts().overflow_close_code : to_close_code(ec);
-    beast::websocket::close_reason cr{code};
-    // A drain's reason is JSON (detail/drain.hpp): when to come back and from where.
-    if (ec == error::draining) cr.reason = drain_json(drain_delay(), drain_cursor());
-    else if (ec) cr.reason = wire_name(ec);
-    ws_.async_close(cr, net::bind_executor(strand(), [self = self()](boost::system::error_code) {
-                      // Beast tore the connection down (or failed to); either way it is over.
-                      self->finish(self->reason());
-                    }));
+    std::uint16_t code = echo_code_;
+    std::string why;
+    if (code == 0) {
+      if (ec == beast::websocket::error::bad_close_code) code = 1002;
+      else {
+        code = ec == error::slow_consumer ? topts().overflow_close_code : to_close_code(ec);
+        // A drain's reason is JSON (detail/drain.hpp): when to come back and from where.
+        if (ec == error::draining) why = drain_json(drain_delay(), drain_cursor());
+        else if (ec) why = wire_name(ec);
+      }
+    }
+    append(ws::ControlFrame::close(code, why).bytes());
+    write();
+  }
+
+  /** Both close frames are out, or the reading failed: the server closes first (RFC 6455
+      §7.1.1). It half-closes and reads on until the client ends its side: closing with unread
+      bytes would reset the connection, which can destroy the close frame before the client
+      reads it. close_timeout bounds the wait. */
+  void teardown() {
+    if (std::exchange(tearing_down_, true)) return;
+    auto& sock = lowest_socket(stream_);
+    if constexpr (requires(boost::system::error_code& e) { sock.shutdown(net::socket_base::shutdown_send, e); }) {
+      boost::system::error_code ignored;
+      sock.shutdown(net::socket_base::shutdown_send, ignored);
+    } else {
+      finish(reason());
+    }
   }
 
   void shut() override {
@@ -553,102 +848,128 @@ class WsSession final : public Connection {
     ++timer_generation_;
     timer_.cancel();
     batch_.clear();
-    payload_next_ = nullptr;
+    pongs_ = nullptr;
     flush_delivered();
-    close_stream(ws_.next_layer().next_layer());
+    close_stream(stream_);
   }
 
   /** One timer per connection, armed for the deadline that comes next: while closing, the
-      close handshake's; while open, the write in flight's and, for a client that asked for
-      heartbeats, the next heartbeat's (heartbeat after the last write; while a write is in
-      flight, not before `heartbeat` from now). Without heartbeats none while idle: Beast's idle
-      timeout covers a silent peer. A write timeout fires on time, not a period late. */
+      close handshake's; while open, the write in flight's, the idle timeout's (a keepalive
+      ping after idle_timeout / 2 without a byte from the client, the end after idle_timeout)
+      and, for a client that asked for heartbeats, the next heartbeat's (heartbeat after the
+      last write; while a write is in flight, not before `heartbeat` from now). The timer is
+      not moved on every read: when it fires early it re-arms. A deadline fires on time, not a
+      period late. */
   void arm_timer() {
     if (state() == State::closed) return;
-    auto const now = std::chrono::steady_clock::now();
-    auto at = std::chrono::steady_clock::time_point::max();
+    auto const now = clock::now();
+    auto at = clock::time_point::max();
     if (state() == State::closing) {
       at = close_deadline_;
     } else {
-      if (writing_ && limits().write_timeout.count() > 0) at = write_started_ + limits().write_timeout;
+      if (auto const wt = write_limit(); writing_ && wt.count() > 0) at = write_started_ + wt;
+      if (auto const idle = topts().idle_timeout; idle.count() > 0)
+        at = std::min(at, last_read_ + (topts().keepalive_pings && !ping_sent_ ? idle / 2 : idle));
       if (heartbeat_) {
         auto const hb = topts().heartbeat;
         at = std::min(at, writing_ ? std::max(last_write_ + hb, now + hb) : last_write_ + hb);
       }
     }
-    if (at == std::chrono::steady_clock::time_point::max()) return void(timer_armed_ = false);
+    if (at == clock::time_point::max()) return void(timer_armed_ = false);
     timer_armed_ = true;
     auto const generation = ++timer_generation_;
     timer_.expires_at(at);
-    timer_.async_wait(net::bind_executor(strand(), [self = self(), generation](boost::system::error_code ec) {
+    timer_.async_wait(cached([self = self(), generation](boost::system::error_code ec) {
       if (ec || self->state() == State::closed || generation != self->timer_generation_) return;
       self->on_timer();
     }));
   }
 
   void on_timer() {
-    auto const now = std::chrono::steady_clock::now();
+    auto const now = clock::now();
+    auto const idle = topts().idle_timeout;
     if (state() == State::closing) {
       if (now >= close_deadline_) {
         log(LogLevel::info, reason(), "close handshake timed out");
         return finish(reason());
       }
-    } else if (writing_ && limits().write_timeout.count() > 0 && now - write_started_ >= limits().write_timeout) {
+    } else if (auto const wt = write_limit(); writing_ && wt.count() > 0 && now - write_started_ >= wt) {
       log(LogLevel::info, error::write_timeout, "write stalled");
       return finish(error::write_timeout);
-    } else if (heartbeat_ && !writing_ && is_open() && now - last_write_ >= topts().heartbeat) {
-      reply(heartbeat_message(topts().heartbeat));
+    } else if (idle.count() > 0 && now - last_read_ >= idle) {
+      log(LogLevel::info, error::idle_timeout, "nothing from the client");
+      return finish(error::idle_timeout);
+    } else {
+      if (idle.count() > 0 && topts().keepalive_pings && !ping_sent_ && now - last_read_ >= idle / 2) {
+        ping_sent_ = ping_due_ = true;
+        pump();
+      }
+      if (heartbeat_ && !writing_ && is_open() && now - last_write_ >= topts().heartbeat)
+        reply(heartbeat_message(topts().heartbeat));
     }
     arm_timer();
   }
 
-  /// A write starts: its deadline needs the timer unless the timer is already armed.
+  /// How long the write in flight may take: the 101 is the opening handshake.
+  std::chrono::milliseconds write_limit() const noexcept {
+    return head_in_write_ != 0 ? topts().handshake_timeout : limits().write_timeout;
+  }
+
+  /// A write starts: its deadline needs the timer unless the timer is already armed for sooner.
   void started_write() {
-    write_started_ = std::chrono::steady_clock::now();
-    // Armed for a later heartbeat, the timer must come earlier for this write's deadline.
-    auto const wt = limits().write_timeout;
+    write_started_ = clock::now();
+    auto const wt = write_limit();
     if (!timer_armed_ || (wt.count() > 0 && timer_.expiry() > write_started_ + wt)) arm_timer();
   }
 
-  ws_stream ws_;
+  Stream stream_;
   net::steady_timer timer_;
-  Request req_;
-  beast::flat_buffer read_buf_;
+  ws::FrameReader reader_;
+  std::string head_;          // the 101 until it is written
+  [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::unique_ptr<char[]>> tls_buffer_;
+  std::unique_ptr<std::string> pongs_;      // pongs not written yet
+  std::unique_ptr<ws::Deflater> deflater_;  // from the first message that is compressed
 
   // The connection's own messages; Session::send fills it from any thread.
-  std::mutex out_mutex_;
-  std::deque<Out> out_;
+  OutQueue out_;
+  std::size_t out_count_ = 0;
   std::size_t out_bytes_ = 0;
-  bool out_posted_ = false;
-  bool out_closed_ = false;
 
   // Strand-only state.
-  Out current_;
   std::vector<EventPtr> batch_;
   std::size_t pos_ = 0;
-  EventPtr payload_next_;
-  // Owns the bytes of the event being written, whatever happens to the batch meanwhile.
-  EventPtr in_flight_;
-  // A gathered write's events (which own its bytes) and buffers.
-  std::vector<EventPtr> raw_batch_;
+  std::vector<EventPtr> in_flight_;  // the events of the write in flight (they own its bytes)
   std::vector<net::const_buffer> buffers_;
-  std::string head_;
+  net::const_buffer first_;
+  std::string scratch_;
+  std::size_t pieces_ = 0;
+  std::size_t write_events_ = 0;   // events the write in flight delivers
+  std::size_t head_in_write_ = 0;  // bytes of the 101 in the write in flight
   std::size_t delivered_ = 0;
-  std::chrono::steady_clock::time_point write_started_{};
-  std::chrono::steady_clock::time_point last_write_{};
-  std::chrono::steady_clock::time_point close_deadline_{};
+  clock::time_point write_started_{};
+  clock::time_point last_write_{};
+  clock::time_point last_read_{};
+  clock::time_point close_deadline_{};
   std::uint64_t timer_generation_ = 0;
-  std::size_t write_events_ = 0;  // events the write in flight delivers
-  bool writing_ = false;
-  bool timer_armed_ = false;
-  bool heartbeat_ = false;        // the client asked for heartbeat frames (?heartbeat)
-  bool raw_ = false;              // text events are framed by herald and gathered
-  bool flush_events_ = false;
-  bool close_started_ = false;
-  bool bad_close_code_ = false;
   // The client's inbound_rate budget.
   TokenBucket messages_;
   TokenBucket bytes_;
+  std::uint16_t echo_code_ = 0;  // the client's close code, echoed; 0 until it closed
+  std::uint8_t server_window_bits_ = 15;
+  SpinLock out_lock_;  // guards out_, out_count_, out_bytes_, out_posted_, out_closed_
+  bool out_posted_ = false;
+  bool out_closed_ = false;
+  bool writing_ = false;
+  bool timer_armed_ = false;
+  bool heartbeat_ = false;     // the client asked for heartbeat frames (?heartbeat)
+  bool deflate_ = false;       // permessage-deflate negotiated
+  bool server_no_takeover_ = false;
+  bool flush_events_ = false;
+  bool close_sent_ = false;    // the close frame is written (or being written)
+  bool read_done_ = false;     // the client's close frame was read, or the reading failed
+  bool tearing_down_ = false;
+  bool ping_due_ = false;
+  bool ping_sent_ = false;     // a keepalive ping went out and nothing came since
 };
 
 }  // namespace herald::detail
@@ -678,9 +999,17 @@ inline void WebSocket::validate(WebSocketOptions const& o) {
 template <class Stream>
 void WebSocket::start(std::shared_ptr<ChannelContext<WebSocket>> channel, Stream&& stream, Request&& req,
                       std::string already_read) {
-  auto session = std::make_shared<detail::WsSession<std::decay_t<Stream>>>(std::move(channel), std::move(stream),
-                                                                           std::move(already_read));
-  session->start(std::move(req));
+  using S = std::decay_t<Stream>;
+  if constexpr (std::is_same_v<S, beast::tcp_stream>) {
+    // The session's own timer covers every timeout, so a tcp_stream's timers and state would
+    // only cost memory on every idle connection: the plain socket it wraps is enough.
+    auto session =
+        std::make_shared<detail::WsSession<net::ip::tcp::socket>>(std::move(channel), stream.release_socket());
+    session->start(std::move(req), std::move(already_read));
+  } else {
+    auto session = std::make_shared<detail::WsSession<S>>(std::move(channel), std::move(stream));
+    session->start(std::move(req), std::move(already_read));
+  }
 }
 
 }  // namespace herald
