@@ -318,6 +318,8 @@
         o.onReply(m.data);
       };
       sock.onclose = function (e) { fail(t, "closed", e && e.code === 1012 ? drainOf(parse(e.reason)) : null); };
+      // The close that follows an error says what happened; Node's `ws` throws an error nobody listens to.
+      sock.onerror = function () {};
       t.stop = function () { sock.onopen = sock.onmessage = sock.onclose = null; try { sock.close(); } catch (e) { /* closed */ } };
       t.send = function (text) { sock.send(text); return Promise.resolve([]); };
       t.ready = function () { return sock.readyState === 1; };

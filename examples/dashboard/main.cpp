@@ -12,7 +12,11 @@
 // answers a ticket for that user and the "metrics" topic, which herald.js's `ticket` option
 // fetches before each request (index.html?secure); a ticket is good for one request, for 5 s.
 //
-//   herald_example_dashboard [--heartbeat MS] [--host 127.0.0.1] [--port 8080]
+// SIGTERM (or Ctrl-C) stops the server at once (WebSocket 1001, SSE's final retry:); with
+// --drain SECONDS it drains instead (Server::async_drain, docs/drain.md): the connections are
+// closed spread over that window, each client told when to come back and from which cursor.
+//
+//   herald_example_dashboard [--heartbeat MS] [--drain SECONDS] [--host 127.0.0.1] [--port 8080]
 //   open http://127.0.0.1:8080/?transport=sse
 //   curl http://127.0.0.1:8080/live?negotiate
 //   curl -d hello http://127.0.0.1:8080/live
@@ -67,7 +71,7 @@ std::string json_string(std::string_view s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto const cli = example::parse_cli(argc, argv, {{"--heartbeat", "MS", "15000"}});
+  auto const cli = example::parse_cli(argc, argv, {{"--heartbeat", "MS", "15000"}, {"--drain", "SECONDS", "0"}});
   auto const heartbeat = std::chrono::milliseconds(std::strtol(cli.flag("--heartbeat").c_str(), nullptr, 10));
   if (heartbeat.count() <= 0) {
     std::cerr << "--heartbeat takes a positive number of milliseconds\n";
@@ -141,8 +145,12 @@ int main(int argc, char** argv) {
   schedule();
 
   // Ctrl-C / SIGTERM: WebSocket 1001, SSE final retry:, held polls answered; then leave run().
+  // With --drain, the samples go on during the window: the clients not yet closed still get them.
+  auto const drain = std::chrono::seconds(std::strtol(cli.flag("--drain").c_str(), nullptr, 10));
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   signals.async_wait([&](boost::system::error_code, int) {
+    if (drain.count() > 0)
+      return server.async_drain({.window = drain}, [&](boost::system::error_code) { timer.cancel(); });
     timer.cancel();
     server.async_stop(std::chrono::seconds(5), [](boost::system::error_code) {});
   });

@@ -15,6 +15,11 @@
 // plain fetch, a ticket admits once (again: 401), no ticket is 401, a ticket for "metrics" does
 // not open "chat" (403), and POST /ticket without the demo's user header is 401.
 //
+// Drain (docs/drain.md): a second dashboard with --drain 2 and one herald.js per transport on
+// it; SIGTERM. Each client is told to wait (status "waiting", reason "draining", its delay), waits
+// at least that, and comes back to a successor started on the same port, where the samples go on
+// with higher ids, none twice.
+//
 //   node dashboard_herald_js.mjs <path to herald_example_dashboard>
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -34,7 +39,7 @@ globalThis.EventSource = EventSource;
 vm.runInThisContext(script, { filename: "herald.js" });
 const herald = globalThis.herald;
 
-const deadline = setTimeout(() => { console.error("FAIL: deadline"); process.exit(1); }, 50000);
+const deadline = setTimeout(() => { console.error("FAIL: deadline"); process.exit(1); }, 75000);
 let failures = 0;
 const check = (ok, what) => { console.log(`${ok ? "ok" : "FAIL"}: ${what}`); if (!ok) failures += 1; };
 const until = (pred, ms = 10000) => new Promise((resolve, reject) => {
@@ -43,16 +48,31 @@ const until = (pred, ms = 10000) => new Promise((resolve, reject) => {
   tick();
 });
 
-const server = spawn(binary, ["--port", "0"], { stdio: ["ignore", "pipe", "inherit"] });
-const base = await new Promise((resolve, reject) => {
-  let out = "";
-  server.stdout.on("data", (d) => {
-    out += d;
-    const m = out.match(/listening on (http:\/\/\S+)/);
-    if (m) resolve(m[1]);
+// Every dashboard started, stopped by its PID however the script ends.
+const started = new Set();
+process.on("exit", () => started.forEach((p) => p.kill("SIGKILL")));
+
+// A dashboard started with `args`: its process, base URL and a promise of its exit code.
+async function start(args) {
+  const proc = spawn(binary, args, { stdio: ["ignore", "pipe", "inherit"] });
+  started.add(proc);
+  proc.on("exit", () => started.delete(proc));
+  const exited = new Promise((resolve) => proc.on("exit", (code, sig) => resolve(code ?? sig)));
+  const url = await new Promise((resolve, reject) => {
+    let out = "";
+    proc.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    exited.then((code) => reject(new Error(`server exited ${code}`)));
   });
-  server.on("exit", (code) => reject(new Error(`server exited ${code}`)));
-});
+  return { proc, base: url, exited };
+}
+
+const first = await start(["--port", "0"]);
+const server = first.proc;
+const base = first.base;
 
 async function drive(transport, expected) {
   const seen = { events: [], replies: [], chat: [], states: [] };
@@ -123,6 +143,45 @@ async function ticketRules() {
   check(anon.status === 401, `POST /ticket without the app's auth: ${anon.status}`);
 }
 
+async function driveDrain() {
+  const a = await start(["--port", "0", "--drain", "2"]);
+  let b = null;
+  const isSample = (e) => e.data && typeof e.data.load === "number";
+  const clients = ["websocket", "sse", "polling"].map((transport) => {
+    const c = { transport, events: [], states: [] };
+    c.live = herald.connect(`${a.base}/live`, {
+      topics: ["metrics"], transport, minDelay: 50, maxDelay: 500, pollWait: 1,
+      onEvent: (e) => { if (isSample(e)) c.events.push({ id: e.id, at: Date.now() }); },
+      onStatus: (st) => c.states.push(Object.assign({ at: Date.now() }, st)),
+    });
+    return c;
+  });
+  const handOff = (c) => c.states.find((st) => st.state === "waiting" && st.reason === "draining");
+  try {
+    await until(() => clients.every((c) => c.live.transport === c.transport && c.events.length >= 2));
+    a.proc.kill("SIGTERM");
+    await until(() => clients.every(handOff), 8000);
+    check((await a.exited) === 0, "drain: the draining dashboard exits cleanly after its window");
+    b = await start(["--port", new URL(a.base).port]);
+    const back = Date.now();
+    await until(() => clients.every((c) => c.events.some((e) => e.at > back)), 15000);
+    for (const c of clients) {
+      const w = handOff(c);
+      check(typeof w.delay === "number" && w.delay >= 0 && w.delay <= 3000, `drain, ${c.transport}: told to wait ${w.delay} ms`);
+      const next = c.events.find((e) => e.at > w.at);
+      check(next.at - w.at >= w.delay - 20, `drain, ${c.transport}: the next sample came ${next.at - w.at} ms after the hand-off`);
+      const ids = c.events.map((e) => e.id);
+      check(ids.every((id, i) => i === 0 || id > ids[i - 1]), `drain, ${c.transport}: ids strictly increase across the drain (${ids.length} samples)`);
+    }
+  } catch (err) {
+    check(false, `drain: ${err.message}; states ${JSON.stringify(clients.map((c) => c.states))}`);
+  } finally {
+    clients.forEach((c) => c.live.close());
+    a.proc.kill("SIGKILL");
+    if (b) { b.proc.kill("SIGTERM"); await b.exited; }
+  }
+}
+
 try {
   const neg = await (await fetch(`${base}/live?negotiate`)).json();
   check(JSON.stringify(neg.transports) === JSON.stringify(["websocket", "sse", "polling"]), "negotiation answer lists websocket, sse, polling");
@@ -139,6 +198,7 @@ try {
   await driveTickets("sse");
   await driveTickets("polling");
   await ticketRules();
+  await driveDrain();
   // A WebSocket that never opens (a proxy that breaks upgrades): auto falls back to SSE.
   globalThis.WebSocket = class Broken {
     constructor() { setTimeout(() => this.onclose && this.onclose({ code: 1006 }), 10); }
@@ -151,7 +211,7 @@ try {
 } finally {
   server.kill("SIGTERM");
 }
-const code = await new Promise((resolve) => server.on("exit", (c, sig) => resolve(c ?? sig)));
+const code = await first.exited;
 check(code === 0, `dashboard exits cleanly on SIGTERM (${code})`);
 clearTimeout(deadline);
 process.exit(failures ? 1 : 0);
