@@ -363,7 +363,10 @@ TEST_CASE("metrics: a hub's and its channels' counters, per transport, on a Serv
   CHECK(has("herald_deliveries_total{channel=\"/live\",transport=\"polling\"} 1"));
   CHECK(has("herald_connections{channel=\"/live\",transport=\"websocket\"} 0"));
   CHECK(text.find("herald_written_bytes_total{channel=\"/feed\",transport=\"sse\"} 0\n") == std::string::npos);
-  CHECK(std::count(text.begin(), text.end(), '#') == 2 * 12);  // HELP and TYPE once per family
+  // The slow-consumer families are there even before any queue overflowed: a dashboard's rate()
+  // must not start from a missing series.
+  CHECK(has("herald_overflows_total{channel=\"/feed\",transport=\"sse\",policy=\"disconnect\"} 0"));
+  CHECK(std::count(text.begin(), text.end(), '#') == 2 * 16);  // HELP and TYPE once per family
   test::RawClient post{ioc};
   post.request(ep, "POST /metrics HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
   REQUIRE(run_until(ioc, [&] { return post.status() != 0; }));

@@ -700,9 +700,11 @@ class WsSession final : public Connection {
   /// `n` more bytes at the end of scratch_ belong to the write.
   void extend_scratch(std::size_t n) {
     if (n == 0) return;
-    auto& last = pieces_ == 1 ? first_ : buffers_.back();
-    if (pieces_ != 0 && last.data() == scratch_mark()) last = net::const_buffer(scratch_mark(), last.size() + n);
-    else add(net::const_buffer(scratch_mark(), n));
+    if (pieces_ != 0) {
+      auto& last = pieces_ == 1 ? first_ : buffers_.back();
+      if (last.data() == scratch_mark()) return void(last = net::const_buffer(scratch_mark(), last.size() + n));
+    }
+    add(net::const_buffer(scratch_mark(), n));
   }
 
   void append(std::string_view bytes) {
