@@ -52,6 +52,46 @@ class SpinLock {
   std::atomic<bool> locked_{false};
 };
 
+class Connection;
+
+/** The connections of one single-threaded io_context with events to write, drained by one
+    handler per turn of its loop. A publish on the loop's own thread wakes every subscriber of
+    its topic; a handler posted per subscriber would cost a pass through the scheduler each (a
+    lock, a queue push and pop), and the drains would interleave with the next publisher read.
+    Instead the wake-ups join this list, and the one handler posted for the turn drains them
+    all, after the handler that published: everything published in one turn goes out in one
+    write per connection (the uWebSockets cork). Wake-ups from other threads post as before. */
+class ReadyList final : public net::execution_context::service {
+ public:
+  using key_type = ReadyList;
+  inline static net::execution_context::id id;
+
+  explicit ReadyList(net::execution_context& ctx)
+      : net::execution_context::service(ctx), io_(static_cast<net::io_context&>(ctx)) {}
+
+  /// Whether the caller runs on this loop's thread (only then may it add()).
+  bool on_loop() const noexcept { return io_.get_executor().running_in_this_thread(); }
+
+  /// Drain `c` in this turn's flush. On the loop's thread.
+  void add(std::shared_ptr<Connection> c) {
+    ready_.push_back(std::move(c));
+    if (std::exchange(posted_, true)) return;
+    net::post(io_, [this] { run(); });
+  }
+
+ private:
+  void run();
+  void shutdown() override {
+    ready_.clear();
+    running_.clear();
+  }
+
+  net::io_context& io_;
+  std::vector<std::shared_ptr<Connection>> ready_;
+  std::vector<std::shared_ptr<Connection>> running_;  // kept to reuse its capacity
+  bool posted_ = false;
+};
+
 /** The life of one server connection, written once for every transport: registration with the
     channel, subscription (and its reset notices), on_open / on_close, the hub's wake-ups, the
     close verbs and how a close is logged. A transport derives from it and writes only its wire
@@ -76,6 +116,8 @@ class SpinLock {
       finish()   strand       now; the transport calls it when its goodbye is written
 */
 class Connection : public Subscriber, public SessionBase, public Peer {
+  friend class ReadyList;  // drain_soon
+
  public:
   enum class State : std::uint8_t { admitting, open, closing, closed };
 
@@ -114,7 +156,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
       : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
         channel_(std::move(channel)),
         strand_(std::move(strand)),
-        io_(io_of(strand_)),
+        ready_list_(ready_list_of(strand_)),
         lingers_(lingers) {}
 
   // Reached unfinished only when the io_context was destroyed with the connection's handlers
@@ -420,9 +462,8 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   }
 
   void post_drain() {
-    auto drain = cached([self = self()] { self->drain_soon(); });
-    if (io_) return net::post(io_->get_executor(), std::move(drain));
-    post_to(strand_, std::move(drain));
+    if (ready_list_ && ready_list_->on_loop()) return ready_list_->add(self());
+    post_to(strand_, cached([self = self()] { self->drain_soon(); }));
   }
 
   /// The queue bound was hit under OverflowPolicy::disconnect: a slow consumer.
@@ -474,16 +515,17 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     end(error::credentials_expired, Flush::own);
   }
 
-  // The io_context whose own executor strand_ is (a single-threaded one), else null.
-  static net::io_context* io_of(net::any_io_executor const& ex) noexcept {
+  // The ReadyList of the io_context whose own executor strand_ is (a single-threaded one),
+  // else null: connections on strands post their wake-ups.
+  static ReadyList* ready_list_of(net::any_io_executor const& ex) {
     auto const* io = ex.target<net::io_context::executor_type>();
-    return io ? &io->context() : nullptr;
+    return io ? &net::use_service<ReadyList>(io->context()) : nullptr;
   }
 
   std::shared_ptr<ChannelCore> channel_;
   net::any_io_executor strand_;
   // post_drain runs on every wake-up: the executor's type is looked up once, here, not per post.
-  net::io_context* io_;
+  ReadyList* ready_list_;
   std::string principal_;
   std::unique_ptr<Authority> auth_;
   EventId since_ = 0;  // with has_since_: an optional, without its padding on every connection
@@ -504,5 +546,21 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   mutable SpinLock topics_lock_;  // guards topics_ and subscribed_
   bool subscribed_ = false;
 };
+
+inline void ReadyList::run() {
+  posted_ = false;
+  running_.swap(ready_);
+  std::size_t i = 0;
+  try {
+    // What a drain wakes (a lingering connection) joins ready_, for the next turn.
+    for (; i < running_.size(); ++i) running_[i]->drain_soon();
+  } catch (...) {
+    // The rest still have their wake-up pending (Subscriber::scheduled_): keep them.
+    for (++i; i < running_.size(); ++i) add(std::move(running_[i]));
+    running_.clear();
+    throw;
+  }
+  running_.clear();
+}
 
 }  // namespace herald::detail

@@ -117,7 +117,12 @@ class SseSession final : public Connection {
     return res;
   }
 
-  void drain() override { pump(); }
+  /// The hub's wake-up: the write may complete at once (send_now).
+  void drain() override {
+    sync_write_ = true;
+    pump();
+    sync_write_ = false;
+  }
 
   void pump() {
     if (writing_ || state() == State::closed) return;
@@ -146,11 +151,22 @@ class SseSession final : public Connection {
       return;
     }
     writing_ = true;
+    std::size_t sent = 0;
+    if constexpr (plain_socket) {
+      // Only on the hub's wake-up, not where a caller goes on after pump(); not before reading
+      // began (the response head's own write).
+      if (std::exchange(sync_write_, false) && SyncDepth::room() && stream_.non_blocking() &&
+          send_now(stream_, buffers_, sent)) {
+        SyncDepth nested;
+        return on_write({}, sent);
+      }
+    }
     write_started_ = std::chrono::steady_clock::now();
     if (!ticking_) tick();  // without a heartbeat, the timer runs only while a write does
     net::async_write(stream_, BufferView(buffers_),
-                     cached(net::bind_executor(strand(), [self = self()](boost::system::error_code ec, std::size_t n) {
-                       self->on_write(ec, n);
+                     cached(net::bind_executor(strand(), [self = self(), sent](boost::system::error_code ec,
+                                                                               std::size_t n) {
+                       self->on_write(ec, sent + n);
                      })));
   }
 
@@ -261,6 +277,7 @@ class SseSession final : public Connection {
   // Another stream (TLS) reads what a client should not send into this.
   [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::array<char, 16>> discard_{};
   bool writing_ = false;
+  bool sync_write_ = false;  // the next write may be tried at once (drain())
   bool ticking_ = false;
   bool envelope_ = false;  // events as JSON envelopes (a stream of several topics)
   bool final_sent_ = false;

@@ -623,7 +623,12 @@ class WsSession final : public Connection {
     return batch_[pos_].get();
   }
 
-  void drain() override { pump(); }
+  /// The hub's wake-up: the write may complete at once (write()).
+  void drain() override {
+    sync_write_ = true;
+    pump();
+    sync_write_ = false;
+  }
 
   /** Write everything queued, gathered (see the class doc); once a closing connection has
       nothing left to flush, its close frame. */
@@ -744,8 +749,15 @@ class WsSession final : public Connection {
     else
       for (auto& b : buffers_) place(b);
     writing_ = true;
+    std::size_t sent = 0;
+    if constexpr (plain_socket) {
+      if (std::exchange(sync_write_, false) && SyncDepth::room() && try_send(sent)) {
+        SyncDepth nested;
+        return on_write({}, sent);
+      }
+    }
     started_write();
-    auto done = [self = self()](boost::system::error_code ec, std::size_t n) { self->on_write(ec, n); };
+    auto done = [self = self(), sent](boost::system::error_code ec, std::size_t n) { self->on_write(ec, sent + n); };
     if (pieces_ == 1) {
       on_strand(
           stream_.get_executor(), [this](auto handler) { net::async_write(stream_, first_, std::move(handler)); },
@@ -756,6 +768,19 @@ class WsSession final : public Connection {
           [this](auto handler) { net::async_write(stream_, BufferView(buffers_), std::move(handler)); },
           std::move(done));
     }
+  }
+
+  /** A wake-up's write is first tried at once (send_now), on the hub's wake-up only, not where
+      a caller goes on after pump(). */
+  bool try_send(std::size_t& sent) {
+    if (!stream_.non_blocking()) return false;  // the 101 before reading began: the handshake's own path
+    if (pieces_ == 1) return send_now(stream_, first_, sent);
+    bool const all = send_now(stream_, buffers_, sent);
+    if (!all && (pieces_ = buffers_.size()) == 1) {
+      first_ = buffers_.front();
+      buffers_.clear();
+    }
+    return all;
   }
 
   void on_write(boost::system::error_code ec, std::size_t bytes) {
@@ -962,6 +987,7 @@ class WsSession final : public Connection {
   bool out_posted_ = false;
   bool out_closed_ = false;
   bool writing_ = false;
+  bool sync_write_ = false;  // the next write may be tried at once (drain())
   bool timer_armed_ = false;
   bool heartbeat_ = false;     // the client asked for heartbeat frames (?heartbeat)
   bool deflate_ = false;       // permessage-deflate negotiated
