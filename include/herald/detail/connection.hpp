@@ -116,7 +116,7 @@ class ReadyList final : public net::execution_context::service {
       finish()   strand       now; the transport calls it when its goodbye is written
 */
 class Connection : public Subscriber, public SessionBase, public Peer {
-  friend class ReadyList;  // drain_soon
+  friend class ReadyList;  // woken
 
  public:
   enum class State : std::uint8_t { admitting, open, closing, closed };
@@ -454,16 +454,23 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   /// Drain on the strand (handler memory from HandlerCache: this runs per write).
   void on_ready() override { post_drain(); }
 
-  /** Events are queued (a wake-up, or a write of events just completed): drain now, or first
-      let the loop turn while more are on their way, so that they go out in one write. */
+  /** A write of events has just completed and more may be queued: drain now, or first let the
+      loop turn while more are on their way, so that they go out in one write. */
   void drain_soon() {
     if (lingers_ && linger()) return post_drain();
     drain();
   }
 
+  /** The wake-up post_drain() scheduled: drain at once (what one handler published is all
+      queued by now), unless it is a turn drain_soon() lingers. */
+  void woken() {
+    if (lingers_ && lingering() && linger()) return post_drain();
+    drain();
+  }
+
   void post_drain() {
     if (ready_list_ && ready_list_->on_loop()) return ready_list_->add(self());
-    post_to(strand_, cached([self = self()] { self->drain_soon(); }));
+    post_to(strand_, cached([self = self()] { self->woken(); }));
   }
 
   /// The queue bound was hit under OverflowPolicy::disconnect: a slow consumer.
@@ -553,7 +560,7 @@ inline void ReadyList::run() {
   std::size_t i = 0;
   try {
     // What a drain wakes (a lingering connection) joins ready_, for the next turn.
-    for (; i < running_.size(); ++i) running_[i]->drain_soon();
+    for (; i < running_.size(); ++i) running_[i]->woken();
   } catch (...) {
     // The rest still have their wake-up pending (Subscriber::scheduled_): keep them.
     for (++i; i < running_.size(); ++i) add(std::move(running_[i]));

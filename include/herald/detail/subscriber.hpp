@@ -62,6 +62,9 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
     return false;
   }
 
+  /// Whether linger() let the loop turn last time (only the draining side calls either).
+  bool lingering() const noexcept { return lingered_ != 0; }
+
   /// Bytes of live events queued now (what the bound applies to), for herald::Metrics.
   std::size_t queued_bytes() const {
     std::lock_guard lock{mutex_};
@@ -74,8 +77,9 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
 
       Only under load: events queued while the write was in flight, and the queue grew in one
       of the last two turns (a publisher's message can take two turns to arrive: its read
-      completes on its own strand). A lone event is written at once. At most max_linger
-      turns, and never past half the queue bound, so lingering never turns into an overflow. */
+      completes on its own strand). A wake-up does not linger (Connection::woken), so a lone
+      event is written at once. At most max_linger turns, and never past half the queue bound,
+      so lingering never turns into an overflow. */
   bool linger() {
     std::lock_guard lock{mutex_};
     std::size_t const n = inbox_.size();
