@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <mutex>
@@ -143,6 +144,82 @@ TEST_CASE("websocket: publish and Session::send from other threads while the ser
   }));
   for (auto const& c : cs) CHECK(c->close_code() == 1001);
   CHECK(live.connections() == 0);
+}
+
+TEST_CASE("websocket: on a one-thread io_context, publishes from its loop and from other threads arrive once and in order",
+          "[e2e][websocket][threads]") {
+  // io_context{1} run by one worker: herald drains the connections a publish on the loop's own
+  // thread wakes in one pass (detail::ReadyList), while a publish from any other thread posts
+  // each wake-up. Both at once here: clients' messages publish on the loop, two threads publish
+  // beside it.
+  net::io_context server_ioc{1};
+  herald::Hub hub{server_ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live{hub, "/live"};
+  live.on_message([&](herald::Session&, herald::Message const& m) { hub.publish("c", std::string(m.data)); });
+  herald::Server server{server_ioc.get_executor()};
+  server.add(live);
+  auto const ep = server.listen("127.0.0.1", 0);
+  auto guard = net::make_work_guard(server_ioc);
+  std::vector<std::thread> workers;
+  struct Join {
+    net::io_context& ioc;
+    std::vector<std::thread>& threads;
+    ~Join() {
+      ioc.stop();
+      for (auto& t : threads)
+        if (t.joinable()) t.join();
+    }
+  } join{server_ioc, workers};
+  workers.emplace_back([&] { server_ioc.run(); });
+
+  constexpr int clients = 4;
+  constexpr int events = 300;
+  constexpr int messages = 25;
+  net::io_context ioc;
+  std::vector<std::unique_ptr<test::WsClient>> cs;
+  for (int i = 0; i < clients; ++i) {
+    cs.push_back(std::make_unique<test::WsClient>(ioc));
+    cs.back()->connect(ep, "/live?topic=a&topic=b&topic=c");
+  }
+  REQUIRE(run_until(ioc, [&] { return live.connections() == clients; }));
+
+  std::thread pa{[&] {
+    for (int i = 0; i < events; ++i) hub.publish("a", std::to_string(i));
+  }};
+  std::thread pb{[&] {
+    for (int i = 0; i < events; ++i) hub.publish("b", std::to_string(i));
+  }};
+  for (int i = 0; i < messages; ++i)
+    for (auto& c : cs) c->send("from a client " + std::to_string(i));
+  pa.join();
+  pb.join();
+  // The clients' messages leave once this thread runs their loop: wait for all of them to be
+  // published before the sentinels, which then come last on every topic.
+  REQUIRE(run_until(ioc, [&] { return hub.stats().events_published == 2 * events + clients * messages; },
+                    std::chrono::seconds(30)));
+  auto const sa = hub.publish("a", "sentinel");
+  auto const sb = hub.publish("b", "sentinel");
+  auto const sc = hub.publish("c", "sentinel");
+  REQUIRE(run_until(ioc, [&] {
+    for (auto const& c : cs)
+      if (!c->saw_id(sa) || !c->saw_id(sb) || !c->saw_id(sc)) return false;
+    return true;
+  }, std::chrono::seconds(30)));
+  for (auto const& c : cs) {
+    std::vector<std::uint64_t> ids;
+    std::size_t a = 0, b = 0, cc = 0;
+    for (auto const& f : c->frames()) {
+      auto const j = json::parse(f.data);
+      ids.push_back(j["id"]);
+      auto const topic = j["topic"].get<std::string>();
+      (topic == "a" ? a : topic == "b" ? b : cc) += 1;
+    }
+    CHECK(a == events + 1);
+    CHECK(b == events + 1);
+    CHECK(cc == clients * messages + 1);
+    // One hub, one lock: every connection sees the hub's order, each id once.
+    CHECK(std::adjacent_find(ids.begin(), ids.end(), std::greater_equal<>()) == ids.end());
+  }
 }
 
 namespace {
