@@ -40,6 +40,26 @@ namespace net = boost::asio;
 using json = nlohmann::json;
 using test::run_until;
 
+/** `n` threads running `ioc` (kept busy by a work guard), stopped and joined on every exit,
+    also when a REQUIRE throws. */
+class Workers {
+ public:
+  Workers(net::io_context& ioc, int n) : ioc_(ioc), guard_(net::make_work_guard(ioc)) {
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { ioc_.run(); });
+  }
+  ~Workers() {
+    ioc_.stop();
+    for (auto& t : threads_) t.join();
+  }
+  Workers(Workers const&) = delete;
+  Workers& operator=(Workers const&) = delete;
+
+ private:
+  net::io_context& ioc_;
+  net::executor_work_guard<net::io_context::executor_type> guard_;
+  std::vector<std::thread> threads_;
+};
+
 }  // namespace
 
 TEST_CASE("websocket: publish and Session::send from other threads while the server runs on two", "[e2e][websocket][threads]") {
@@ -57,19 +77,7 @@ TEST_CASE("websocket: publish and Session::send from other threads while the ser
   herald::Server server{server_ioc.get_executor()};
   server.add(live);
   auto const ep = server.listen("127.0.0.1", 0);
-  auto guard = net::make_work_guard(server_ioc);
-  std::vector<std::thread> workers;
-  // Joined on every exit, also when a REQUIRE throws.
-  struct Join {
-    net::io_context& ioc;
-    std::vector<std::thread>& threads;
-    ~Join() {
-      ioc.stop();
-      for (auto& t : threads)
-        if (t.joinable()) t.join();
-    }
-  } join{server_ioc, workers};
-  for (int i = 0; i < 2; ++i) workers.emplace_back([&] { server_ioc.run(); });
+  Workers workers{server_ioc, 2};
 
   constexpr int clients = 8;
   constexpr int events = 200;
@@ -159,18 +167,7 @@ TEST_CASE("websocket: on a one-thread io_context, publishes from its loop and fr
   herald::Server server{server_ioc.get_executor()};
   server.add(live);
   auto const ep = server.listen("127.0.0.1", 0);
-  auto guard = net::make_work_guard(server_ioc);
-  std::vector<std::thread> workers;
-  struct Join {
-    net::io_context& ioc;
-    std::vector<std::thread>& threads;
-    ~Join() {
-      ioc.stop();
-      for (auto& t : threads)
-        if (t.joinable()) t.join();
-    }
-  } join{server_ioc, workers};
-  workers.emplace_back([&] { server_ioc.run(); });
+  Workers workers{server_ioc, 1};
 
   constexpr int clients = 4;
   constexpr int events = 300;
