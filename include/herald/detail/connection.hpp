@@ -105,7 +105,8 @@ class ReadyList final : public net::execution_context::service {
 
     Threads: everything runs on strand(); stop(), abort() and close() may be called from any
     thread and post to it. The hub calls the Subscriber side (offer, on_ready, on_overflow,
-    on_replayed) from publishing threads; those post too.
+    on_replayed) from publishing threads; those post too, except a wake-up on the loop's own
+    thread of an io_context{1}, which joins its ReadyList.
 
     Close verbs, one each:
       stop()     any thread   end(error::shutting_down, Flush::all)   channel shutdown
