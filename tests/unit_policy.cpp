@@ -295,17 +295,47 @@ TEST_CASE("WebSocketOptions: out-of-range options are refused at construction", 
 TEST_CASE("TokenBucket: a burst at once, then the rate, in virtual time", "[unit][websocket]") {
   using herald::detail::TokenBucket;
   auto const t0 = TokenBucket::clock::time_point{} + std::chrono::hours(1);
-  TokenBucket b{10, 5};
-  for (int i = 0; i < 5; ++i) CHECK(b.take(1, t0));
-  CHECK_FALSE(b.take(1, t0));
-  CHECK(b.take(1, t0 + std::chrono::milliseconds(100)));  // 10 a second: one more after 100 ms
-  CHECK_FALSE(b.take(1, t0 + std::chrono::milliseconds(150)));
-  CHECK(b.take(5, t0 + std::chrono::seconds(60)));  // a long quiet spell refills only up to the burst
-  CHECK_FALSE(b.take(1, t0 + std::chrono::seconds(60)));
-  CHECK_FALSE(b.take(6, t0 + std::chrono::seconds(120)));  // more than the burst never passes, taking none
-  CHECK(b.take(5, t0 + std::chrono::seconds(120)));
-  TokenBucket unlimited{0, 0};
-  CHECK(unlimited.take(1'000'000, t0));
+  TokenBucket::Rate const r{.per_second = 10, .burst = 5};
+  TokenBucket b;
+  for (int i = 0; i < 5; ++i) CHECK(b.take(1, t0, r));
+  CHECK_FALSE(b.take(1, t0, r));
+  CHECK(b.take(1, t0 + std::chrono::milliseconds(100), r));  // 10 a second: one more after 100 ms
+  CHECK_FALSE(b.take(1, t0 + std::chrono::milliseconds(150), r));
+  CHECK(b.take(5, t0 + std::chrono::seconds(60), r));  // a long quiet spell refills only up to the burst
+  CHECK_FALSE(b.take(1, t0 + std::chrono::seconds(60), r));
+  CHECK_FALSE(b.take(6, t0 + std::chrono::seconds(120), r));  // more than the burst never passes, taking none
+  CHECK(b.take(5, t0 + std::chrono::seconds(120), r));
+  TokenBucket unlimited;
+  CHECK(unlimited.take(1'000'000, t0, {.per_second = 0, .burst = 0}));
+}
+
+TEST_CASE("Pooled: held only while in use, reused with its capacity unless it grew too much", "[unit][server]") {
+  struct Buffer {
+    std::vector<int> v;
+    bool recycle() noexcept {
+      v.clear();
+      return v.capacity() <= 64;
+    }
+  };
+  using herald::detail::Pooled;
+  Buffer const* first = nullptr;
+  {
+    Pooled<Buffer> a;
+    CHECK_FALSE(a);
+    a.get().v.assign(10, 1);
+    first = &a.get();
+    CHECK(a);
+    a.release();
+    CHECK_FALSE(a);
+  }
+  Pooled<Buffer> b;
+  CHECK(&b.get() == first);  // this thread's last one back
+  CHECK(b->v.empty());
+  CHECK(b->v.capacity() >= 10);
+  b->v.assign(1000, 1);
+  b.release();  // grew past what is kept: freed
+  Pooled<Buffer> c;
+  CHECK(c.get().v.capacity() == 0);
 }
 
 TEST_CASE("executors: a one-thread io_context needs no strand, any other gets a concrete one", "[unit][server]") {

@@ -26,7 +26,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 
 namespace herald::inline v0::detail {
 
@@ -227,11 +226,11 @@ class ChannelCore {
   }
 
   /// Register a live connection; false if the channel is full or stopping.
-  bool add(SessionBase* s, std::weak_ptr<SessionBase> w) {
+  bool add(SessionBase* s) {
     std::lock_guard lock{shared_->mutex};
     if (shared_->stopping || shared_->drain || shared_->sessions.size() >= options_.limits.max_connections)
       return false;
-    shared_->sessions.emplace(s, std::move(w));
+    shared_->sessions.push(s);
     return true;
   }
 
@@ -292,13 +291,7 @@ class ChannelCore {
   }
 
   // Under shared_->mutex.
-  std::vector<std::shared_ptr<SessionBase>> live() const {
-    std::vector<std::shared_ptr<SessionBase>> out;
-    out.reserve(shared_->sessions.size());
-    for (auto& [raw, weak] : shared_->sessions)
-      if (auto s = weak.lock()) out.push_back(std::move(s));
-    return out;
-  }
+  std::vector<std::shared_ptr<SessionBase>> live() const { return shared_->sessions.live(); }
 
   template <class F, class... Args>
   static bool invoke(F const& f, Args&&... args) noexcept {
@@ -320,7 +313,7 @@ class ChannelCore {
     bool stopping = false;
     /// Set while draining: the retry delays new refusals and drained connections carry.
     std::shared_ptr<RetrySpread> drain;
-    std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions;
+    SessionList sessions;
   };
 
   std::vector<std::shared_ptr<SessionBase>> snapshot_all() const {

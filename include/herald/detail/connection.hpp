@@ -11,17 +11,20 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -92,6 +95,51 @@ class ReadyList final : public net::execution_context::service {
   bool posted_ = false;
 };
 
+/** The deadlines of one execution context's connections, served by one timer. A timer per
+    connection costs every idle connection the timer (120 bytes) and its pending wait (a 192-byte
+    operation); here a connection holds a heap slot. The timer is armed for the earliest
+    deadline; when it fires, each connection that is due runs its on_deadline() on its own
+    strand. Connections on several threads share it, so the heap and the timer are under a lock:
+    arming is rare (a deadline moves when a write starts or a deadline passes, not per message). */
+class Deadlines final : public net::execution_context::service {
+ public:
+  using clock = std::chrono::steady_clock;
+  using key_type = Deadlines;
+  inline static net::execution_context::id id;
+  static constexpr std::uint32_t none = UINT32_MAX;
+
+  explicit Deadlines(net::execution_context& ctx) : net::execution_context::service(ctx) {}
+
+  /** `c`'s deadline is `at` (moved if it had one). `strand` is c's: the timer runs on the
+      executor under it, and c's handler is posted to it. */
+  void arm(std::shared_ptr<Connection> c, clock::time_point at, net::any_io_executor const& strand);
+  /// `c` has no deadline.
+  void cancel(Connection& c);
+
+ private:
+  struct Entry {
+    clock::time_point at;
+    std::shared_ptr<Connection> c;  // a connection with a deadline lives until it is due
+  };
+
+  void shutdown() override;
+  void fired(boost::system::error_code ec);
+  // The rest under the lock.
+  void wait_for(clock::time_point at);
+  void place(std::size_t i, Entry e);
+  void up(std::size_t i);
+  void down(std::size_t i);
+  std::shared_ptr<Connection> erase(std::size_t i);
+
+  std::mutex mutex_;
+  // A binary min-heap on `at`; a connection knows its index. A deque: a vector's doubling
+  // would leave a third of it unused on average, per connection.
+  std::deque<Entry> heap_;
+  std::optional<net::steady_timer> timer_;
+  clock::time_point armed_ = clock::time_point::max();  // what the timer waits for
+  bool shut_ = false;
+};
+
 /** The life of one server connection, written once for every transport: registration with the
     channel, subscription (and its reset notices), on_open / on_close, the hub's wake-ups, the
     close verbs and how a close is logged. A transport derives from it and writes only its wire
@@ -118,6 +166,7 @@ class ReadyList final : public net::execution_context::service {
 */
 class Connection : public Subscriber, public SessionBase, public Peer {
   friend class ReadyList;  // woken
+  friend class Deadlines;  // deadline_slot_
 
  public:
   enum class State : std::uint8_t { admitting, open, closing, closed };
@@ -125,6 +174,10 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   // SessionBase ------------------------------------------------------------------------------
   void stop() final {
     post_to(strand_, [self = self()] { self->end(error::shutting_down, Flush::all); });
+  }
+  std::shared_ptr<SessionBase> shared() noexcept final {
+    auto self = Subscriber::weak_from_this().lock();
+    return self ? std::shared_ptr<SessionBase>(self, static_cast<SessionBase*>(this)) : nullptr;
   }
   void abort() final {
     post_to(strand_, [self = self()] { self->finish(error::shutting_down); });
@@ -139,7 +192,10 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   // Peer (herald::Session) -------------------------------------------------------------------
   std::uint64_t id() const noexcept final { return connection_id(); }
   // Set at admission, before the first Session handle exists, then never changed.
-  std::string const& principal() const noexcept final { return principal_; }
+  std::string const& principal() const noexcept final {
+    static std::string const anonymous;
+    return principal_ ? *principal_ : anonymous;
+  }
   std::vector<std::string> subscriptions() const final {
     std::lock_guard lock{topics_lock_};
     return subscribed_ ? topics_.topics : std::vector<std::string>{};
@@ -158,6 +214,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
         channel_(std::move(channel)),
         strand_(std::move(strand)),
         ready_list_(ready_list_of(strand_)),
+        deadlines_(&net::use_service<Deadlines>(net::query(strand_, net::execution::context))),
         lingers_(lingers) {}
 
   // Reached unfinished only when the io_context was destroyed with the connection's handlers
@@ -219,13 +276,13 @@ class Connection : public Subscriber, public SessionBase, public Peer {
 
   /// Take over what an admission decided and register (polls are admitted before they are held).
   boost::system::error_code adopt(Admission&& a) {
-    principal_ = std::move(a.principal);
+    if (!a.principal.empty()) principal_ = std::make_unique<std::string const>(std::move(a.principal));
     has_since_ = a.since.has_value();
     since_ = a.since.value_or(0);
     topics_ = std::move(a.topics);  // subscribed when the connection opens
     if (a.expires || !a.granted.empty())
       auth_ = std::make_unique<Authority>(strand_, a.expires, std::move(a.granted));
-    if (!channel_->add(this, self())) {
+    if (!channel_->add(this)) {
       if (channel_->stopping()) return error::shutting_down;
       return channel_->draining() ? error::draining : error::too_many_connections;
     }
@@ -320,7 +377,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
       return out;
     }
     if ((out.ec = admit_count(o, topics_.topics.size() + 1, out.detail))) return out;
-    if ((out.ec = authorize_topic(o, principal_, topic, out.detail))) {
+    if ((out.ec = authorize_topic(o, principal(), topic, out.detail))) {
       if (out.ec == error::hook_failed) log(LogLevel::error, out.ec, "authorize_topic threw");
       return out;
     }
@@ -431,9 +488,29 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     });
   }
 
+  // Deadlines --------------------------------------------------------------------------------
+
+  using clock = std::chrono::steady_clock;
+
+  /** Run on_deadline() on the strand at `at`, instead of at the deadline armed before. One that
+      was already due when it moved may still run: on_deadline() looks at the clock. */
+  void arm_deadline(clock::time_point at) {
+    deadline_ = at;
+    deadlines_->arm(self(), at, strand_);
+  }
+  void cancel_deadline() {
+    if (std::exchange(deadline_, clock::time_point::max()) != clock::time_point::max()) deadlines_->cancel(*this);
+  }
+  /// The deadline armed; max when none is.
+  clock::time_point deadline() const noexcept { return deadline_; }
+  /// A deadline armed with arm_deadline() has come (on the strand, not after finish()).
+  virtual void on_deadline() {}
+
   // What a transport writes ------------------------------------------------------------------
 
-  /// Write what is queued (events in the inbox, the transport's own messages). On the strand.
+  /** Write what is queued (events in the inbox, the transport's own messages). On the strand,
+      from the hub's wake-up or after a write of events completed: the write it starts may be
+      tried at once (may_write_now). */
   virtual void drain() = 0;
   /** Begin the graceful end (reason() says why): write what `flush` allows, then the
       transport's goodbye (a close frame, a final retry:), then call finish(). */
@@ -459,20 +536,25 @@ class Connection : public Subscriber, public SessionBase, public Peer {
       loop turn while more are on their way, so that they go out in one write. */
   void drain_soon() {
     if (lingers_ && linger()) return post_drain();
-    drain();
+    drain_now();
   }
 
   /** The wake-up post_drain() scheduled: drain at once (what one handler published is all
       queued by now), unless it is a turn drain_soon() lingers. */
   void woken() {
     if (lingers_ && lingering() && linger()) return post_drain();
-    drain();
+    drain_now();
   }
 
   void post_drain() {
     if (ready_list_ && ready_list_->on_loop()) return ready_list_->add(self());
     post_to(strand_, cached([self = self()] { self->woken(); }));
   }
+
+  /** Whether the write about to start may be tried at once, as a non-blocking send
+      (detail::send_now); once per drain(). Only there: not where a caller goes on after it
+      started a write (the 101, close frames, goodbyes). */
+  bool may_write_now() noexcept { return std::exchange(sync_write_, false); }
 
   /// The queue bound was hit under OverflowPolicy::disconnect: a slow consumer.
   void on_overflow() override {
@@ -523,6 +605,19 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     end(error::credentials_expired, Flush::own);
   }
 
+  void drain_now() {
+    sync_write_ = true;
+    drain();
+    sync_write_ = false;
+  }
+
+  // Deadlines: `at` is due; on the timer's thread.
+  void due() {
+    post_to(strand_, cached([self = self()] {
+      if (self->state_ != State::closed) self->on_deadline();
+    }));
+  }
+
   // The ReadyList of the io_context whose own executor strand_ is (a single-threaded one),
   // else null: connections on strands post their wake-ups.
   static ReadyList* ready_list_of(net::any_io_executor const& ex) {
@@ -534,7 +629,9 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   net::any_io_executor strand_;
   // post_drain runs on every wake-up: the executor's type is looked up once, here, not per post.
   ReadyList* ready_list_;
-  std::string principal_;
+  Deadlines* deadlines_;
+  clock::time_point deadline_ = clock::time_point::max();
+  std::unique_ptr<std::string const> principal_;  // most connections have none
   std::unique_ptr<Authority> auth_;
   EventId since_ = 0;  // with has_since_: an optional, without its padding on every connection
   EventId drain_cursor_ = 0;
@@ -545,15 +642,41 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   State state_ = State::admitting;
   std::optional<Flush> pending_end_;
   std::uint32_t drain_ms_ = 0;
+  std::uint32_t deadline_slot_ = Deadlines::none;  // in deadlines_'s heap, under its lock
   bool const lingers_;
   bool has_since_ = false;
   bool registered_ = false;
   bool counted_ = false;
   bool announced_ = false;
   bool deferred_ = false;
+  bool sync_write_ = false;  // see may_write_now
   mutable SpinLock topics_lock_;  // guards topics_ and subscribed_
   bool subscribed_ = false;
 };
+
+/** Start a `Session<stream type>` on `stream`: a plain TCP stream (a tcp_stream, whose timers
+    the session's deadline replaces, or a socket) goes on an IoSocket when it runs on an
+    io_context; other streams (TLS) are kept whole. The session's strand comes from the
+    stream's executor as it was handed over. */
+template <template <class> class Session, class Channel, class Stream, class... Args>
+void start_session(Channel channel, Stream&& stream, Args&&... args) {
+  using S = std::decay_t<Stream>;
+  if constexpr (std::is_same_v<S, beast::tcp_stream> || std::is_same_v<S, net::ip::tcp::socket>) {
+    auto sock = [&]() -> net::ip::tcp::socket {
+      if constexpr (std::is_same_v<S, beast::tcp_stream>) return stream.release_socket();
+      else return std::move(stream);
+    }();
+    auto const ex = sock.get_executor();
+    if (auto io = to_io_socket(sock))
+      return std::make_shared<Session<IoSocket>>(std::move(channel), std::move(*io), ex)
+          ->start(std::forward<Args>(args)...);
+    std::make_shared<Session<net::ip::tcp::socket>>(std::move(channel), std::move(sock), ex)
+        ->start(std::forward<Args>(args)...);
+  } else {
+    auto const ex = stream.get_executor();
+    std::make_shared<Session<S>>(std::move(channel), std::move(stream), ex)->start(std::forward<Args>(args)...);
+  }
+}
 
 inline void ReadyList::run() {
   posted_ = false;
@@ -569,6 +692,111 @@ inline void ReadyList::run() {
     throw;
   }
   running_.clear();
+}
+
+inline void Deadlines::arm(std::shared_ptr<Connection> c, clock::time_point at, net::any_io_executor const& strand) {
+  std::lock_guard lock{mutex_};
+  if (shut_) return;
+  if (auto const i = c->deadline_slot_; i != none) {
+    bool const sooner = at < heap_[i].at;
+    heap_[i].at = at;
+    sooner ? up(i) : down(i);
+  } else {
+    heap_.push_back({at, nullptr});
+    place(heap_.size() - 1, {at, std::move(c)});
+    up(heap_.size() - 1);
+  }
+  if (at >= armed_) return;
+  if (!timer_) timer_.emplace(inner_executor(strand));
+  wait_for(at);
+}
+
+inline void Deadlines::cancel(Connection& c) {
+  std::shared_ptr<Connection> gone;  // released after the lock
+  std::lock_guard lock{mutex_};
+  if (c.deadline_slot_ == none) return;  // due already
+  gone = erase(c.deadline_slot_);
+  if (heap_.empty() && armed_ != clock::time_point::max()) {
+    // A pending wait would keep the loop's run() from returning.
+    armed_ = clock::time_point::max();
+    timer_->cancel();
+  }
+}
+
+inline void Deadlines::fired(boost::system::error_code ec) {
+  if (ec == net::error::operation_aborted) return;  // the timer was moved or cancelled
+  std::vector<std::shared_ptr<Connection>> due;
+  {
+    std::lock_guard lock{mutex_};
+    if (shut_) return;
+    auto const now = clock::now();
+    while (!heap_.empty() && heap_.front().at <= now) due.push_back(erase(0));
+    // Another wait may be pending (armed while this completion was queued): this one replaces it.
+    if (!heap_.empty()) wait_for(heap_.front().at);
+    else if (std::exchange(armed_, clock::time_point::max()) != clock::time_point::max()) timer_->cancel();
+  }
+  for (auto const& c : due) c->due();
+}
+
+inline void Deadlines::wait_for(clock::time_point at) {
+  armed_ = at;
+  timer_->expires_at(at);
+  timer_->async_wait(cached([this](boost::system::error_code ec) { fired(ec); }));
+}
+
+inline void Deadlines::shutdown() {
+  std::deque<Entry> gone;  // the connections it held go after the lock
+  std::lock_guard lock{mutex_};
+  shut_ = true;
+  for (auto& e : heap_) e.c->deadline_slot_ = none;
+  gone.swap(heap_);
+  timer_.reset();  // before the timer's service is destroyed
+}
+
+inline void Deadlines::place(std::size_t i, Entry e) {
+  e.c->deadline_slot_ = static_cast<std::uint32_t>(i);
+  heap_[i] = std::move(e);
+}
+
+inline void Deadlines::up(std::size_t i) {
+  auto e = std::move(heap_[i]);
+  while (i > 0) {
+    auto const parent = (i - 1) / 2;
+    if (heap_[parent].at <= e.at) break;
+    place(i, std::move(heap_[parent]));
+    i = parent;
+  }
+  place(i, std::move(e));
+}
+
+inline void Deadlines::down(std::size_t i) {
+  auto e = std::move(heap_[i]);
+  auto const n = heap_.size();
+  for (;;) {
+    auto child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && heap_[child + 1].at < heap_[child].at) ++child;
+    if (e.at <= heap_[child].at) break;
+    place(i, std::move(heap_[child]));
+    i = child;
+  }
+  place(i, std::move(e));
+}
+
+inline std::shared_ptr<Connection> Deadlines::erase(std::size_t i) {
+  auto gone = std::move(heap_[i].c);
+  gone->deadline_slot_ = none;
+  auto const last = heap_.size() - 1;
+  if (i != last) {
+    auto const at = heap_[last].at;
+    place(i, std::move(heap_[last]));
+    heap_.pop_back();
+    if (i > 0 && at < heap_[(i - 1) / 2].at) up(i);
+    else down(i);
+  } else {
+    heap_.pop_back();
+  }
+  return gone;
 }
 
 }  // namespace herald::detail

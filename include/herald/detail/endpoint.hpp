@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace herald::inline v0 {
@@ -38,6 +39,50 @@ class SessionBase {
   virtual void drain(std::chrono::milliseconds delay) = 0;
   /// Bytes queued for the client, if the connection belongs to `channel` (herald::Metrics).
   virtual std::size_t queued_bytes(void const* channel) const { (void)channel; return 0; }
+  /// This connection, shared; null once its last owner let go (it is being destroyed).
+  virtual std::shared_ptr<SessionBase> shared() noexcept = 0;
+
+ private:
+  friend class SessionList;
+  SessionBase* prev_ = nullptr;
+  SessionBase* next_ = nullptr;
+};
+
+/** A channel's live connections, as a list threaded through them: a node of a map would cost
+    every idle connection 50 bytes more. The caller holds the channel's lock. */
+class SessionList {
+ public:
+  void push(SessionBase* s) noexcept {
+    s->prev_ = nullptr;
+    s->next_ = std::exchange(head_, s);
+    if (s->next_) s->next_->prev_ = s;
+    ++size_;
+  }
+
+  /// Take `s` out of the list; nothing if it is not in it.
+  void erase(SessionBase* s) noexcept {
+    if (s->prev_) s->prev_->next_ = s->next_;
+    else if (head_ == s) head_ = s->next_;
+    else return;
+    if (s->next_) s->next_->prev_ = s->prev_;
+    s->prev_ = s->next_ = nullptr;
+    --size_;
+  }
+
+  std::size_t size() const noexcept { return size_; }
+
+  /// Every connection still owned, shared.
+  std::vector<std::shared_ptr<SessionBase>> live() const {
+    std::vector<std::shared_ptr<SessionBase>> out;
+    out.reserve(size_);
+    for (auto* s = head_; s; s = s->next_)
+      if (auto p = s->shared()) out.push_back(std::move(p));
+    return out;
+  }
+
+ private:
+  SessionBase* head_ = nullptr;
+  std::size_t size_ = 0;
 };
 
 /// What herald::Server needs from a channel: the type-erased face of ChannelImpl<T>.

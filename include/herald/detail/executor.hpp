@@ -6,10 +6,13 @@
 #include <boost/asio/detail/concurrency_hint.hpp>
 #include <boost/asio/detail/scheduler.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <optional>
+#include <type_traits>
 #include <utility>
 
 namespace herald::inline v0::detail {
@@ -57,6 +60,45 @@ inline net::any_io_executor serialized(net::any_io_executor const& ex) {
       ex.target<net::strand<net::any_io_executor>>())
     return ex;
   return new_strand(ex);
+}
+
+/** The executor under a strand new_strand() or serialized() returned (`ex` itself when it is
+    none): where work that belongs to no one connection runs, such as the loop's timer. */
+inline net::any_io_executor inner_executor(net::any_io_executor const& ex) {
+  if (auto const* s = ex.target<net::strand<net::io_context::executor_type>>()) return s->get_inner_executor();
+  if (auto const* s = ex.target<net::strand<net::thread_pool::executor_type>>()) return s->get_inner_executor();
+  if (auto const* s = ex.target<net::strand<net::any_io_executor>>()) return s->get_inner_executor();
+  return ex;
+}
+
+/** A TCP socket on an io_context's own executor type. An idle connection keeps a read pending
+    for as long as it lives, and an operation carries its socket's executor: with
+    any_io_executor a readiness wait is 208 bytes, with this one 104; the socket itself is 48
+    bytes smaller. */
+using IoSocket = net::basic_stream_socket<net::ip::tcp, net::io_context::executor_type>;
+
+/// Whether a session's stream is a plain TCP socket (readiness reads, non-blocking sends).
+template <class Stream>
+inline constexpr bool plain_socket_v =
+    std::is_same_v<Stream, net::ip::tcp::socket> || std::is_same_v<Stream, IoSocket>;
+
+/** `s` moved onto an IoSocket, when it runs on an io_context (directly or through a strand);
+    else nullopt and `s` is left as it was. The descriptor is handed over, not duplicated. */
+inline std::optional<IoSocket> to_io_socket(net::ip::tcp::socket& s) {
+  auto const ex = inner_executor(s.get_executor());
+  auto const* io = ex.target<net::io_context::executor_type>();
+  boost::system::error_code ec;
+  auto const local = s.local_endpoint(ec);
+  if (!io || ec) return std::nullopt;
+  auto const fd = s.release(ec);
+  if (ec) return std::nullopt;
+  std::optional<IoSocket> out{std::in_place, *io};
+  if (out->assign(local.protocol(), fd, ec); ec) {
+    // Not registered with the reactor: back to where it came from, so it is closed as before.
+    s.assign(local.protocol(), fd, ec);
+    return std::nullopt;
+  }
+  return out;
 }
 
 /** net::post(ex, handler) through `ex`'s concrete type when it is one new_strand() makes. A

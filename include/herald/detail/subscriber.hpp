@@ -7,6 +7,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -40,7 +41,7 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
     Offer result = Offer::queued;
     bool wake = false;
     {
-      std::lock_guard lock{mutex_};
+      std::lock_guard lock{inbox_lock()};
       result = inbox_.offer(ev, replay, [this](StoredEvent const& e) { return wire_size(e); }, shed);
       if ((result == Offer::queued || result == Offer::reset) && !scheduled_) {
         scheduled_ = true;
@@ -56,7 +57,7 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   /** Move everything queued into `out` (which should be empty). Returns false, and re-arms
       the wake-up, when nothing was queued. */
   bool take(std::vector<EventPtr>& out) {
-    std::lock_guard lock{mutex_};
+    std::lock_guard lock{inbox_lock()};
     if (inbox_.take(out)) return true;
     scheduled_ = false;
     return false;
@@ -67,7 +68,7 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
 
   /// Bytes of live events queued now (what the bound applies to), for herald::Metrics.
   std::size_t queued_bytes() const {
-    std::lock_guard lock{mutex_};
+    std::lock_guard lock{inbox_lock()};
     return inbox_.live_bytes();
   }
 
@@ -81,8 +82,8 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
       event is written at once. At most max_linger turns, and never past half the queue bound,
       so lingering never turns into an overflow. */
   bool linger() {
-    std::lock_guard lock{mutex_};
-    std::size_t const n = inbox_.size();
+    std::lock_guard lock{inbox_lock()};
+    auto const n = static_cast<std::uint32_t>(std::min<std::size_t>(inbox_.size(), UINT32_MAX));
     auto const& limits = inbox_.limits();
     if (n > linger_seen_) linger_stalls_ = 0;
     else ++linger_stalls_;
@@ -120,12 +121,23 @@ class Subscriber : public std::enable_shared_from_this<Subscriber> {
   virtual void on_replayed(boost::system::error_code ec) = 0;
 
  private:
+  /** The lock of this inbox: one of a fixed set, shared by subscribers whose ids share a
+      stripe. A std::mutex of its own would be 40 bytes on every idle connection; an inbox's
+      lock is held only to queue or take, never while another is held, so a shared one costs
+      only a rare, short wait. */
+  std::mutex& inbox_lock() const noexcept {
+    struct alignas(64) Stripe {
+      std::mutex m;
+    };
+    static Stripe stripes[256];
+    return stripes[id_ % 256].m;
+  }
+
   std::uint64_t const id_;
-  mutable std::mutex mutex_;
   Inbox inbox_;
   static constexpr std::uint8_t max_linger = 16;
   static constexpr std::size_t max_linger_bytes = 64 * 1024;
-  std::size_t linger_seen_ = 0;
+  std::uint32_t linger_seen_ = 0;
   std::uint8_t lingered_ = 0;
   std::uint8_t linger_stalls_ = 0;
   bool scheduled_ = false;

@@ -14,7 +14,6 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -28,15 +27,15 @@
 namespace herald::inline v0::detail {
 
 /** One SSE connection: the wire side of a Connection. One write is in flight at a time, and it
-    gathers everything queued since the last one; a single timer serves the heartbeat and the
+    gathers everything queued since the last one; a single deadline serves the heartbeat and the
     write timeout. */
 template <class Stream>
 class SseSession final : public Connection {
  public:
-  SseSession(std::shared_ptr<ChannelImpl<Sse>> channel, Stream&& stream)
-      : Connection(std::move(channel), serialized(stream.get_executor()), /*lingers=*/true),
-        stream_(std::move(stream)),
-        timer_(strand()) {}
+  /// `ex`: the executor the stream came on (an IoSocket's own is its io_context's).
+  SseSession(std::shared_ptr<ChannelImpl<Sse>> channel, Stream&& stream, net::any_io_executor const& ex)
+      : Connection(std::move(channel), serialized(ex), /*lingers=*/true),
+        stream_(std::move(stream)) {}
 
   void start(Request&& req) {
     net::dispatch(strand(), [self = self(), req = std::move(req)]() mutable { self->run(req); });
@@ -71,7 +70,8 @@ class SseSession final : public Connection {
         else if (key == heartbeat_parameter) heartbeat_events_ = query_flag(value);
       }
 
-    head_ =
+    auto& head = gather_.get().head;  // written by the first pump()
+    head =
         "HTTP/1.1 200 OK\r\n"
         "Content-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\n"
@@ -80,24 +80,24 @@ class SseSession final : public Connection {
     if (hb.count() > 0) {
       // The period a client's stall deadline is made of; the body's first bytes go with the
       // headers (retry:, and the first heartbeat event if asked for), so data arrives at once.
-      head_ += heartbeat_header;
-      head_ += ": ";
-      append_decimal(head_, static_cast<std::uint64_t>(hb.count()));
-      head_ += "\r\n";
+      head += heartbeat_header;
+      head += ": ";
+      append_decimal(head, static_cast<std::uint64_t>(hb.count()));
+      head += "\r\n";
     } else {
       heartbeat_events_ = false;
     }
     cors_headers(ch().cors(req), ch().options().cors, {}, [&](http::field name, std::string_view value) {
-      head_ += http::to_string(name);
-      head_ += ": ";
-      head_ += value;
-      head_ += "\r\n";
+      head += http::to_string(name);
+      head += ": ";
+      head += value;
+      head += "\r\n";
     });
-    head_ += "\r\n";
-    head_ += sse_retry(topts().retry);
-    if (heartbeat_events_) head_ += sse_heartbeat_event(hb);
+    head += "\r\n";
+    head += sse_retry(topts().retry);
+    if (heartbeat_events_) head += sse_heartbeat_event(hb);
 
-    last_write_ = std::chrono::steady_clock::now();
+    last_write_ = clock::now();
     if (!open(/*announce=*/true)) return;
     pump();
     if constexpr (plain_socket) {
@@ -105,7 +105,7 @@ class SseSession final : public Connection {
       stream_.non_blocking(true, ignored);  // read_some after a wake-up must never block
     }
     read();
-    if (!ticking_) tick();
+    tick();
     watch_expiry();
   }
 
@@ -117,37 +117,34 @@ class SseSession final : public Connection {
     return res;
   }
 
-  /// The hub's wake-up: the write may complete at once (send_now).
-  void drain() override {
-    sync_write_ = true;
-    pump();
-    sync_write_ = false;
-  }
+  void drain() override { pump(); }
 
   void pump() {
     if (writing_ || state() == State::closed) return;
-    batch_.clear();
-    buffers_.clear();
-    if (!head_.empty()) buffers_.push_back(net::buffer(head_));
-    if (heartbeat_due_) buffers_.push_back(net::buffer(sse_heartbeat));
-    if (take(batch_))
-      for (auto const& ev : batch_) buffers_.push_back(net::buffer(sse_bytes(*ev, envelope_)));
-    if (buffers_.empty()) {
-      if (state() == State::closing) {
-        if (final_sent_) return finish(reason());
+    auto& w = gather_.get();
+    w.batch.clear();
+    w.buffers.clear();
+    if (!w.head.empty()) w.buffers.push_back(net::buffer(w.head));
+    if (heartbeat_due_) w.buffers.push_back(net::buffer(sse_heartbeat));
+    if (take(w.batch))
+      for (auto const& ev : w.batch) w.buffers.push_back(net::buffer(sse_bytes(*ev, envelope_)));
+    if (w.buffers.empty()) {
+      if (state() == State::closing && !final_sent_) {
         // The stream ends with a retry: so EventSource reconnects (to another node) promptly;
         // a drain's says when, and its final event where to resume (Last-Event-ID); an expiry
         // first says so in a `close` event ({"error":"credentials expired"}).
         final_sent_ = true;
         if (reason() == error::draining) {
-          head_ = sse_drain(drain_delay(), std::max(drain_cursor(), written_));
+          w.head = sse_drain(drain_delay(), std::max(drain_cursor(), written_));
         } else {
-          head_ = reason() == error::credentials_expired ? "event: close\ndata: " + error_body(reason(), {}) + "\n\n"
-                                                          : std::string();
-          head_ += sse_retry(topts().retry);
+          w.head = reason() == error::credentials_expired ? "event: close\ndata: " + error_body(reason(), {}) + "\n\n"
+                                                           : std::string();
+          w.head += sse_retry(topts().retry);
         }
-        pump();
+        return pump();
       }
+      gather_.release();
+      if (state() == State::closing) finish(reason());
       return;
     }
     writing_ = true;
@@ -155,15 +152,15 @@ class SseSession final : public Connection {
     if constexpr (plain_socket) {
       // Only on the hub's wake-up, not where a caller goes on after pump(); not before reading
       // began (the response head's own write).
-      if (std::exchange(sync_write_, false) && SyncDepth::room() && stream_.non_blocking() &&
-          send_now(stream_, buffers_, sent)) {
+      if (may_write_now() && SyncDepth::room() && stream_.non_blocking() &&
+          send_now(stream_, w.buffers, sent)) {
         SyncDepth nested;
         return on_write({}, sent);
       }
     }
-    write_started_ = std::chrono::steady_clock::now();
-    if (!ticking_) tick();  // without a heartbeat, the timer runs only while a write does
-    net::async_write(stream_, BufferView(buffers_),
+    w.started = clock::now();
+    if (deadline() == clock::time_point::max()) tick();  // without a heartbeat, only while a write runs
+    net::async_write(stream_, BufferView(w.buffers),
                      cached(net::bind_executor(strand(), [self = self(), sent](boost::system::error_code ec,
                                                                                std::size_t n) {
                        self->on_write(ec, sent + n);
@@ -174,14 +171,14 @@ class SseSession final : public Connection {
     writing_ = false;
     if (ec) return finish(ec);
     wrote(bytes);
-    if (!batch_.empty()) {
-      delivered(batch_.size());
-      written_ = std::max(written_, batch_.back()->id());
+    if (auto& batch = gather_->batch; !batch.empty()) {
+      delivered(batch.size());
+      written_ = std::max(written_, batch.back()->id());
+      batch.clear();
     }
-    batch_.clear();
-    if (!head_.empty()) std::string().swap(head_);
+    gather_->head.clear();
     heartbeat_due_ = false;
-    last_write_ = std::chrono::steady_clock::now();
+    last_write_ = clock::now();
     drain_soon();
   }
 
@@ -209,40 +206,35 @@ class SseSession final : public Connection {
 
   void on_read(boost::system::error_code ec, std::size_t n) {
     if (ec) return finish(ec);
-    received_ += n;
+    received_ += static_cast<std::uint32_t>(n);  // n <= 512
     if (received_ > max_unsolicited) return finish(error::bad_request);
     read();
   }
 
-  /** One timer serves the write timeout and the heartbeat, armed for the deadline that comes
-      next: the write in flight's (write_timeout after it started) and the heartbeat's
+  /** One deadline (Connection::arm_deadline) serves the write timeout and the heartbeat, the
+      one that comes next: the write in flight's (write_timeout after it started) and the heartbeat's
       (heartbeat after the last write; while a write is in flight, not before `heartbeat` from
       now, since that write is not silence). Both fire on time, not up to a period late, and a
-      busy stream re-arms it about once per heartbeat, not once per write. */
+      busy stream moves it about once per heartbeat, not once per write. */
   void tick() {
     auto const wt = ch().options().limits.write_timeout;
     auto const hb = topts().heartbeat;
-    auto const now = std::chrono::steady_clock::now();
-    auto at = std::chrono::steady_clock::time_point::max();
-    if (writing_ && wt.count() > 0) at = write_started_ + wt;
+    auto const now = clock::now();
+    auto at = clock::time_point::max();
+    if (writing_ && wt.count() > 0) at = gather_->started + wt;
     if (hb.count() > 0) at = std::min(at, writing_ ? std::max(last_write_ + hb, now + hb) : last_write_ + hb);
-    ticking_ = at != std::chrono::steady_clock::time_point::max();
-    if (!ticking_) return;
-    timer_.expires_at(at);
-    timer_.async_wait(cached([self = self()](boost::system::error_code ec) {
-      if (ec || self->state() == State::closed) return;
-      self->on_tick();
-    }));
+    if (at == clock::time_point::max()) return cancel_deadline();
+    arm_deadline(at);
   }
 
-  void on_tick() {
-    auto const now = std::chrono::steady_clock::now();
+  void on_deadline() override {
+    auto const now = clock::now();
     auto const wt = ch().options().limits.write_timeout;
     auto const hb = topts().heartbeat;
-    if (writing_ && wt.count() > 0 && now - write_started_ >= wt) return finish(error::write_timeout);
+    if (writing_ && wt.count() > 0 && now - gather_->started >= wt) return finish(error::write_timeout);
     if (!writing_ && hb.count() > 0 && now - last_write_ >= hb) {
-      // An event rides in head_ (empty after the first write), so an idle stream keeps no bytes.
-      if (heartbeat_events_) head_ = sse_heartbeat_event(hb);
+      // An event rides in the write's head, so an idle stream keeps no bytes.
+      if (heartbeat_events_) gather_.get().head = sse_heartbeat_event(hb);
       else heartbeat_due_ = true;
       pump();
     }
@@ -257,28 +249,39 @@ class SseSession final : public Connection {
   }
 
   void shut() override {
-    timer_.cancel();
+    cancel_deadline();
     close_stream(stream_);
   }
 
   static constexpr std::size_t max_unsolicited = 64 * 1024;
-  static constexpr bool plain_socket = std::is_same_v<Stream, net::ip::tcp::socket>;
+  static constexpr bool plain_socket = plain_socket_v<Stream>;
   struct NoBuffer {};
 
   Stream stream_;
-  net::steady_timer timer_;
-  std::string head_;  // the response head until written; at a graceful end, the final retry:
-  std::vector<EventPtr> batch_;
-  std::vector<net::const_buffer> buffers_;
-  std::chrono::steady_clock::time_point last_write_{};
-  std::chrono::steady_clock::time_point write_started_{};
-  std::size_t received_ = 0;
+  // What a write needs, held only while one is pending or in flight (Pooled): an idle stream
+  // holds none.
+  struct Gather {
+    // Bytes ahead of the events: the response head, a heartbeat event, at a graceful end the
+    // final retry: (and drain or close event).
+    std::string head;
+    std::vector<EventPtr> batch;  // the events of the write (they own its bytes)
+    std::vector<net::const_buffer> buffers;
+    clock::time_point started;  // of the write in flight
+    bool recycle() noexcept {
+      head.clear();
+      batch.clear();
+      buffers.clear();
+      // What a burst grew is not kept for the next user.
+      return batch.capacity() <= 1024 && head.capacity() <= 4096;
+    }
+  };
+  Pooled<Gather> gather_;
+  clock::time_point last_write_{};
+  std::uint32_t received_ = 0;  // at most max_unsolicited
   EventId written_ = 0;  // the newest id written: a drain's cursor is never below it
   // Another stream (TLS) reads what a client should not send into this.
   [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::array<char, 16>> discard_{};
   bool writing_ = false;
-  bool sync_write_ = false;  // the next write may be tried at once (drain())
-  bool ticking_ = false;
   bool envelope_ = false;  // events as JSON envelopes (a stream of several topics)
   bool final_sent_ = false;
   bool heartbeat_due_ = false;
@@ -291,18 +294,7 @@ namespace herald::inline v0 {
 
 template <class Stream>
 void Sse::start(std::shared_ptr<ChannelContext<Sse>> channel, Stream&& stream, Request&& req) {
-  using S = std::decay_t<Stream>;
-  if constexpr (std::is_same_v<S, beast::tcp_stream>) {
-    // The session's own timer covers write timeouts and heartbeats, so a tcp_stream's timers
-    // and state would only cost memory on every idle connection (and its pending read is a
-    // larger operation): the plain socket it wraps is enough.
-    auto session = std::make_shared<detail::SseSession<net::ip::tcp::socket>>(std::move(channel),
-                                                                              stream.release_socket());
-    session->start(std::move(req));
-  } else {
-    auto session = std::make_shared<detail::SseSession<S>>(std::move(channel), std::move(stream));
-    session->start(std::move(req));
-  }
+  detail::start_session<detail::SseSession>(std::move(channel), std::forward<Stream>(stream), std::move(req));
 }
 
 }  // namespace herald

@@ -23,7 +23,6 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -122,7 +121,9 @@ class OutQueue {
     fill from any thread, framed when queued), then events (up to max_gather of them). A text
     event without deflate is the frame every subscriber shares (ws_frame_wire); a binary event
     is its head (text) and its payload (binary), back to back. With permessage-deflate each
-    message is compressed and framed into `scratch_` as the write is gathered.
+    message is compressed and framed into the write's scratch bytes as it is gathered. What a
+    write needs (Gather) is held only while events are taken or a write is in flight: an idle
+    connection holds none, however much it wrote before.
 
     Closing: goodbye() flushes what the Flush allows, then send_close() writes the close frame
     for reason(); once the client's close frame is read too (or the reading failed), the server
@@ -131,12 +132,10 @@ class OutQueue {
 template <class Stream>
 class WsSession final : public Connection {
  public:
-  WsSession(std::shared_ptr<ChannelImpl<WebSocket>> channel, Stream&& stream)
-      : Connection(std::move(channel), serialized(stream.get_executor()), /*lingers=*/true),
-        stream_(std::move(stream)),
-        timer_(strand()),
-        messages_(topts().inbound_rate.messages_per_second, topts().inbound_rate.message_burst),
-        bytes_(topts().inbound_rate.bytes_per_second, topts().inbound_rate.byte_burst) {}
+  /// `ex`: the executor the stream came on (an IoSocket's own is its io_context's).
+  WsSession(std::shared_ptr<ChannelImpl<WebSocket>> channel, Stream&& stream, net::any_io_executor const& ex)
+      : Connection(std::move(channel), serialized(ex), /*lingers=*/true),
+        stream_(std::move(stream)) {}
 
   /// `already_read`: the frames that came in the packet of the upgrade request.
   void start(Request&& req, std::string already_read) {
@@ -161,7 +160,7 @@ class WsSession final : public Connection {
   // One gathered write carries at most this much.
   static constexpr std::size_t max_gather = 64;
   static constexpr std::size_t max_gather_bytes = 64 * 1024;
-  static constexpr bool plain_socket = std::is_same_v<Stream, net::ip::tcp::socket>;
+  static constexpr bool plain_socket = plain_socket_v<Stream>;
   // What a plain connection reads at once into its thread's buffer; what a TLS one keeps.
   static constexpr std::size_t read_buffer_size = 64 * 1024;
   static constexpr std::size_t tls_read_size = 8 * 1024;
@@ -211,7 +210,7 @@ class WsSession final : public Connection {
       return finish(ec);
     }
 
-    // herald's timer takes over; a tcp_stream's deadline from the HTTP read must not cut us.
+    // herald's deadlines take over; a tcp_stream's deadline from the HTTP read must not cut us.
     auto& lowest = beast::get_lowest_layer(stream_);
     if constexpr (requires { lowest.expires_never(); }) lowest.expires_never();
 
@@ -221,7 +220,9 @@ class WsSession final : public Connection {
     if (o.deflate.enable) negotiate_deflate(req, inflate, extension);
     reader_ = ws::FrameReader(inflate);
     heartbeat_ = o.heartbeat.count() > 0 && wants_heartbeat(req.target());
-    head_ = accept_response(req, extension);
+    // The 101 is the first of the bytes herald writes itself: the first write carries it.
+    append(accept_response(req, extension));
+    head_in_write_ = g().scratch.size();
 
     last_read_ = last_write_ = clock::now();
     // The first heartbeat goes out at once, behind the 101 and ahead of any ack or event: the
@@ -236,7 +237,7 @@ class WsSession final : public Connection {
     if (!already_read.empty()) consume({already_read.data(), already_read.size()});
     if (state() == State::closed) return;
     read();
-    if (!timer_armed_) arm_timer();
+    if (deadline() == clock::time_point::max()) arm_next_deadline();
     watch_expiry();
   }
 
@@ -477,8 +478,9 @@ class WsSession final : public Connection {
       holds too little. Data messages, pings and pongs alike. */
   Budget take_budget(std::size_t size) noexcept {
     auto const now = TokenBucket::clock::now();
-    if (!messages_.take(1, now)) return Budget::messages;
-    return bytes_.take(size, now) ? Budget::ok : Budget::bytes;
+    auto const& r = topts().inbound_rate;
+    if (!messages_.take(1, now, {r.messages_per_second, r.message_burst})) return Budget::messages;
+    return bytes_.take(size, now, {r.bytes_per_second, r.byte_burst}) ? Budget::ok : Budget::bytes;
   }
 
   /// The client went over its inbound_rate (with a ping or a pong: `ping`): an error frame, then 1008.
@@ -537,12 +539,13 @@ class WsSession final : public Connection {
       subscribe with `since` cannot meet a stale copy. */
   void purge(std::string_view topic) {
     auto of_topic = [&](EventPtr const& ev) { return ev->event().topic == topic; };
-    batch_.erase(std::remove_if(batch_.begin() + static_cast<std::ptrdiff_t>(pos_), batch_.end(), of_topic),
-                 batch_.end());
+    auto& w = g();
+    w.batch.erase(std::remove_if(w.batch.begin() + static_cast<std::ptrdiff_t>(w.pos), w.batch.end(), of_topic),
+                  w.batch.end());
     std::vector<EventPtr> more;
     if (take(more)) {
       std::erase_if(more, of_topic);
-      batch_.insert(batch_.end(), more.begin(), more.end());
+      w.batch.insert(w.batch.end(), more.begin(), more.end());
     }
   }
 
@@ -614,46 +617,40 @@ class WsSession final : public Connection {
 
   /// The next queued event, still queued; nullptr when there is none.
   StoredEvent const* peek_event() {
-    if (pos_ == batch_.size()) {
-      batch_.clear();
-      pos_ = 0;
+    auto& w = g();
+    if (w.pos == w.batch.size()) {
+      w.batch.clear();
+      w.pos = 0;
       flush_delivered();
-      if (!take(batch_)) return nullptr;
+      if (!take(w.batch)) return nullptr;
     }
-    return batch_[pos_].get();
+    return w.batch[w.pos].get();
   }
 
-  /// The hub's wake-up: the write may complete at once (write()).
-  void drain() override {
-    sync_write_ = true;
-    pump();
-    sync_write_ = false;
-  }
+  void drain() override { pump(); }
 
   /** Write everything queued, gathered (see the class doc); once a closing connection has
       nothing left to flush, its close frame. */
   void pump() {
     if (state() == State::admitting || state() == State::closed || writing_ || close_sent_) return;
-    if (!head_.empty()) {
-      add(net::buffer(head_));
-      head_in_write_ = head_.size();
-    }
     if (pongs_) append(*std::exchange(pongs_, nullptr));
     if (std::exchange(ping_due_, false) && is_open()) append(ws::ControlFrame(ws::Opcode::ping, {}).bytes());
     Out m;
-    while (scratch_.size() < max_gather_bytes && pop_out(m)) {
+    while (g().scratch.size() < max_gather_bytes && pop_out(m)) {
       if (deflate_) append_message(m.bytes, m.binary);
       else append(m.bytes);
     }
     if (is_open() || flush_events_) gather_events();
-    if (pieces_ != 0) return write();
-    if (state() == State::closing) send_close();
+    if (gather_->pieces != 0) return write();
+    if (state() == State::closing) return send_close();
+    if (gather_->idle()) gather_.release();
   }
 
   /// Queued events, up to the gather bounds, behind what the write already holds.
   void gather_events() {
     std::size_t bytes = 0;
-    while (write_events_ < max_gather && bytes < max_gather_bytes) {
+    auto& w = g();
+    while (w.events < max_gather && bytes < max_gather_bytes) {
       auto const* next = peek_event();
       if (!next) break;
       auto const& e = next->event();
@@ -678,15 +675,42 @@ class WsSession final : public Connection {
         add(net::buffer(frame));
         bytes += frame.size();
       }
-      in_flight_.push_back(std::move(batch_[pos_++]));  // owns the bytes until the write is done
-      ++write_events_;
+      w.in_flight.push_back(std::move(w.batch[w.pos++]));  // owns the bytes until the write is done
+      ++w.events;
     }
   }
 
-  // The gathered write: pieces_ buffers, the first in first_ (a lone buffer needs no vector),
-  // the rest in buffers_; bytes herald wrote itself (frame headers, control frames, its own
-  // messages, compressed messages) go in scratch_, marked by scratch_mark() until write()
-  // points them at scratch_, whose bytes may move while it grows.
+  /** What one gathered write needs, held while events are taken or a write is in flight
+      (Pooled). The write is `pieces` buffers, the first in `first` (a lone buffer needs no
+      vector), the rest in `buffers`; bytes herald wrote itself (the 101, frame headers,
+      control frames, its own messages, compressed messages) go in `scratch`, marked by
+      scratch_mark() until write() points them at `scratch`, whose bytes may move while it
+      grows. */
+  struct Gather {
+    std::vector<EventPtr> batch;  // taken from the queue; those before `pos` are in the write
+    std::size_t pos = 0;
+    std::vector<EventPtr> in_flight;  // the events of the write in flight (they own its bytes)
+    std::vector<net::const_buffer> buffers;
+    net::const_buffer first;
+    std::string scratch;
+    std::size_t pieces = 0;
+    std::size_t events = 0;  // events the write delivers
+    clock::time_point started;  // of the write in flight
+
+    bool idle() const noexcept { return pieces == 0 && pos == batch.size(); }
+    bool recycle() noexcept {
+      batch.clear();
+      pos = 0;
+      in_flight.clear();
+      buffers.clear();
+      scratch.clear();
+      pieces = events = 0;
+      // What a burst grew is not kept for the next user.
+      return batch.capacity() <= 1024 && scratch.capacity() <= max_gather_bytes;
+    }
+  };
+
+  Gather& g() { return gather_.get(); }
 
   static void const* scratch_mark() noexcept {
     static char const mark = 0;
@@ -694,26 +718,27 @@ class WsSession final : public Connection {
   }
 
   void add(net::const_buffer b) {
-    if (pieces_ == 0) first_ = b;
+    auto& w = g();
+    if (w.pieces == 0) w.first = b;
     else {
-      if (pieces_ == 1) buffers_.push_back(first_);
-      buffers_.push_back(b);
+      if (w.pieces == 1) w.buffers.push_back(w.first);
+      w.buffers.push_back(b);
     }
-    ++pieces_;
+    ++w.pieces;
   }
 
-  /// `n` more bytes at the end of scratch_ belong to the write.
+  /// `n` more bytes at the end of the scratch bytes belong to the write.
   void extend_scratch(std::size_t n) {
     if (n == 0) return;
-    if (pieces_ != 0) {
-      auto& last = pieces_ == 1 ? first_ : buffers_.back();
+    if (auto& w = g(); w.pieces != 0) {
+      auto& last = w.pieces == 1 ? w.first : w.buffers.back();
       if (last.data() == scratch_mark()) return void(last = net::const_buffer(scratch_mark(), last.size() + n));
     }
     add(net::const_buffer(scratch_mark(), n));
   }
 
   void append(std::string_view bytes) {
-    scratch_ += bytes;
+    g().scratch += bytes;
     extend_scratch(bytes.size());
   }
 
@@ -727,45 +752,47 @@ class WsSession final : public Connection {
     }
     if (!deflater_) deflater_ = std::make_unique<ws::Deflater>(d.level, server_window_bits_, d.mem_level);
     constexpr std::size_t room = 10;  // the longest header, filled in once the size is known
-    auto const at = scratch_.size();
-    scratch_.resize(at + room);
-    deflater_->deflate(payload, scratch_, server_no_takeover_);
-    ws::FrameHeader const frame(op, scratch_.size() - at - room, true, /*rsv1=*/true);
+    auto& scratch = g().scratch;
+    auto const at = scratch.size();
+    scratch.resize(at + room);
+    deflater_->deflate(payload, scratch, server_no_takeover_);
+    ws::FrameHeader const frame(op, scratch.size() - at - room, true, /*rsv1=*/true);
     auto const header = frame.bytes();
-    std::memcpy(scratch_.data() + at + room - header.size(), header.data(), header.size());
-    scratch_.erase(at, room - header.size());
-    extend_scratch(scratch_.size() - at);
+    std::memcpy(scratch.data() + at + room - header.size(), header.data(), header.size());
+    scratch.erase(at, room - header.size());
+    extend_scratch(scratch.size() - at);
   }
 
   void write() {
     BOOST_ASSERT(!writing_);  // one write in flight
+    auto& w = g();
     std::size_t at = 0;
     auto const place = [&](net::const_buffer& b) {
       if (b.data() != scratch_mark()) return;
-      b = net::const_buffer(scratch_.data() + at, b.size());
+      b = net::const_buffer(w.scratch.data() + at, b.size());
       at += b.size();
     };
-    if (pieces_ == 1) place(first_);
+    if (w.pieces == 1) place(w.first);
     else
-      for (auto& b : buffers_) place(b);
+      for (auto& b : w.buffers) place(b);
     writing_ = true;
     std::size_t sent = 0;
     if constexpr (plain_socket) {
-      if (std::exchange(sync_write_, false) && SyncDepth::room() && try_send(sent)) {
+      if (may_write_now() && SyncDepth::room() && try_send(sent)) {
         SyncDepth nested;
         return on_write({}, sent);
       }
     }
     started_write();
     auto done = [self = self(), sent](boost::system::error_code ec, std::size_t n) { self->on_write(ec, sent + n); };
-    if (pieces_ == 1) {
+    if (w.pieces == 1) {
       on_strand(
-          stream_.get_executor(), [this](auto handler) { net::async_write(stream_, first_, std::move(handler)); },
+          stream_.get_executor(), [&](auto handler) { net::async_write(stream_, w.first, std::move(handler)); },
           std::move(done));
     } else {
       on_strand(
           stream_.get_executor(),
-          [this](auto handler) { net::async_write(stream_, BufferView(buffers_), std::move(handler)); },
+          [&](auto handler) { net::async_write(stream_, BufferView(w.buffers), std::move(handler)); },
           std::move(done));
     }
   }
@@ -774,27 +801,26 @@ class WsSession final : public Connection {
       a caller goes on after pump(). */
   bool try_send(std::size_t& sent) {
     if (!stream_.non_blocking()) return false;  // the 101 before reading began: the handshake's own path
-    if (pieces_ == 1) return send_now(stream_, first_, sent);
-    bool const all = send_now(stream_, buffers_, sent);
-    if (!all && (pieces_ = buffers_.size()) == 1) {
-      first_ = buffers_.front();
-      buffers_.clear();
+    auto& w = g();
+    if (w.pieces == 1) return send_now(stream_, w.first, sent);
+    bool const all = send_now(stream_, w.buffers, sent);
+    if (!all && (w.pieces = w.buffers.size()) == 1) {
+      w.first = w.buffers.front();
+      w.buffers.clear();
     }
     return all;
   }
 
   void on_write(boost::system::error_code ec, std::size_t bytes) {
     writing_ = false;
-    pieces_ = 0;
-    buffers_.clear();
-    in_flight_.clear();
-    // An idle connection keeps no bytes: its own messages and compressed ones are written.
-    if (scratch_.capacity() != 0) std::string().swap(scratch_);
-    if (auto const head = std::exchange(head_in_write_, 0); head != 0) {
-      std::string().swap(head_);
-      bytes -= std::min(bytes, head);  // the 101 is no WebSocket traffic
-    }
-    auto const events = std::exchange(write_events_, 0);
+    auto& w = g();
+    w.pieces = 0;
+    w.buffers.clear();
+    w.in_flight.clear();
+    w.scratch.clear();
+    // The 101 is no WebSocket traffic.
+    if (auto const head = std::exchange(head_in_write_, 0); head != 0) bytes -= std::min(bytes, head);
+    auto const events = std::exchange(w.events, 0);
     if (state() == State::closed) return;
     if (ec) return finish(ec);
     wrote(bytes);
@@ -817,21 +843,24 @@ class WsSession final : public Connection {
   /// What is flushed before the close frame: see Flush.
   void goodbye(Flush flush) override {
     flush_events_ = flush == Flush::all;
-    if (!flush_events_) {
-      batch_.clear();
-      pos_ = 0;
-    }
+    if (!flush_events_) drop_batch();
     close_out(/*keep=*/flush != Flush::nothing);
     close_deadline_ = clock::now() + topts().close_timeout;
-    arm_timer();
+    arm_next_deadline();
     pump();
+  }
+
+  /// The events taken but not written go (a write in flight keeps its own, in in_flight).
+  void drop_batch() {
+    if (!gather_) return;
+    gather_->batch.clear();
+    gather_->pos = 0;
   }
 
   /// Nothing more is written but the close frame (the client sent its own, or broke the protocol).
   void abandon_flush() {
     flush_events_ = false;
-    batch_.clear();
-    pos_ = 0;
+    drop_batch();
     close_out(/*keep=*/false);
   }
 
@@ -872,29 +901,28 @@ class WsSession final : public Connection {
 
   void shut() override {
     close_out(/*keep=*/false);
-    ++timer_generation_;
-    timer_.cancel();
-    batch_.clear();
+    cancel_deadline();
+    drop_batch();
     pongs_ = nullptr;
     flush_delivered();
     close_stream(stream_);
   }
 
-  /** One timer per connection, armed for the deadline that comes next: while closing, the
-      close handshake's; while open, the write in flight's, the idle timeout's (a keepalive
-      ping after idle_timeout / 2 without a byte from the client, the end after idle_timeout)
-      and, for a client that asked for heartbeats, the next heartbeat's (heartbeat after the
-      last write; while a write is in flight, not before `heartbeat` from now). The timer is
-      not moved on every read: when it fires early it re-arms. A deadline fires on time, not a
-      period late. */
-  void arm_timer() {
+  /** One deadline per connection (Connection::arm_deadline), the one that comes next: while
+      closing, the close handshake's; while open, the write in flight's, the idle timeout's (a
+      keepalive ping after idle_timeout / 2 without a byte from the client, the end after
+      idle_timeout) and, for a client that asked for heartbeats, the next heartbeat's
+      (heartbeat after the last write; while a write is in flight, not before `heartbeat` from
+      now). It is not moved on every read: when it comes early it moves on. A deadline fires on
+      time, not a period late. */
+  void arm_next_deadline() {
     if (state() == State::closed) return;
     auto const now = clock::now();
     auto at = clock::time_point::max();
     if (state() == State::closing) {
       at = close_deadline_;
     } else {
-      if (auto const wt = write_limit(); writing_ && wt.count() > 0) at = write_started_ + wt;
+      if (auto const wt = write_limit(); writing_ && wt.count() > 0) at = gather_->started + wt;
       if (auto const idle = topts().idle_timeout; idle.count() > 0)
         at = std::min(at, last_read_ + (topts().keepalive_pings && !ping_sent_ ? idle / 2 : idle));
       if (heartbeat_) {
@@ -902,17 +930,11 @@ class WsSession final : public Connection {
         at = std::min(at, writing_ ? std::max(last_write_ + hb, now + hb) : last_write_ + hb);
       }
     }
-    if (at == clock::time_point::max()) return void(timer_armed_ = false);
-    timer_armed_ = true;
-    auto const generation = ++timer_generation_;
-    timer_.expires_at(at);
-    timer_.async_wait(cached([self = self(), generation](boost::system::error_code ec) {
-      if (ec || self->state() == State::closed || generation != self->timer_generation_) return;
-      self->on_timer();
-    }));
+    if (at == clock::time_point::max()) return cancel_deadline();
+    arm_deadline(at);
   }
 
-  void on_timer() {
+  void on_deadline() override {
     auto const now = clock::now();
     auto const idle = topts().idle_timeout;
     if (state() == State::closing) {
@@ -920,7 +942,7 @@ class WsSession final : public Connection {
         log(LogLevel::info, reason(), "close handshake timed out");
         return finish(reason());
       }
-    } else if (auto const wt = write_limit(); writing_ && wt.count() > 0 && now - write_started_ >= wt) {
+    } else if (auto const wt = write_limit(); writing_ && wt.count() > 0 && now - gather_->started >= wt) {
       log(LogLevel::info, error::write_timeout, "write stalled");
       return finish(error::write_timeout);
     } else if (idle.count() > 0 && now - last_read_ >= idle) {
@@ -934,7 +956,7 @@ class WsSession final : public Connection {
       if (heartbeat_ && !writing_ && is_open() && now - last_write_ >= topts().heartbeat)
         reply(heartbeat_message(topts().heartbeat));
     }
-    arm_timer();
+    arm_next_deadline();
   }
 
   /// How long the write in flight may take: the 101 is the opening handshake.
@@ -942,17 +964,15 @@ class WsSession final : public Connection {
     return head_in_write_ != 0 ? topts().handshake_timeout : limits().write_timeout;
   }
 
-  /// A write starts: its deadline needs the timer unless the timer is already armed for sooner.
+  /// A write starts: its deadline moves unless it is sooner already.
   void started_write() {
-    write_started_ = clock::now();
+    auto const started = g().started = clock::now();
     auto const wt = write_limit();
-    if (!timer_armed_ || (wt.count() > 0 && timer_.expiry() > write_started_ + wt)) arm_timer();
+    if (deadline() == clock::time_point::max() || (wt.count() > 0 && deadline() > started + wt)) arm_next_deadline();
   }
 
   Stream stream_;
-  net::steady_timer timer_;
   ws::FrameReader reader_;
-  std::string head_;          // the 101 until it is written
   [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::unique_ptr<char[]>> tls_buffer_;
   std::unique_ptr<std::string> pongs_;      // pongs not written yet
   std::unique_ptr<ws::Deflater> deflater_;  // from the first message that is compressed
@@ -963,21 +983,12 @@ class WsSession final : public Connection {
   std::size_t out_bytes_ = 0;
 
   // Strand-only state.
-  std::vector<EventPtr> batch_;
-  std::size_t pos_ = 0;
-  std::vector<EventPtr> in_flight_;  // the events of the write in flight (they own its bytes)
-  std::vector<net::const_buffer> buffers_;
-  net::const_buffer first_;
-  std::string scratch_;
-  std::size_t pieces_ = 0;
-  std::size_t write_events_ = 0;   // events the write in flight delivers
-  std::size_t head_in_write_ = 0;  // bytes of the 101 in the write in flight
+  Pooled<Gather> gather_;
+  std::size_t head_in_write_ = 0;  // bytes of the 101 in the scratch bytes, until written
   std::size_t delivered_ = 0;
-  clock::time_point write_started_{};
   clock::time_point last_write_{};
   clock::time_point last_read_{};
   clock::time_point close_deadline_{};
-  std::uint64_t timer_generation_ = 0;
   // The client's inbound_rate budget.
   TokenBucket messages_;
   TokenBucket bytes_;
@@ -987,8 +998,6 @@ class WsSession final : public Connection {
   bool out_posted_ = false;
   bool out_closed_ = false;
   bool writing_ = false;
-  bool sync_write_ = false;  // the next write may be tried at once (drain())
-  bool timer_armed_ = false;
   bool heartbeat_ = false;     // the client asked for heartbeat frames (?heartbeat)
   bool deflate_ = false;       // permessage-deflate negotiated
   bool server_no_takeover_ = false;
@@ -1027,17 +1036,8 @@ inline void WebSocket::validate(WebSocketOptions const& o) {
 template <class Stream>
 void WebSocket::start(std::shared_ptr<ChannelContext<WebSocket>> channel, Stream&& stream, Request&& req,
                       std::string already_read) {
-  using S = std::decay_t<Stream>;
-  if constexpr (std::is_same_v<S, beast::tcp_stream>) {
-    // The session's own timer covers every timeout, so a tcp_stream's timers and state would
-    // only cost memory on every idle connection: the plain socket it wraps is enough.
-    auto session =
-        std::make_shared<detail::WsSession<net::ip::tcp::socket>>(std::move(channel), stream.release_socket());
-    session->start(std::move(req), std::move(already_read));
-  } else {
-    auto session = std::make_shared<detail::WsSession<S>>(std::move(channel), std::move(stream));
-    session->start(std::move(req), std::move(already_read));
-  }
+  detail::start_session<detail::WsSession>(std::move(channel), std::forward<Stream>(stream), std::move(req),
+                                           std::move(already_read));
 }
 
 }  // namespace herald
