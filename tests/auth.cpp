@@ -342,38 +342,45 @@ herald::ChannelOptions expiring(std::chrono::milliseconds in) {
   return co;
 }
 
+/// One SSE and one WebSocket client on topic a, both open; the reasons on_close reports, in order.
+struct OpenStreams {
+  explicit OpenStreams(Rig& rig) : sse{rig.ioc}, ws{rig.ioc} {
+    auto on_close = [this](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); };
+    rig.sse.on_close(on_close);
+    rig.ws.on_close(on_close);
+    sse.get(rig.ep, "/sse?topic=a", accept_sse);
+    ws.connect(rig.ep, "/ws?topic=a");
+    REQUIRE(run_until(rig.ioc, [&] { return ws.open() && rig.sse.connections() == 1; }));
+  }
+
+  std::vector<boost::system::error_code> closed;
+  test::RawClient sse;
+  test::WsClient ws;
+};
+
 }  // namespace
 
 TEST_CASE("auth: at its verdict's expiry an open stream is closed with the reason", "[e2e][auth]") {
   Rig rig{expiring(300ms)};
-  std::vector<boost::system::error_code> closed;
-  auto on_close = [&](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); };
-  rig.sse.on_close(on_close);
-  rig.ws.on_close(on_close);
-
-  test::RawClient sse{rig.ioc};
-  sse.get(rig.ep, "/sse?topic=a", accept_sse);
-  test::WsClient ws{rig.ioc};
-  ws.connect(rig.ep, "/ws?topic=a");
-  REQUIRE(run_until(rig.ioc, [&] { return ws.open() && rig.sse.connections() == 1; }));
+  OpenStreams s{rig};
   auto const id = rig.hub.publish("a", R"({"n":1})");  // delivered while the verdict holds
-  REQUIRE(run_until(rig.ioc, [&] { return ws.saw_id(id); }));
+  REQUIRE(run_until(rig.ioc, [&] { return s.ws.saw_id(id); }));
 
   auto const start = std::chrono::steady_clock::now();
-  REQUIRE(run_until(rig.ioc, [&] { return sse.closed() && ws.ended() && closed.size() == 2; }));
+  REQUIRE(run_until(rig.ioc, [&] { return s.sse.closed() && s.ws.ended() && s.closed.size() == 2; }));
   CHECK(std::chrono::steady_clock::now() - start < 5s);
 
   test::SseReader r;
-  r.feed_all(sse.body());
+  r.feed_all(s.sse.body());
   REQUIRE(r.events().size() == 2);
   CHECK(r.events()[0].data == R"({"n":1})");
   CHECK(r.events()[1].type == "close");
   CHECK(json::parse(r.events()[1].data)["error"] == "credentials expired");
   CHECK(r.retry());
 
-  CHECK(ws.close_code() == 1008);
-  CHECK(ws.close_reason() == "credentials expired");
-  for (auto const& ec : closed) CHECK(ec == herald::error::credentials_expired);
+  CHECK(s.ws.close_code() == 1008);
+  CHECK(s.ws.close_reason() == "credentials expired");
+  for (auto const& ec : s.closed) CHECK(ec == herald::error::credentials_expired);
 
   // A verdict that has already expired refuses the request.
   Rig past{expiring(-1s)};
@@ -407,28 +414,20 @@ TEST_CASE("auth: the reauthorize hook extends an expiring stream, and its denial
                         : herald::Verdict::deny(herald::error::unauthorized);
   };
   Rig rig{co};
-  std::vector<boost::system::error_code> closed;
-  auto on_close = [&](herald::Session&, boost::system::error_code ec) { closed.push_back(ec); };
-  rig.sse.on_close(on_close);
-  rig.ws.on_close(on_close);
-  test::RawClient sse{rig.ioc};
-  sse.get(rig.ep, "/sse?topic=a", accept_sse);
-  test::WsClient ws{rig.ioc};
-  ws.connect(rig.ep, "/ws?topic=a");
-  REQUIRE(run_until(rig.ioc, [&] { return ws.open() && rig.sse.connections() == 1; }));
+  OpenStreams s{rig};
 
   // Past the first expiry both are open and still served.
   REQUIRE(run_until(rig.ioc, [&] { return asked == 2; }));
   auto const id = rig.hub.publish("a", R"({"n":2})");
-  REQUIRE(run_until(rig.ioc, [&] { return ws.saw_id(id) && sse.body().find(R"({"n":2})") != std::string::npos; }));
-  CHECK(closed.empty());
+  REQUIRE(run_until(rig.ioc, [&] { return s.ws.saw_id(id) && s.sse.body().find(R"({"n":2})") != std::string::npos; }));
+  CHECK(s.closed.empty());
 
-  REQUIRE(run_until(rig.ioc, [&] { return closed.size() == 2 && sse.closed() && ws.ended(); }));
+  REQUIRE(run_until(rig.ioc, [&] { return s.closed.size() == 2 && s.sse.closed() && s.ws.ended(); }));
   CHECK(asked == 4);
   CHECK(principals == std::vector<std::string>(4, "erin"));  // the principal stays the admitted one
-  for (auto const& ec : closed) CHECK(ec == herald::error::credentials_expired);
-  CHECK(ws.close_code() == 1008);
-  CHECK(sse.body().find("event: close") != std::string::npos);
+  for (auto const& ec : s.closed) CHECK(ec == herald::error::credentials_expired);
+  CHECK(s.ws.close_code() == 1008);
+  CHECK(s.sse.body().find("event: close") != std::string::npos);
 }
 
 TEST_CASE("auth: a ticket's grant expiry ends the stream it opened", "[e2e][auth]") {

@@ -5,9 +5,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/read.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -21,6 +18,7 @@
 #include <vector>
 
 #include "fixture.hpp"
+#include "hand_off.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
 #include "slow_consumer.hpp"
@@ -69,34 +67,11 @@ struct SseClient {
 /** The application's own accept loop and request parsing, as a Beast server would have them,
     handing each stream to `feed`. A small kernel send buffer makes a client that does not
     read fall behind quickly. */
-struct AppServer {
-  AppServer(net::io_context& ioc, herald::Channel<herald::Sse>& feed)
-      : acceptor(ioc, {net::ip::make_address("127.0.0.1"), 0}), ep(acceptor.local_endpoint()) {
-    accept_one = [this, &ioc, &feed] {
-      acceptor.async_accept(net::make_strand(ioc), [this, &feed](boost::system::error_code ec, tcp::socket s) {
-        if (ec) return;
-        s.set_option(net::socket_base::send_buffer_size(4096));
-        auto conn = std::make_shared<Conn>(std::move(s));
-        http::async_read(conn->stream, conn->buffer, conn->req, [&feed, conn](boost::system::error_code ec, std::size_t) {
-          if (!ec) feed.accept(std::move(conn->stream), std::move(conn->req));
-        });
-        accept_one();
-      });
-    };
-    accept_one();
-  }
-
-  struct Conn {
-    explicit Conn(tcp::socket s) : stream(std::move(s)) {}
-    boost::beast::tcp_stream stream;
-    boost::beast::flat_buffer buffer;
-    herald::Request req;
-  };
-
-  tcp::acceptor acceptor;
-  tcp::endpoint ep;
-  std::function<void()> accept_one;
-};
+/// The application's own server (see HandOffServer), with a small send buffer: slow readers fall behind.
+test::HandOffServer app_server(net::io_context& ioc, herald::Channel<herald::Sse>& feed) {
+  return test::HandOffServer{
+      ioc, [&feed](test::HandOffServer::Conn& c) { feed.accept(std::move(c.stream), std::move(c.req)); }, 4096};
+}
 
 std::vector<std::string> ids_of(std::initializer_list<herald::EventId> ids) {
   std::vector<std::string> out;
@@ -448,6 +423,43 @@ TEST_CASE("sse: a refusal that retrying cannot fix stays an HTTP error", "[e2e][
   CHECK(c.header("Retry-After").empty());
 }
 
+TEST_CASE("sse: streams with different heartbeats share the loop's one timer, and none outlives them", "[e2e][sse]") {
+  // Each stream's next deadline is a slot in its loop's heap (detail::Deadlines), served by one
+  // timer. A deadline a minute away, armed last, must not hold back one due every 50 ms; and once
+  // the streams are gone, no wait may be left to keep the loop running.
+  net::io_context ioc{1};
+  herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::Sse> fast{hub, "/fast", {}, {.heartbeat = std::chrono::milliseconds(50)}};
+  herald::Channel<herald::Sse> slow{hub, "/slow", {}, {.heartbeat = std::chrono::minutes(1)}};
+  herald::Server server{ioc.get_executor()};
+  server.add(fast);
+  server.add(slow);
+  auto const ep = server.listen("127.0.0.1", 0);
+  {
+    test::RawClient a{ioc}, b{ioc};
+    a.get(ep, "/fast?topic=t", accept_sse);
+    REQUIRE(run_until(ioc, [&] { return fast.connections() == 1; }));
+    b.get(ep, "/slow?topic=t", accept_sse);
+    REQUIRE(run_until(ioc, [&] { return slow.connections() == 1; }));
+    auto pings = [](test::RawClient const& c) {
+      test::SseReader r;
+      r.feed_all(c.body());
+      return r.comments();
+    };
+    REQUIRE(run_until(ioc, [&] { return pings(a) >= 3; }));
+    CHECK(pings(b) == 0);
+    std::optional<boost::system::error_code> stopped;
+    server.async_stop(std::chrono::seconds(5), [&](boost::system::error_code ec) { stopped = ec; });
+    REQUIRE(run_until(ioc, [&] { return stopped && a.closed() && b.closed(); }));
+  }
+  // Streams, clients and listener gone: the loop runs dry at once, not after the slow deadline.
+  auto const start = std::chrono::steady_clock::now();
+  ioc.restart();
+  ioc.run_for(std::chrono::seconds(20));
+  CHECK(ioc.stopped());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+}
+
 TEST_CASE("sse: graceful shutdown ends every stream after a final retry", "[e2e][sse]") {
   Fixture f;
   SseClient a{f.ioc}, b{f.ioc};
@@ -482,7 +494,7 @@ TEST_CASE("sse: embedding hands a parsed request and its stream to the channel",
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
   herald::Channel<herald::Sse> feed{hub, "/events",
                                     {.limits = {.queue_events = 64, .queue_bytes = 1 << 20}}};
-  AppServer app{ioc, feed};
+  auto app = app_server(ioc, feed);
   auto const ep = app.ep;
 
   SseClient fast{ioc};
@@ -544,7 +556,7 @@ namespace {
 struct SlowClient {
   SlowClient(herald::OverflowPolicy policy, std::string const& target)
       : feed{hub, "/events", {.limits = {.queue_events = 16, .queue_bytes = 1 << 20}, .overflow = policy}},
-        app{ioc, feed},
+        app(app_server(ioc, feed)),
         c{ioc} {
     metrics.add(feed);
     c.raw.receive_buffer(4096);
@@ -597,7 +609,7 @@ struct SlowClient {
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
   herald::Channel<herald::Sse> feed;
   herald::Metrics metrics;
-  AppServer app;
+  test::HandOffServer app;
   SseClient c;
 };
 

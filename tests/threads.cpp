@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <iterator>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,7 @@
 
 #include "http_client.hpp"
 #include "loopback.hpp"
+#include "sse_reader.hpp"
 #include "ws_client.hpp"
 
 namespace {
@@ -60,6 +62,40 @@ class Workers {
   std::vector<std::thread> threads_;
 };
 
+/// A server on a thread_pool, stopped and the pool joined on every exit (also when a REQUIRE
+/// throws), before the server goes.
+struct StopPool {
+  herald::Server& server;
+  net::thread_pool& pool;
+  ~StopPool() {
+    std::atomic<bool> stopped{false};
+    server.async_stop(std::chrono::seconds(5), [&](boost::system::error_code) { stopped = true; });
+    auto const end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!stopped && std::chrono::steady_clock::now() < end) std::this_thread::yield();
+    pool.stop();
+    pool.join();
+  }
+};
+
+using Clients = std::vector<std::unique_ptr<test::WsClient>>;
+
+/// `n` WebSocket clients on `ioc`, connecting to `path`.
+Clients connect_clients(net::io_context& ioc, net::ip::tcp::endpoint ep, int n, std::string const& path) {
+  Clients cs;
+  for (int i = 0; i < n; ++i) {
+    cs.push_back(std::make_unique<test::WsClient>(ioc));
+    cs.back()->connect(ep, path);
+  }
+  return cs;
+}
+
+/// Whether every client has received every one of `ids`.
+bool all_saw(Clients const& cs, std::initializer_list<std::uint64_t> ids) {
+  return std::all_of(cs.begin(), cs.end(), [&](auto const& c) {
+    return std::all_of(ids.begin(), ids.end(), [&](std::uint64_t id) { return c->saw_id(id); });
+  });
+}
+
 }  // namespace
 
 TEST_CASE("websocket: publish and Session::send from other threads while the server runs on two", "[e2e][websocket][threads]") {
@@ -83,11 +119,7 @@ TEST_CASE("websocket: publish and Session::send from other threads while the ser
   constexpr int events = 200;
   constexpr int sends = 20;
   net::io_context ioc;
-  std::vector<std::unique_ptr<test::WsClient>> cs;
-  for (int i = 0; i < clients; ++i) {
-    cs.push_back(std::make_unique<test::WsClient>(ioc));
-    cs.back()->connect(ep, "/live?topic=a&topic=b");
-  }
+  auto cs = connect_clients(ioc, ep, clients, "/live?topic=a&topic=b");
   REQUIRE(run_until(ioc, [&] {
     std::lock_guard lock{mutex};
     return sessions.size() == clients;
@@ -121,9 +153,7 @@ TEST_CASE("websocket: publish and Session::send from other threads while the ser
                          [](test::WsFrame const& f) { return f.data == "ping from client"; }) == 1;
   };
   REQUIRE(run_until(ioc, [&] {
-    for (auto const& c : cs)
-      if (!c->saw_id(sa) || !c->saw_id(sb) || !echoed_once(*c)) return false;
-    return true;
+    return all_saw(cs, {sa, sb}) && std::all_of(cs.begin(), cs.end(), [&](auto const& c) { return echoed_once(*c); });
   }, std::chrono::seconds(30)));
   for (auto const& c : cs) {
     std::vector<std::uint64_t> a, b;
@@ -173,11 +203,7 @@ TEST_CASE("websocket: on a one-thread io_context, publishes from its loop and fr
   constexpr int events = 300;
   constexpr int messages = 25;
   net::io_context ioc;
-  std::vector<std::unique_ptr<test::WsClient>> cs;
-  for (int i = 0; i < clients; ++i) {
-    cs.push_back(std::make_unique<test::WsClient>(ioc));
-    cs.back()->connect(ep, "/live?topic=a&topic=b&topic=c");
-  }
+  auto cs = connect_clients(ioc, ep, clients, "/live?topic=a&topic=b&topic=c");
   REQUIRE(run_until(ioc, [&] { return live.connections() == clients; }));
 
   std::thread pa{[&] {
@@ -197,11 +223,7 @@ TEST_CASE("websocket: on a one-thread io_context, publishes from its loop and fr
   auto const sa = hub.publish("a", "sentinel");
   auto const sb = hub.publish("b", "sentinel");
   auto const sc = hub.publish("c", "sentinel");
-  REQUIRE(run_until(ioc, [&] {
-    for (auto const& c : cs)
-      if (!c->saw_id(sa) || !c->saw_id(sb) || !c->saw_id(sc)) return false;
-    return true;
-  }, std::chrono::seconds(30)));
+  REQUIRE(run_until(ioc, [&] { return all_saw(cs, {sa, sb, sc}); }, std::chrono::seconds(30)));
   for (auto const& c : cs) {
     std::vector<std::uint64_t> ids;
     std::size_t a = 0, b = 0, cc = 0;
@@ -274,19 +296,7 @@ TEST_CASE("polling: a server on a thread_pool answers chained long polls while t
   herald::Server server{pool.get_executor()};
   server.add(poll);
   auto const ep = server.listen("127.0.0.1", 0);
-  // Stopped and joined on every exit, also when a REQUIRE throws, before the server goes.
-  struct Stop {
-    herald::Server& server;
-    net::thread_pool& pool;
-    ~Stop() {
-      std::atomic<bool> stopped{false};
-      server.async_stop(std::chrono::seconds(5), [&](boost::system::error_code) { stopped = true; });
-      auto const end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      while (!stopped && std::chrono::steady_clock::now() < end) std::this_thread::yield();
-      pool.stop();
-      pool.join();
-    }
-  } stop{server, pool};
+  StopPool stop{server, pool};
 
   constexpr int pollers = 4;
   constexpr int events = 300;
@@ -326,4 +336,43 @@ TEST_CASE("polling: a server on a thread_pool answers chained long polls while t
              std::back_inserter(expected));
   expected.push_back(sentinel);
   for (auto const& p : ps) CHECK(p->ids == expected);  // each once, in id order, no gap
+}
+
+TEST_CASE("websocket and sse: a server on a thread_pool streams events and heartbeats", "[e2e][websocket][sse][threads]") {
+  // A thread_pool's executor is no io_context's: the sessions keep Asio's own socket type, and
+  // their deadlines (the heartbeats) are served by a timer on the pool.
+  net::thread_pool pool{2};
+  herald::Hub hub{pool.get_executor(), {.first_id = 1}};
+  herald::Channel<herald::WebSocket> live{hub, "/live", {}, {.heartbeat = std::chrono::milliseconds(100)}};
+  herald::Channel<herald::Sse> feed{hub, "/feed", {}, {.heartbeat = std::chrono::milliseconds(100)}};
+  herald::Server server{pool.get_executor()};
+  server.add(live);
+  server.add(feed);
+  auto const ep = server.listen("127.0.0.1", 0);
+  StopPool stop{server, pool};
+
+  net::io_context ioc;
+  test::WsClient ws{ioc};
+  ws.connect(ep, "/live?topic=a&heartbeat");
+  test::RawClient sse{ioc};
+  sse.get(ep, "/feed?topic=a", "Accept: text/event-stream\r\n");
+  REQUIRE(run_until(ioc, [&] { return ws.open() && feed.connections() == 1; }));
+
+  std::vector<std::uint64_t> published;
+  for (int i = 0; i < 100; ++i) published.push_back(hub.publish("a", std::to_string(i)));
+  test::SseReader r;
+  // Each has every event, and then heartbeats: the first goes out as a stream opens, the rest
+  // come from the deadlines.
+  REQUIRE(run_until(ioc, [&] {
+    r = test::SseReader{};
+    r.feed_all(sse.body());
+    return ws.saw_id(published.back()) && ws.count_with("heartbeat") >= 3 && r.events().size() == published.size() &&
+           r.comments() >= 2;
+  }, std::chrono::seconds(30)));
+  std::vector<std::uint64_t> ws_ids, sse_ids;
+  for (auto const& j : ws.texts())
+    if (j.contains("id")) ws_ids.push_back(j["id"].get<std::uint64_t>());
+  for (auto const& e : r.events()) sse_ids.push_back(std::stoull(e.id));
+  CHECK(ws_ids == published);
+  CHECK(sse_ids == published);
 }

@@ -692,6 +692,17 @@ TEST_CASE("Subscriber: the byte bound applies too", "[unit][hub]") {
   CHECK(ids_of(roomy->drain()) == std::vector<EventId>{4, 5, 6});
 }
 
+namespace {
+
+/// A gap or reset notice: its kind, the event type of the same name, a JSON payload.
+void check_notice(herald::Event const& notice, herald::EventKind kind) {
+  CHECK(notice.event_kind == kind);
+  CHECK(notice.type == (kind == herald::EventKind::gap ? "gap" : "reset"));
+  CHECK(notice.kind == herald::PayloadKind::json);
+}
+
+}  // namespace
+
 TEST_CASE("Subscriber: OverflowPolicy::reset replaces the queue with a reset notice", "[unit][hub]") {
   boost::asio::io_context ioc;
   Hub hub{ioc.get_executor(), HubOptions{.first_id = 1}};
@@ -708,9 +719,7 @@ TEST_CASE("Subscriber: OverflowPolicy::reset replaces the queue with a reset not
   auto const got = sub->drain();
   REQUIRE(got.size() == 3);
   auto const& notice = got[0]->event();
-  CHECK(notice.event_kind == herald::EventKind::reset);
-  CHECK(notice.type == "reset");
-  CHECK(notice.kind == herald::PayloadKind::json);
+  check_notice(notice, herald::EventKind::reset);
   auto const j = nlohmann::json::parse(notice.data);
   CHECK(j["reason"] == "slow_consumer");
   // The notice covers everything dropped: events 1..5.
@@ -789,10 +798,8 @@ TEST_CASE("Subscriber: drop_oldest drops the oldest events and puts a gap notice
   auto const got = sub->drain();
   REQUIRE(got.size() == 5);
   auto const& notice = got[0]->event();
-  CHECK(notice.event_kind == herald::EventKind::gap);
-  CHECK(notice.type == "gap");
+  check_notice(notice, herald::EventKind::gap);
   CHECK(notice.topic == "t");
-  CHECK(notice.kind == herald::PayloadKind::json);
   CHECK(notice.id == 3);  // the last id dropped: below everything that follows
   CHECK(gap_ranges(notice) == std::vector<R>{{"t", 1, 3, 3}});
   CHECK(ids_of(std::vector<EventPtr>(got.begin() + 1, got.end())) == std::vector<EventId>{4, 5, 6, 7});
@@ -968,8 +975,7 @@ TEST_CASE("HubState::subscribe: a cursor older than history gets a reset notice 
   auto const got = sub->drain();
   REQUIRE(got.size() == 3);
   auto const& notice = got[0]->event();
-  CHECK(notice.event_kind == herald::EventKind::reset);
-  CHECK(notice.type == "reset");
+  check_notice(notice, herald::EventKind::reset);
   CHECK(notice.topic == "t");
   auto const j = nlohmann::json::parse(notice.data);
   CHECK(j["reason"] == "cursor_expired");

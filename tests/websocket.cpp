@@ -10,9 +10,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/read.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -30,6 +27,7 @@
 #include <vector>
 
 #include "fixture.hpp"
+#include "hand_off.hpp"
 #include "http_client.hpp"
 #include "loopback.hpp"
 #include "slow_consumer.hpp"
@@ -862,41 +860,17 @@ namespace {
 
 /// The application's own accept loop and request parsing, as a Beast server would have them;
 /// upgrade requests for `path` are handed to the channel.
-struct UserServer {
-  UserServer(net::io_context& ioc, herald::Channel<herald::WebSocket>& channel, int send_buffer = 0,
-             std::chrono::milliseconds request_deadline = std::chrono::seconds(10))
-      : acceptor(ioc, {net::ip::make_address("127.0.0.1"), 0}), ep(acceptor.local_endpoint()) {
-    accept_one = [this, &ioc, &channel, send_buffer, request_deadline] {
-      acceptor.async_accept(net::make_strand(ioc), [&, this](boost::system::error_code ec, tcp::socket s) {
-        if (ec) return;
-        if (send_buffer > 0) s.set_option(net::socket_base::send_buffer_size(send_buffer));
-        auto conn = std::make_shared<Conn>(std::move(s));
-        // The application's own deadline for reading a request; herald must lift it.
-        conn->stream.expires_after(request_deadline);
-        http::async_read(conn->stream, conn->buffer, conn->req, [&, conn](boost::system::error_code ec, std::size_t) {
-          if (ec) return;
-          if (boost::beast::websocket::is_upgrade(conn->req))
-            channel.accept(std::move(conn->stream), std::move(conn->req), conn->buffer.data());
-          ++handed_over;
-        });
-        accept_one();
-      });
-    };
-    accept_one();
-  }
-
-  struct Conn {
-    explicit Conn(tcp::socket s) : stream(std::move(s)) {}
-    boost::beast::tcp_stream stream;
-    boost::beast::flat_buffer buffer;
-    herald::Request req;
-  };
-
-  tcp::acceptor acceptor;
-  tcp::endpoint ep;
-  int handed_over = 0;
-  std::function<void()> accept_one;
-};
+/** The application's own server (see HandOffServer), handing upgrades to `channel` with the
+    bytes its buffer read past the request. */
+test::HandOffServer user_server(net::io_context& ioc, herald::Channel<herald::WebSocket>& channel, int send_buffer = 0,
+                                std::chrono::milliseconds request_deadline = std::chrono::seconds(10)) {
+  return test::HandOffServer{ioc,
+                             [&channel](test::HandOffServer::Conn& c) {
+                               if (boost::beast::websocket::is_upgrade(c.req))
+                                 channel.accept(std::move(c.stream), std::move(c.req), c.buffer.data());
+                             },
+                             send_buffer, request_deadline};
+}
 
 }  // namespace
 
@@ -906,7 +880,7 @@ TEST_CASE("websocket: embedding hands an upgrade and its stream to the channel",
   herald::Channel<herald::WebSocket> live{hub, "/ws", {}, {.idle_timeout = std::chrono::milliseconds(600)}};
   live.on_message([](herald::Session& s, herald::Message const& m) { s.send("got " + std::string(m.data)); });
   // The application's read deadline is shorter than this test: herald must have lifted it.
-  UserServer app{ioc, live, 0, std::chrono::milliseconds(50)};
+  auto app = user_server(ioc, live, 0, std::chrono::milliseconds(50));
 
   test::WsClient c{ioc};
   c.connect(app.ep, "/ws?topic=t");
@@ -941,7 +915,7 @@ TEST_CASE("websocket: frames in the same packet as the upgrade request are serve
   REQUIRE(run_until(f.ioc, [&] { return routed.body().find(R"("id":)" + std::to_string(e)) != std::string::npos; }));
 
   // The same through Channel::accept, with the bytes the application's buffer holds.
-  UserServer app{f.ioc, f.live};
+  auto app = user_server(f.ioc, f.live);
   test::RawClient embedded{f.ioc};
   embedded.request(app.ep, packet(app.ep.port()));
   REQUIRE(run_until(f.ioc, [&] { return served(embedded) || embedded.closed(); }));
@@ -954,7 +928,7 @@ TEST_CASE("websocket: a client that never reads is closed with 1013 while others
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
   herald::Channel<herald::WebSocket> live{hub, "/ws", {.limits = {.queue_events = 64, .queue_bytes = 1 << 20}}};
   // A small kernel send buffer makes a non-reading client fall behind quickly.
-  UserServer app{ioc, live, 4096};
+  auto app = user_server(ioc, live, 4096);
 
   test::WsClient fast{ioc};
   test::WsClient slow{ioc};
@@ -994,7 +968,7 @@ TEST_CASE("websocket: Beast's pongs wait for a gathered write of events, never s
   net::io_context ioc{1};
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
   herald::Channel<herald::WebSocket> live{hub, "/ws", {.limits = {.queue_events = 4096, .queue_bytes = 16 << 20}}};
-  UserServer app{ioc, live, 4096};
+  auto app = user_server(ioc, live, 4096);
 
   test::WsClient c{ioc};
   c.receive_buffer(4096);
@@ -1051,7 +1025,7 @@ namespace {
 struct SlowClient {
   SlowClient(herald::OverflowPolicy policy, std::string target)
       : live{hub, "/ws", {.limits = {.queue_events = 16, .queue_bytes = 1 << 20}, .overflow = policy}},
-        app{ioc, live, 4096},
+        app(user_server(ioc, live, 4096)),
         ws{ioc} {
     metrics.add(live);
     ws.receive_buffer(4096);
@@ -1098,7 +1072,7 @@ struct SlowClient {
   herald::Hub hub{ioc.get_executor(), {.first_id = 1}};
   herald::Channel<herald::WebSocket> live;
   herald::Metrics metrics;
-  UserServer app;
+  test::HandOffServer app;
   test::WsClient ws;
 };
 
