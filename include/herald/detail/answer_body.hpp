@@ -8,9 +8,10 @@
 #include <herald/detail/stored_event.hpp>
 
 #include <boost/asio/associated_executor.hpp>
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
@@ -132,9 +133,10 @@ struct AnswerBody {
 };
 
 /** Write the answer `sr` serializes (its header only with `head_only`), completing `handler`
-    with (error, bytes). A spliced body goes out as one gathered write of its pieces after the
-    header, through `gather` (which holds the buffers until the handler runs), where Beast's
-    writer would take one write per piece; any other as Beast writes it. */
+    with (error, bytes). A spliced body goes out with the header in one gathered write, through
+    `gather` (which holds the buffers until the handler runs), where Beast's writer would take
+    a write for the header and one per piece; any other as Beast writes it. The serializer
+    renders the header and is not used after: the caller discards it. */
 template <class Stream, class Handler>
 void async_write_answer(Stream& stream, http::response_serializer<AnswerBody>& sr,
                         std::vector<net::const_buffer>& gather, bool head_only, Handler&& handler) {
@@ -142,21 +144,18 @@ void async_write_answer(Stream& stream, http::response_serializer<AnswerBody>& s
   if (head_only) return http::async_write_header(stream, sr, std::forward<Handler>(handler));
   if (body.pieces() == 1) return http::async_write(stream, sr, std::forward<Handler>(handler));
   gather.clear();
-  gather.reserve(body.pieces());
+  sr.split(true);  // next() yields the header alone, as Beast renders it
+  boost::system::error_code ec;
+  sr.next(ec, [&](boost::system::error_code&, auto const& header) {
+    for (auto const b : beast::buffers_range_ref(header)) gather.push_back(b);
+  });
+  if (ec) {
+    auto ex = net::get_associated_executor(handler, stream.get_executor());
+    return net::post(ex, [ec, handler = std::forward<Handler>(handler)]() mutable { std::move(handler)(ec, 0); });
+  }
+  gather.reserve(gather.size() + body.pieces());
   for (std::size_t i = 0; i < body.pieces(); ++i) gather.push_back(body.piece(i));
-  auto ex = net::get_associated_executor(handler, stream.get_executor());
-  http::async_write_header(
-      stream, sr,
-      net::bind_executor(ex, [&stream, &gather, handler = std::forward<Handler>(handler)](
-                                 boost::system::error_code ec, std::size_t head) mutable {
-        if (ec) return std::move(handler)(ec, head);
-        auto ex = net::get_associated_executor(handler, stream.get_executor());
-        net::async_write(stream, BufferView(gather),
-                         net::bind_executor(ex, [head, handler = std::move(handler)](boost::system::error_code ec,
-                                                                                    std::size_t n) mutable {
-                           std::move(handler)(ec, head + n);
-                         }));
-      }));
+  net::async_write(stream, BufferView(gather), std::forward<Handler>(handler));
 }
 
 }  // namespace herald::detail

@@ -229,6 +229,11 @@ class HttpSession final : public ServerConnection,
     close_stream(stream_);
   }
 
+  net::ip::tcp::endpoint const& remote() {
+    if (!remote_) remote_ = remote_of(stream_);
+    return *remote_;
+  }
+
   // A request the channel answers in place; the connection stays here.
   void exchange(Endpoint& endpoint, Request&& req) {
     bool const head = req.method() == http::verb::head;
@@ -241,7 +246,7 @@ class HttpSession final : public ServerConnection,
         [self = this->shared_from_this(), head, version, keep_alive](Response&& res) {
           self->answered(std::move(res), head, version, keep_alive);
         },
-        remote_of(stream_));
+        remote());
     if (answered_) return;
     held_ = std::move(held);
     watch();
@@ -318,6 +323,7 @@ class HttpSession final : public ServerConnection,
   // Weak: a held request keeps itself alive (its wait timer), and its respond keeps this session;
   // a strong pointer back would be a cycle that outlives a destroyed io_context.
   std::weak_ptr<Held> held_;
+  std::optional<net::ip::tcp::endpoint> remote_;  // asked of the kernel once, not per request
   bool reading_ = false;
   bool answered_ = false;
   bool watching_ = false;
