@@ -363,12 +363,17 @@ TEST_CASE("websocket and sse: a server on a thread_pool streams events and heart
   test::SseReader r;
   // Each has every event, and then heartbeats: the first goes out as a stream opens, the rest
   // come from the deadlines.
-  REQUIRE(run_until(ioc, [&] {
+  bool const streamed = run_until(ioc, [&] {
     r = test::SseReader{};
     r.feed_all(sse.body());
     return ws.saw_id(published.back()) && ws.count_with("heartbeat") >= 3 && r.events().size() == published.size() &&
            r.comments() >= 2;
-  }, std::chrono::seconds(30)));
+  }, std::chrono::seconds(30));
+  CHECK(ws.saw_id(published.back()));
+  CHECK(ws.count_with("heartbeat") >= 3);
+  CHECK(r.events().size() == published.size());
+  CHECK(r.comments() >= 2);
+  REQUIRE(streamed);
   std::vector<std::uint64_t> ws_ids, sse_ids;
   for (auto const& j : ws.texts())
     if (j.contains("id")) ws_ids.push_back(j["id"].get<std::uint64_t>());

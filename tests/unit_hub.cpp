@@ -51,10 +51,17 @@ using herald::detail::TopicSet;
 
 namespace {
 
+// A Subscriber keeps a pointer to its limits (a channel's): the stand-in holds its own, in a
+// base constructed first.
+struct HeldLimits {
+  QueueLimits limits;
+};
+
 /// A connection stand-in: counts wake-ups and overflows; its wire is SSE.
-class TestSubscriber final : public herald::detail::Subscriber {
+class TestSubscriber final : private HeldLimits, public herald::detail::Subscriber {
  public:
-  explicit TestSubscriber(QueueLimits limits = {}, std::uint64_t id = 1) : Subscriber(limits, id) {}
+  explicit TestSubscriber(QueueLimits limits = {}, std::uint64_t id = 1)
+      : HeldLimits{limits}, Subscriber(HeldLimits::limits, id) {}
 
   std::atomic<int> ready{0};
   std::atomic<int> overflows{0};

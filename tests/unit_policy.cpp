@@ -292,21 +292,38 @@ TEST_CASE("WebSocketOptions: out-of-range options are refused at construction", 
                                        .byte_burst = 0}}));
 }
 
-TEST_CASE("TokenBucket: a burst at once, then the rate, in virtual time", "[unit][websocket]") {
-  using herald::detail::TokenBucket;
-  auto const t0 = TokenBucket::clock::time_point{} + std::chrono::hours(1);
-  TokenBucket::Rate const r{.per_second = 10, .burst = 5};
-  TokenBucket b;
-  for (int i = 0; i < 5; ++i) CHECK(b.take(1, t0, r));
-  CHECK_FALSE(b.take(1, t0, r));
-  CHECK(b.take(1, t0 + std::chrono::milliseconds(100), r));  // 10 a second: one more after 100 ms
-  CHECK_FALSE(b.take(1, t0 + std::chrono::milliseconds(150), r));
-  CHECK(b.take(5, t0 + std::chrono::seconds(60), r));  // a long quiet spell refills only up to the burst
-  CHECK_FALSE(b.take(1, t0 + std::chrono::seconds(60), r));
-  CHECK_FALSE(b.take(6, t0 + std::chrono::seconds(120), r));  // more than the burst never passes, taking none
-  CHECK(b.take(5, t0 + std::chrono::seconds(120), r));
-  TokenBucket unlimited;
-  CHECK(unlimited.take(1'000'000, t0, {.per_second = 0, .burst = 0}));
+TEST_CASE("TokenBuckets: a burst at once, then the rate, in virtual time", "[unit][websocket]") {
+  using Bucket = herald::detail::TokenBuckets<1>;
+  auto const t0 = Bucket::clock::time_point{} + std::chrono::hours(1);
+  std::array<Bucket::Rate, 1> const r{{{.per_second = 10, .burst = 5}}};
+  Bucket b;
+  for (int i = 0; i < 5; ++i) CHECK(b.take({1}, t0, r) == Bucket::ok);
+  CHECK(b.take({1}, t0, r) == 0);
+  CHECK(b.take({1}, t0 + std::chrono::milliseconds(100), r) == Bucket::ok);  // 10 a second: one more after 100 ms
+  CHECK(b.take({1}, t0 + std::chrono::milliseconds(150), r) == 0);
+  CHECK(b.take({5}, t0 + std::chrono::seconds(60), r) == Bucket::ok);  // a long quiet spell refills only up to the burst
+  CHECK(b.take({1}, t0 + std::chrono::seconds(60), r) == 0);
+  CHECK(b.take({6}, t0 + std::chrono::seconds(120), r) == 0);  // more than the burst never passes, taking none
+  CHECK(b.take({5}, t0 + std::chrono::seconds(120), r) == Bucket::ok);
+  Bucket unlimited;
+  CHECK(unlimited.take({1'000'000}, t0, {{{.per_second = 0, .burst = 0}}}) == Bucket::ok);
+}
+
+TEST_CASE("TokenBuckets: several buckets take from all or from none", "[unit][websocket]") {
+  using Buckets = herald::detail::TokenBuckets<2>;
+  auto const t0 = Buckets::clock::time_point{} + std::chrono::hours(1);
+  // Messages: 2 at once, 1 a second; bytes: 1 MiB at once, 1 KiB a second.
+  std::array<Buckets::Rate, 2> const r{{{.per_second = 1, .burst = 2}, {.per_second = 1024, .burst = 1 << 20}}};
+  Buckets b;
+  CHECK(b.take({1, (1 << 20) - 100}, t0, r) == Buckets::ok);
+  CHECK(b.take({1, 200}, t0, r) == 1);  // short of bytes: the message is not taken either
+  CHECK(b.take({1, 100}, t0, r) == Buckets::ok);  // so this one still has a message
+  CHECK(b.take({1, 0}, t0, r) == 0);
+  // Half a second later: 512 bytes more, no whole message yet.
+  CHECK(b.take({1, 0}, t0 + std::chrono::milliseconds(500), r) == 0);
+  CHECK(b.take({0, 512}, t0 + std::chrono::milliseconds(500), r) == Buckets::ok);
+  CHECK(b.take({0, 1}, t0 + std::chrono::milliseconds(500), r) == 1);
+  CHECK(b.take({1, 1}, t0 + std::chrono::milliseconds(1500), r) == Buckets::ok);
 }
 
 TEST_CASE("Pooled: held only while in use, reused with its capacity unless it grew too much", "[unit][server]") {

@@ -113,8 +113,9 @@ class Channel {
 
   std::string const& path() const noexcept { return impl_->path(); }
 
-  /// Connections open now.
-  std::size_t connections() const { return impl_->active(); }
+  /** Connections open now (a poll while it is held): admitted and subscribed, so an event
+      published after this count includes a connection reaches it. */
+  std::size_t connections() const { return impl_->open_connections(); }
 
   /// Stop admitting; tell every client the server is going away, then close.
   void shutdown() { impl_->shutdown(); }

@@ -12,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_range.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
@@ -22,6 +23,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -133,18 +135,24 @@ struct AnswerBody {
 };
 
 /** Write the answer `sr` serializes (its header only with `head_only`), completing `handler`
-    with (error, bytes). A spliced body goes out with the header in one gathered write, through
-    `gather` (which holds the buffers until the handler runs), where Beast's writer would take
-    a write for the header and one per piece; any other as Beast writes it. The serializer
+    with (error, bytes). The header, as Beast renders it, and the body's pieces go out in one
+    gathered write, through `gather` (which holds the buffers until the handler runs), where
+    Beast's writer would take a write for the header and one per piece. On a plain TCP stream
+    whose socket is in non-blocking mode the write is first tried at once (send_now): an answer
+    is small and the socket's buffer empty, so it nearly always goes out there, with no
+    operation, no reactor and no completion through the scheduler, and the handler runs before
+    this returns. A chunked answer is written by Beast, which frames the chunks. The serializer
     renders the header and is not used after: the caller discards it. */
 template <class Stream, class Handler>
 void async_write_answer(Stream& stream, http::response_serializer<AnswerBody>& sr,
                         std::vector<net::const_buffer>& gather, bool head_only, Handler&& handler) {
-  auto const& body = sr.get().body();
-  if (head_only) return http::async_write_header(stream, sr, std::forward<Handler>(handler));
-  if (body.pieces() == 1) return http::async_write(stream, sr, std::forward<Handler>(handler));
+  auto const& res = sr.get();
+  if (res.chunked()) {
+    if (head_only) return http::async_write_header(stream, sr, std::forward<Handler>(handler));
+    return http::async_write(stream, sr, std::forward<Handler>(handler));
+  }
   gather.clear();
-  sr.split(true);  // next() yields the header alone, as Beast renders it
+  sr.split(true);  // next() yields the header alone
   boost::system::error_code ec;
   sr.next(ec, [&](boost::system::error_code&, auto const& header) {
     for (auto const b : beast::buffers_range_ref(header)) gather.push_back(b);
@@ -153,8 +161,20 @@ void async_write_answer(Stream& stream, http::response_serializer<AnswerBody>& s
     auto ex = net::get_associated_executor(handler, stream.get_executor());
     return net::post(ex, [ec, handler = std::forward<Handler>(handler)]() mutable { std::move(handler)(ec, 0); });
   }
-  gather.reserve(gather.size() + body.pieces());
-  for (std::size_t i = 0; i < body.pieces(); ++i) gather.push_back(body.piece(i));
+  if (!head_only)
+    for (std::size_t i = 0; i < res.body().pieces(); ++i) gather.push_back(res.body().piece(i));
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    if (auto& socket = stream.socket(); socket.non_blocking()) {
+      std::size_t sent = 0;
+      if (send_now(socket, gather, sent)) return std::forward<Handler>(handler)(boost::system::error_code{}, sent);
+      if (sent != 0)
+        return net::async_write(stream, BufferView(gather),
+                                [sent, handler = std::forward<Handler>(handler)](boost::system::error_code e,
+                                                                                 std::size_t n) mutable {
+                                  std::move(handler)(e, sent + n);
+                                });
+    }
+  }
   net::async_write(stream, BufferView(gather), std::forward<Handler>(handler));
 }
 

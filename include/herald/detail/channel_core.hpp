@@ -64,8 +64,9 @@ class ChannelCore {
 
   /// `transport`: the transport's name, in logs and metrics (a string with static storage).
   ChannelCore(Hub hub, std::string path, ChannelOptions options, std::string_view transport)
-      : hub_(std::move(hub)), path_(std::move(path)), options_(std::move(options)), transport_name_(transport),
-        shared_(std::make_shared<Shared>()) {
+      : hub_(std::move(hub)), path_(std::move(path)), options_(std::move(options)),
+        queue_limits_{options_.limits.queue_events, options_.limits.queue_bytes, options_.overflow},
+        transport_name_(transport), shared_(std::make_shared<Shared>()) {
     if (path_.empty() || path_.front() != '/')
       throw std::invalid_argument("herald: channel path must start with '/'");
     for (auto const& t : options_.topics)
@@ -92,8 +93,8 @@ class ChannelCore {
       path and options, and the *same* handlers, connection registry and stopping flag as
       `other`, so limits, shutdown, abort and disconnect_all of `other` cover its connections. */
   ChannelCore(ChannelCore const& other, share_t, std::string_view transport)
-      : hub_(other.hub_), path_(other.path_), options_(other.options_), transport_name_(transport),
-        shared_(other.shared_) {}
+      : hub_(other.hub_), path_(other.path_), options_(other.options_), queue_limits_(other.queue_limits_),
+        transport_name_(transport), shared_(other.shared_) {}
 
   ChannelCore(ChannelCore const&) = delete;
   ChannelCore& operator=(ChannelCore const&) = delete;
@@ -105,9 +106,8 @@ class ChannelCore {
   ChannelOptions const& options() const noexcept { return options_; }
   std::string_view transport_name() const noexcept { return transport_name_; }
 
-  QueueLimits queue_limits() const noexcept {
-    return {options_.limits.queue_events, options_.limits.queue_bytes, options_.overflow};
-  }
+  /// The bounds of every connection's queue (Inbox keeps a pointer to them).
+  QueueLimits const& queue_limits() const noexcept { return queue_limits_; }
 
   /** Decide whether `req`, from `remote`, may proceed (detail::admit_request: origin,
       authorization, topics, cursor) on a channel that still admits. On refusal returns the
@@ -239,10 +239,17 @@ class ChannelCore {
     shared_->sessions.erase(s);
   }
 
+  /// Registered connections, open or not yet (a WebSocket in its handshake).
   std::size_t active() const {
     std::lock_guard lock{shared_->mutex};
     return shared_->sessions.size();
   }
+
+  /** Connections open now: subscribed, so that an event published after a caller sees the
+      count reaches them. */
+  std::size_t open_connections() const noexcept { return shared_->open.load(std::memory_order_acquire); }
+  void opened_one() noexcept { shared_->open.fetch_add(1, std::memory_order_release); }
+  void closed_one() noexcept { shared_->open.fetch_sub(1, std::memory_order_relaxed); }
 
   bool stopping() const {
     std::lock_guard lock{shared_->mutex};
@@ -314,6 +321,8 @@ class ChannelCore {
     /// Set while draining: the retry delays new refusals and drained connections carry.
     std::shared_ptr<RetrySpread> drain;
     SessionList sessions;
+    /// Of those, the ones open (subscribed; counted by opened_one/closed_one).
+    std::atomic<std::size_t> open{0};
   };
 
   std::vector<std::shared_ptr<SessionBase>> snapshot_all() const {
@@ -324,6 +333,7 @@ class ChannelCore {
   Hub hub_;
   std::string path_;
   ChannelOptions options_;
+  QueueLimits queue_limits_;
   std::string_view transport_name_;
   std::shared_ptr<Shared> shared_;
   mutable ChannelCounters counters_;

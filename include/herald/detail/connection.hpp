@@ -110,6 +110,16 @@ class Deadlines final : public net::execution_context::service {
 
   explicit Deadlines(net::execution_context& ctx) : net::execution_context::service(ctx) {}
 
+  /** The ReadyList of `io`, the context this serves: kept here so that a connection finds it
+      through the pointer it has anyway, not through one more of its own. */
+  ReadyList& ready_list(net::io_context& io) {
+    auto* r = ready_.load(std::memory_order_acquire);
+    if (!r) ready_.store(r = &net::use_service<ReadyList>(io), std::memory_order_release);  // same for all
+    return *r;
+  }
+  /// After ready_list(io) was called once.
+  ReadyList& ready_list() const noexcept { return *ready_.load(std::memory_order_acquire); }
+
   /** `c`'s deadline is `at` (moved if it had one). `strand` is c's: the timer runs on the
       executor under it, and c's handler is posted to it. */
   void arm(std::shared_ptr<Connection> c, clock::time_point at, net::any_io_executor const& strand);
@@ -131,6 +141,7 @@ class Deadlines final : public net::execution_context::service {
   void down(std::size_t i);
   std::shared_ptr<Connection> erase(std::size_t i);
 
+  std::atomic<ReadyList*> ready_{nullptr};
   std::mutex mutex_;
   // A binary min-heap on `at`; a connection knows its index. A deque: a vector's doubling
   // would leave a third of it unused on average, per connection.
@@ -213,9 +224,11 @@ class Connection : public Subscriber, public SessionBase, public Peer {
       : Subscriber(channel->queue_limits(), channel->state().next_connection_id()),
         channel_(std::move(channel)),
         strand_(std::move(strand)),
-        ready_list_(ready_list_of(strand_)),
         deadlines_(&net::use_service<Deadlines>(net::query(strand_, net::execution::context))),
-        lingers_(lingers) {}
+        lingers_(lingers),
+        own_loop_(strand_.target<net::io_context::executor_type>() != nullptr) {
+    if (own_loop_) deadlines_->ready_list(strand_.target<net::io_context::executor_type>()->context());
+  }
 
   // Reached unfinished only when the io_context was destroyed with the connection's handlers
   // still queued: the hub and the channel may outlive the loop, so they let go of it here.
@@ -229,6 +242,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     if (counted_) {
       hub().connection_closed();
       channel_->counters().sub(channel_->counters().connections, 1);
+      channel_->closed_one();
     }
   }
 
@@ -304,31 +318,34 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     return channel == channel_.get() ? Subscriber::queued_bytes() : 0;
   }
 
-  /** Open: count the connection, subscribe the admitted topics from the cursor (a reset notice
-      first when it cannot be served without a gap), and, with `announce`, run on_open. At most
-      `limit` events are replayed from a backplane (0: all). Returns false when on_open threw
-      and the connection is ending. */
+  /** Open: subscribe the admitted topics from the cursor (a reset notice first when it cannot
+      be served without a gap), count the connection, and, with `announce`, run on_open. At
+      most `limit` events are replayed from a backplane (0: all). Returns false when on_open
+      threw and the connection is ending. */
   bool open(bool announce, std::size_t limit = 0) {
     state_ = State::open;
+    auto& c = channel_->counters();
+    if (!pending_end_) {
+      if (!topics_.topics.empty() || topics_.all) {
+        auto const r = hub().subscribe(shared_from_this(), topics_, since(), limit);
+        deferred_ = r.deferred;
+        if (r.reset) log(LogLevel::info, error::cursor_expired, "reset notice sent");
+        c.add(c.replayed, r.replayed);
+        c.add(c.subscriptions, topics_.all ? 1 : topics_.topics.size());
+      }
+      std::lock_guard lock{topics_lock_};
+      subscribed_ = true;
+    }
+    // Counted once subscribed: whoever sees it in Channel::connections() (on another thread)
+    // and publishes, reaches it.
     hub().connection_opened();
     counted_ = true;
-    auto& c = channel_->counters();
     c.add(c.connections, 1);
     c.add(c.connections_opened, 1);
+    channel_->opened_one();
     if (pending_end_) {
       end(reason_, *pending_end_);
       return false;
-    }
-    if (!topics_.topics.empty() || topics_.all) {
-      auto const r = hub().subscribe(shared_from_this(), topics_, since(), limit);
-      deferred_ = r.deferred;
-      if (r.reset) log(LogLevel::info, error::cursor_expired, "reset notice sent");
-      c.add(c.replayed, r.replayed);
-      c.add(c.subscriptions, topics_.all ? 1 : topics_.topics.size());
-    }
-    {
-      std::lock_guard lock{topics_lock_};
-      subscribed_ = true;
     }
     log(LogLevel::debug, {}, "opened");
     if (!announce) return true;
@@ -460,6 +477,7 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     if (!counted_) return;  // never opened (a WebSocket handshake that failed)
     hub().connection_closed();
     channel_->counters().sub(channel_->counters().connections, 1);
+    channel_->closed_one();
     auto const ec = reason_;
     bool const normal = !ec || ec == error::shutting_down || ec == error::draining || ec == net::error::eof ||
                         ec == net::error::operation_aborted || ec == net::error::connection_reset;
@@ -547,7 +565,8 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   }
 
   void post_drain() {
-    if (ready_list_ && ready_list_->on_loop()) return ready_list_->add(self());
+    if (own_loop_)
+      if (auto& ready = deadlines_->ready_list(); ready.on_loop()) return ready.add(self());
     post_to(strand_, cached([self = self()] { self->woken(); }));
   }
 
@@ -618,18 +637,9 @@ class Connection : public Subscriber, public SessionBase, public Peer {
     }));
   }
 
-  // The ReadyList of the io_context whose own executor strand_ is (a single-threaded one),
-  // else null: connections on strands post their wake-ups.
-  static ReadyList* ready_list_of(net::any_io_executor const& ex) {
-    auto const* io = ex.target<net::io_context::executor_type>();
-    return io ? &net::use_service<ReadyList>(io->context()) : nullptr;
-  }
-
   std::shared_ptr<ChannelCore> channel_;
   net::any_io_executor strand_;
-  // post_drain runs on every wake-up: the executor's type is looked up once, here, not per post.
-  ReadyList* ready_list_;
-  Deadlines* deadlines_;
+  Deadlines* deadlines_;  // and through it, the loop's ReadyList
   clock::time_point deadline_ = clock::time_point::max();
   std::unique_ptr<std::string const> principal_;  // most connections have none
   std::unique_ptr<Authority> auth_;
@@ -644,6 +654,9 @@ class Connection : public Subscriber, public SessionBase, public Peer {
   std::uint32_t drain_ms_ = 0;
   std::uint32_t deadline_slot_ = Deadlines::none;  // in deadlines_'s heap, under its lock
   bool const lingers_;
+  // strand_ is an io_context's own executor (a single-threaded one): wake-ups on its thread
+  // join its ReadyList; connections on strands post theirs. Looked up once, not per wake-up.
+  bool const own_loop_;
   bool has_since_ = false;
   bool registered_ = false;
   bool counted_ = false;

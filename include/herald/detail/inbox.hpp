@@ -109,9 +109,10 @@ struct Shed {
     Not thread-safe. */
 class Inbox {
  public:
-  explicit Inbox(QueueLimits limits) : limits_(limits) {}
+  /// `limits` outlive the inbox (a channel's: every connection's inbox shares them).
+  explicit Inbox(QueueLimits const& limits) noexcept : limits_(&limits) {}
 
-  QueueLimits const& limits() const noexcept { return limits_; }
+  QueueLimits const& limits() const noexcept { return *limits_; }
   /// Entries queued (holes included).
   std::size_t size() const noexcept { return pending_.size(); }
   std::size_t live_events() const noexcept { return live_events_; }
@@ -127,14 +128,14 @@ class Inbox {
       return Offer::queued;
     }
     std::size_t const size = size_of(*ev);
-    if (live_events_ + 1 <= limits_.events && live_bytes_ + size <= limits_.bytes) {
+    if (live_events_ + 1 <= limits_->events && live_bytes_ + size <= limits_->bytes) {
       push(ev, true);
       live_events_ += 1;
       live_bytes_ += size;
       if (shedding_) shedding_->distinct = false;
       return Offer::queued;
     }
-    switch (limits_.policy) {
+    switch (limits_->policy) {
       case OverflowPolicy::disconnect:
         shed.overflow = true;
         clear();
@@ -158,7 +159,7 @@ class Inbox {
     live_events_ += 1;
     live_bytes_ += size;
     auto& st = *shedding_;
-    if (limits_.policy == OverflowPolicy::coalesce_latest) coalesce(st, size_of, shed);
+    if (limits_->policy == OverflowPolicy::coalesce_latest) coalesce(st, size_of, shed);
     // The new event is the newest live one: in the worst case (larger than the byte budget on
     // its own) it goes too, and the notice names it.
     for (; over() && st.scan < pending_.size(); ++st.scan)
@@ -233,9 +234,9 @@ class Inbox {
   };
 
   bool tracks() const noexcept {
-    return limits_.policy == OverflowPolicy::drop_oldest || limits_.policy == OverflowPolicy::coalesce_latest;
+    return limits_->policy == OverflowPolicy::drop_oldest || limits_->policy == OverflowPolicy::coalesce_latest;
   }
-  bool over() const noexcept { return live_events_ > limits_.events || live_bytes_ > limits_.bytes; }
+  bool over() const noexcept { return live_events_ > limits_->events || live_bytes_ > limits_->bytes; }
 
   void push(EventPtr const& ev, bool live) {
     pending_.push_back(ev);
@@ -294,7 +295,7 @@ class Inbox {
     st.distinct = true;
   }
 
-  QueueLimits const limits_;
+  QueueLimits const* limits_;
   std::vector<EventPtr> pending_;
   /// What live (not replayed) events occupy of pending_: the part the bound applies to.
   std::size_t live_events_ = 0;

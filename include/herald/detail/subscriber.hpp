@@ -26,7 +26,8 @@ namespace detail {
 */
 class Subscriber : public std::enable_shared_from_this<Subscriber> {
  public:
-  Subscriber(QueueLimits limits, std::uint64_t id) : id_(id), inbox_(limits) {}
+  /// `limits` outlive the subscriber (Inbox).
+  Subscriber(QueueLimits const& limits, std::uint64_t id) : id_(id), inbox_(limits) {}
   Subscriber(Subscriber const&) = delete;
   Subscriber& operator=(Subscriber const&) = delete;
   virtual ~Subscriber() = default;

@@ -29,7 +29,7 @@ class TopicIndex {
   static constexpr EventId held = std::numeric_limits<EventId>::max();
 
   void add(SubscriberPtr const& sub, TopicSet const& set, EventId after) {
-    Entry entry{sub.get(), sub, after};
+    Entry entry{sub, after};
     if (set.all) {
       all_.push_back(std::move(entry));
       return;
@@ -43,20 +43,22 @@ class TopicIndex {
 
   /// Remove `sub` from `set`; a topic left without subscribers is forgotten.
   void remove(Subscriber const* sub, TopicSet const& set) {
-    if (set.all) erase(all_, sub);
+    auto const owner = sub->weak_from_this();
+    if (set.all) erase(all_, owner);
     for (auto const& name : set.topics) {
       auto it = topics_.find(name);
       if (it == topics_.end()) continue;
-      erase(it->second, sub);
+      erase(it->second, owner);
       if (it->second.empty()) topics_.erase(it);
     }
   }
 
   /// From now on offer `sub` the events of `set` above `after` (held: none).
   void release(Subscriber const* sub, TopicSet const& set, EventId after) {
+    auto const owner = sub->weak_from_this();
     auto set_after = [&](std::vector<Entry>& entries) {
       for (auto& e : entries)
-        if (e.raw == sub) e.after = after;
+        if (e.of(owner)) e.after = after;
     };
     if (set.all) set_after(all_);
     for (auto const& name : set.topics)
@@ -94,10 +96,15 @@ class TopicIndex {
   }
 
  private:
+  // 24 bytes: a topic's vector holds one per subscriber, so no raw pointer beside the weak one;
+  // an entry is found by its owner (the control block), which stays the same even while the
+  // subscriber is being destroyed.
   struct Entry {
-    Subscriber* raw;
     std::weak_ptr<Subscriber> weak;
     EventId after;
+    bool of(std::weak_ptr<Subscriber const> const& owner) const noexcept {
+      return !weak.owner_before(owner) && !owner.owner_before(weak);
+    }
   };
 
   static std::size_t offer(std::vector<Entry>& entries, EventPtr const& ev) {
@@ -116,8 +123,8 @@ class TopicIndex {
     return resets;
   }
 
-  static void erase(std::vector<Entry>& entries, Subscriber const* sub) {
-    auto it = std::find_if(entries.begin(), entries.end(), [&](Entry const& e) { return e.raw == sub; });
+  static void erase(std::vector<Entry>& entries, std::weak_ptr<Subscriber const> const& owner) {
+    auto it = std::find_if(entries.begin(), entries.end(), [&](Entry const& e) { return e.of(owner); });
     if (it == entries.end()) return;
     *it = std::move(entries.back());
     entries.pop_back();

@@ -110,6 +110,20 @@ class FrameReader {
   /// Whether zlib's state is allocated (permessage-deflate with context takeover keeps it).
   bool inflating() const noexcept { return inflater_ != nullptr; }
 
+  /** Whether the reader stands between frames with nothing kept: no partial header, frame or
+      message, no zlib state, no failure or close. Such a reader is as good as a new one with
+      the same DeflateParams, so a connection need not keep it (detail::Pooled). */
+  bool idle() const noexcept {
+    return !in_payload_ && head_len_ == 0 && message_ == 0 && control_len_ == 0 && !inflater_ && error_ == 0 &&
+           !closed_;
+  }
+
+  /// For detail::Pooled: back to a new reader's state (its next user configures it).
+  bool recycle() noexcept {
+    *this = FrameReader();
+    return true;
+  }
+
  private:
   enum class Step : std::uint8_t { done, more, failed };
 

@@ -60,6 +60,12 @@ class HttpSession final : public ServerConnection,
       return;
     }
     registered_ = true;
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      // Answers are tried as a non-blocking send first (async_write_answer); asynchronous
+      // operations do not mind the mode.
+      boost::system::error_code ignored;
+      tcp().socket().non_blocking(true, ignored);
+    }
     net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
       if constexpr (ServerStream<Stream>::handshake) self->handshake();
       else self->read();

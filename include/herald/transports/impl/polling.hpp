@@ -86,7 +86,7 @@ inline PollResult shape(std::vector<EventPtr>&& events, bool reset, EventId rese
     newest of each topic, as a stream would. Under the other policies the answer pages through
     history (`limit`, `"more": true`): a poll has no queue to disconnect or reset. */
 inline HubState::Batch read_backlog(PollChannel const& ch, TopicSet const& topics, EventId since, std::size_t limit) {
-  auto const limits = ch.queue_limits();
+  auto const& limits = ch.queue_limits();
   if (limits.policy != OverflowPolicy::drop_oldest && limits.policy != OverflowPolicy::coalesce_latest)
     return ch.state().read(topics, since, limit + 1);
   auto b = ch.state().read(topics, since, 0);

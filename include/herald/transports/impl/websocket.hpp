@@ -215,14 +215,12 @@ class WsSession final : public Connection {
     if constexpr (requires { lowest.expires_never(); }) lowest.expires_never();
 
     auto const& o = topts();
-    ws::DeflateParams inflate;
     std::string extension;
-    if (o.deflate.enable) negotiate_deflate(req, inflate, extension);
-    reader_ = ws::FrameReader(inflate);
+    if (o.deflate.enable) negotiate_deflate(req, extension);
     heartbeat_ = o.heartbeat.count() > 0 && wants_heartbeat(req.target());
     // The 101 is the first of the bytes herald writes itself: the first write carries it.
     append(accept_response(req, extension));
-    head_in_write_ = g().scratch.size();
+    head_in_write_ = static_cast<std::uint32_t>(g().scratch.size());
 
     last_read_ = last_write_ = clock::now();
     // The first heartbeat goes out at once, behind the 101 and ahead of any ack or event: the
@@ -311,7 +309,7 @@ class WsSession final : public Connection {
 
   /** permessage-deflate (RFC 7692) negotiated as Beast's stream negotiates it: the answer's
       extension (left empty when declined) and the parameters of both directions. */
-  void negotiate_deflate(Request const& req, ws::DeflateParams& inflate, std::string& extension) {
+  void negotiate_deflate(Request const& req, std::string& extension) {
     namespace bd = beast::websocket::detail;
     bd::pmd_offer offer{};
     bd::pmd_read(offer, req);
@@ -328,8 +326,9 @@ class WsSession final : public Connection {
     auto const answer = bd::pmd_negotiate_impl(config, offer, pmd);
     if (!config.accept) return;
     extension.assign(answer.data(), answer.size());
-    inflate = {true, config.client_max_window_bits, config.client_no_context_takeover};
     deflate_ = true;
+    client_window_bits_ = static_cast<std::uint8_t>(config.client_max_window_bits);
+    client_no_takeover_ = config.client_no_context_takeover;
     server_window_bits_ = static_cast<std::uint8_t>(config.server_max_window_bits);
     server_no_takeover_ = config.server_no_context_takeover;
   }
@@ -387,8 +386,14 @@ class WsSession final : public Connection {
     last_read_ = clock::now();
     ping_sent_ = false;
     if (read_done_) return;  // after its close frame or a failure, nothing the client sends counts
-    auto const ec = reader_.feed(bytes, topts().read_message_max, [this](ws::Received const& r) { on_frame(r); });
-    if (ec) fail(ec);
+    // The reader is lent (Pooled) while a frame or message is unfinished: between frames it
+    // holds nothing a new one would not, so an idle connection keeps none.
+    bool const fresh = !reader_;
+    auto& reader = reader_.get();
+    if (fresh) reader = ws::FrameReader(ws::DeflateParams{deflate_, client_window_bits_, client_no_takeover_});
+    if (auto const ec = reader.feed(bytes, topts().read_message_max, [this](ws::Received const& r) { on_frame(r); }))
+      return fail(ec);
+    if (reader.idle()) reader_.release();
   }
 
   void on_frame(ws::Received const& r) {
@@ -446,7 +451,7 @@ class WsSession final : public Connection {
       could send (Autobahn accepts either). */
   void fail(boost::system::error_code ec) {
     read_done_ = true;
-    if (auto const code = reader_.bad_close_code(); code != 0) {
+    if (auto const code = reader_->bad_close_code(); code != 0) {
       ec = beast::websocket::error::bad_close_code;
       if (code >= 5000) {
         log(LogLevel::info, ec, "close code out of range; cut");
@@ -477,10 +482,13 @@ class WsSession final : public Connection {
   /** Take one message and `size` bytes from the client's inbound_rate buckets, or say which one
       holds too little. Data messages, pings and pongs alike. */
   Budget take_budget(std::size_t size) noexcept {
-    auto const now = TokenBucket::clock::now();
     auto const& r = topts().inbound_rate;
-    if (!messages_.take(1, now, {r.messages_per_second, r.message_burst})) return Budget::messages;
-    return bytes_.take(size, now, {r.bytes_per_second, r.byte_burst}) ? Budget::ok : Budget::bytes;
+    switch (budget_.take({1, size}, clock::now(),
+                         {{{r.messages_per_second, r.message_burst}, {r.bytes_per_second, r.byte_burst}}})) {
+      case 0: return Budget::messages;
+      case 1: return Budget::bytes;
+      default: return Budget::ok;
+    }
   }
 
   /// The client went over its inbound_rate (with a ping or a pong: `ping`): an error frame, then 1008.
@@ -563,16 +571,18 @@ class WsSession final : public Connection {
       std::lock_guard lock{out_lock_};
       if (out_closed_) return SendStatus::dropped;
       auto const& l = limits();
-      if (out_count_ + 1 > l.queue_events || out_bytes_ + data.size() > l.queue_bytes) {
+      // 32-bit counts: the connection's own messages are bounded to 4 GiB whatever the limits.
+      if (out_count_ + 1 > std::min<std::size_t>(l.queue_events, UINT32_MAX) ||
+          out_bytes_ + data.size() > std::min<std::size_t>(l.queue_bytes, UINT32_MAX)) {
         out_closed_ = true;
         out_.clear();
         out_count_ = out_bytes_ = 0;
         overflow = true;
       } else {
         ++out_count_;
-        out_bytes_ += data.size();
+        out_bytes_ += static_cast<std::uint32_t>(data.size());
         out_.push(std::move(data), binary);
-        half = out_count_ * 2 > l.queue_events || out_bytes_ * 2 > l.queue_bytes;
+        half = std::size_t{out_count_} * 2 > l.queue_events || std::size_t{out_bytes_} * 2 > l.queue_bytes;
         if (!from_strand && !out_posted_) post = out_posted_ = true;
       }
     }
@@ -611,7 +621,7 @@ class WsSession final : public Connection {
     }
     m = out_.pop();
     --out_count_;
-    out_bytes_ -= m.bytes.size();
+    out_bytes_ -= static_cast<std::uint32_t>(m.bytes.size());
     return true;
   }
 
@@ -634,7 +644,8 @@ class WsSession final : public Connection {
   void pump() {
     if (state() == State::admitting || state() == State::closed || writing_ || close_sent_) return;
     if (pongs_) append(*std::exchange(pongs_, nullptr));
-    if (std::exchange(ping_due_, false) && is_open()) append(ws::ControlFrame(ws::Opcode::ping, {}).bytes());
+    if (ping_due_ && is_open()) append(ws::ControlFrame(ws::Opcode::ping, {}).bytes());
+    ping_due_ = false;
     Out m;
     while (g().scratch.size() < max_gather_bytes && pop_out(m)) {
       if (deflate_) append_message(m.bytes, m.binary);
@@ -819,13 +830,13 @@ class WsSession final : public Connection {
     w.in_flight.clear();
     w.scratch.clear();
     // The 101 is no WebSocket traffic.
-    if (auto const head = std::exchange(head_in_write_, 0); head != 0) bytes -= std::min(bytes, head);
+    if (auto const head = std::exchange(head_in_write_, 0); head != 0) bytes -= std::min<std::size_t>(bytes, head);
     auto const events = std::exchange(w.events, 0);
     if (state() == State::closed) return;
     if (ec) return finish(ec);
     wrote(bytes);
     last_write_ = clock::now();
-    delivered_ += events;
+    delivered_ += static_cast<std::uint32_t>(events);
     if (close_sent_) {
       if (read_done_) teardown();  // else the client's close frame completes the handshake
       return;
@@ -845,8 +856,7 @@ class WsSession final : public Connection {
     flush_events_ = flush == Flush::all;
     if (!flush_events_) drop_batch();
     close_out(/*keep=*/flush != Flush::nothing);
-    close_deadline_ = clock::now() + topts().close_timeout;
-    arm_next_deadline();
+    arm_deadline(clock::now() + topts().close_timeout);  // the close handshake's, kept till the end
     pump();
   }
 
@@ -889,7 +899,8 @@ class WsSession final : public Connection {
       bytes would reset the connection, which can destroy the close frame before the client
       reads it. close_timeout bounds the wait. */
   void teardown() {
-    if (std::exchange(tearing_down_, true)) return;
+    if (tearing_down_) return;
+    tearing_down_ = true;
     auto& sock = lowest_socket(stream_);
     if constexpr (requires(boost::system::error_code& e) { sock.shutdown(net::socket_base::shutdown_send, e); }) {
       boost::system::error_code ignored;
@@ -920,7 +931,7 @@ class WsSession final : public Connection {
     auto const now = clock::now();
     auto at = clock::time_point::max();
     if (state() == State::closing) {
-      at = close_deadline_;
+      at = deadline();  // set by goodbye(); re-armed as it was if it came early
     } else {
       if (auto const wt = write_limit(); writing_ && wt.count() > 0) at = gather_->started + wt;
       if (auto const idle = topts().idle_timeout; idle.count() > 0)
@@ -938,7 +949,7 @@ class WsSession final : public Connection {
     auto const now = clock::now();
     auto const idle = topts().idle_timeout;
     if (state() == State::closing) {
-      if (now >= close_deadline_) {
+      if (now >= deadline()) {
         log(LogLevel::info, reason(), "close handshake timed out");
         return finish(reason());
       }
@@ -972,41 +983,42 @@ class WsSession final : public Connection {
   }
 
   Stream stream_;
-  ws::FrameReader reader_;
+  Pooled<ws::FrameReader> reader_;  // see consume()
   [[no_unique_address]] std::conditional_t<plain_socket, NoBuffer, std::unique_ptr<char[]>> tls_buffer_;
   std::unique_ptr<std::string> pongs_;      // pongs not written yet
   std::unique_ptr<ws::Deflater> deflater_;  // from the first message that is compressed
 
   // The connection's own messages; Session::send fills it from any thread.
   OutQueue out_;
-  std::size_t out_count_ = 0;
-  std::size_t out_bytes_ = 0;
+  std::uint32_t out_count_ = 0;
+  std::uint32_t out_bytes_ = 0;
 
   // Strand-only state.
   Pooled<Gather> gather_;
-  std::size_t head_in_write_ = 0;  // bytes of the 101 in the scratch bytes, until written
-  std::size_t delivered_ = 0;
+  std::uint32_t head_in_write_ = 0;  // bytes of the 101 in the scratch bytes, until written
+  std::uint32_t delivered_ = 0;  // events written since the channel's count was told (one batch)
   clock::time_point last_write_{};
   clock::time_point last_read_{};
-  clock::time_point close_deadline_{};
   // The client's inbound_rate budget.
-  TokenBucket messages_;
-  TokenBucket bytes_;
+  TokenBuckets<2> budget_;  // inbound_rate: messages, bytes
   std::uint16_t echo_code_ = 0;  // the client's close code, echoed; 0 until it closed
   std::uint8_t server_window_bits_ = 15;
+  std::uint8_t client_window_bits_ = 15;  // the reader's permessage-deflate parameters
   SpinLock out_lock_;  // guards out_, out_count_, out_bytes_, out_posted_, out_closed_
   bool out_posted_ = false;
   bool out_closed_ = false;
+  bool deflate_ = false;  // permessage-deflate negotiated (read by enqueue on any thread)
   bool writing_ = false;
-  bool heartbeat_ = false;     // the client asked for heartbeat frames (?heartbeat)
-  bool deflate_ = false;       // permessage-deflate negotiated
-  bool server_no_takeover_ = false;
-  bool flush_events_ = false;
-  bool close_sent_ = false;    // the close frame is written (or being written)
-  bool read_done_ = false;     // the client's close frame was read, or the reading failed
-  bool tearing_down_ = false;
-  bool ping_due_ = false;
-  bool ping_sent_ = false;     // a keepalive ping went out and nothing came since
+  bool heartbeat_ = false;  // the client asked for heartbeat frames (?heartbeat)
+  // Bits touched on the strand only (they share a byte, so no other thread may touch them).
+  bool server_no_takeover_ : 1 = false;
+  bool client_no_takeover_ : 1 = false;
+  bool flush_events_ : 1 = false;
+  bool close_sent_ : 1 = false;  // the close frame is written (or being written)
+  bool read_done_ : 1 = false;   // the client's close frame was read, or the reading failed
+  bool tearing_down_ : 1 = false;
+  bool ping_due_ : 1 = false;
+  bool ping_sent_ : 1 = false;   // a keepalive ping went out and nothing came since
 };
 
 }  // namespace herald::detail
