@@ -262,6 +262,43 @@ TEST_CASE("ws_frame reader: an idle connection holds nothing but the reader itse
   CHECK_FALSE(r.inflating());
 }
 
+TEST_CASE("ws_frame reader: idle only between frames and messages, and as new after recycle", "[unit][websocket]") {
+  // A connection gives its reader back to the pool when idle() (WsSession::consume), so idle()
+  // must be false wherever the reader holds something a new one would not.
+  auto const two = frame(Opcode::text, "first", false) + frame(Opcode::continuation, "second");
+  std::size_t const first = frame(Opcode::text, "first", false).size();
+  auto feed = [](ws::FrameReader& r, std::string bytes) {
+    std::vector<std::string> got;
+    auto const ec = r.feed(std::span<char>(bytes.data(), bytes.size()), 4096,
+                           [&](ws::Received const& m) { got.emplace_back(m.payload); });
+    CHECK_FALSE(ec);
+    return got;
+  };
+  ws::FrameReader r;
+  CHECK(r.idle());
+  CHECK(feed(r, two.substr(0, 1)).empty());  // part of a header
+  CHECK_FALSE(r.idle());
+  CHECK(feed(r, two.substr(1, 4)).empty());  // the length, part of the mask key
+  CHECK_FALSE(r.idle());
+  CHECK(feed(r, two.substr(5, first - 5)).empty());  // the first fragment, whole
+  CHECK_FALSE(r.idle());  // the message is unfinished
+  CHECK(feed(r, two.substr(first)) == std::vector<std::string>{"firstsecond"});
+  CHECK(r.idle());
+
+  ws::FrameReader failed;
+  auto bad = client_frame(0x81, "unmasked", false);
+  CHECK(failed.feed(std::span<char>(bad.data(), bad.size()), 4096, [](auto const&) {}) == herald::error::protocol_error);
+  CHECK_FALSE(failed.idle());
+  CHECK(failed.recycle());
+  CHECK(failed.idle());
+  CHECK(feed(failed, frame(Opcode::text, "again")) == std::vector<std::string>{"again"});
+
+  ws::FrameReader closed;
+  feed(closed, frame(Opcode::close, ""));
+  CHECK(closed.closed());
+  CHECK_FALSE(closed.idle());
+}
+
 TEST_CASE("ws_frame reader: frames RFC 6455 forbids fail with 1002", "[unit][websocket]") {
   struct Case {
     char const* what;
@@ -495,6 +532,7 @@ TEST_CASE("ws_frame reader: permessage-deflate messages inflate, split anywhere"
     // With context takeover the window must be kept; without, nothing is held between messages.
     CHECK(r.inflating() == takeover);
     CHECK(r.buffered() == 0);
+    CHECK(r.idle() == !takeover);  // a connection keeps a reader that holds zlib's window
   }
 }
 
